@@ -1,0 +1,291 @@
+"""The run configuration: one TOML file, read by `--batch` and written by the wizard.
+
+`load_config` validates everything a user can get wrong and raises `UserError` with one line
+naming the key, what was wrong and how to fix it. Relative paths are resolved against the
+config file's folder, so a config works from any current directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+MODALITIES = ("text", "image")
+STRATEGIES = ("auto", "linear-probe", "partial", "full")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TaskConfig:
+    modality: str = "text"
+    train: str = ""
+    validation: float | str = 0.2
+    text_column: str = ""
+    label_column: str = ""
+    problem: str = "single-label"
+
+
+@dataclass
+class ConstraintsConfig:
+    device: str = "auto"
+    max_memory_gb: float | None = None     # None: what the chosen device has
+    max_params_m: float | None = None
+    licenses: list[str] = field(default_factory=list)   # empty: any license
+    offline: bool = False
+
+
+@dataclass
+class ModelConfig:
+    id: str = ""
+
+
+@dataclass
+class TrainConfig:
+    strategy: str = "auto"
+    epochs: int = 3
+    learning_rate: float | str = "auto"
+    batch_size: int | str = "auto"
+    precision: str = "auto"
+    seed: int = 42
+    nproc: int = 1
+    max_length: int = 128       # text: tokens per example
+    image_size: int | str = "auto"   # image: side in pixels; auto = the model's own
+    max_train_samples: int = 0  # 0: all
+
+
+@dataclass
+class OutputConfig:
+    runs_dir: str = ""          # empty: $MODELWIZ_HOME/runs
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: str = ""            # the file this was read from, for messages
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            out[section] = {f.name: getattr(obj, f.name) for f in fields(obj)}
+        return out
+
+    def to_toml(self) -> str:
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                if value is None:
+                    continue
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: a crash mid-write never leaves a half-written config."""
+        from engine.fsutil import atomic_write_text
+
+        path = Path(path)
+        atomic_write_text(path, self.to_toml())
+        return path
+
+
+SECTIONS = {
+    "task": TaskConfig,
+    "constraints": ConstraintsConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "output": OutputConfig,
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def _where(section: str, key: str, source: str) -> str:
+    return f"{source + ': ' if source else ''}[{section}] {key}"
+
+
+def _check_keys(section: str, table: dict[str, Any], allowed: list[str], source: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
+            raise UserError(f"{_where(section, key, source)}: unknown key; {hint}")
+
+
+def _number(section: str, key: str, value: Any, source: str, *, integer: bool = False,
+            minimum: float | None = None, maximum: float | None = None, exclusive_min: bool = False) -> Any:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise UserError(f"{_where(section, key, source)} must be {kind}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{_where(section, key, source)} must be a finite number, got {value!r}")
+    if minimum is not None and (value < minimum or (exclusive_min and value == minimum)):
+        bound = f"greater than {minimum}" if exclusive_min else f"at least {minimum}"
+        raise UserError(f"{_where(section, key, source)} must be {bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{_where(section, key, source)} must be at most {maximum}, got {value!r}")
+    return value
+
+
+def _choice(section: str, key: str, value: Any, choices: tuple[str, ...], source: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise UserError(f"{_where(section, key, source)} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _string(section: str, key: str, value: Any, source: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{_where(section, key, source)} must be a string, got {value!r}")
+    return value
+
+
+def _bool(section: str, key: str, value: Any, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{_where(section, key, source)} must be true or false, got {value!r}")
+    return value
+
+
+def _resolve_path(value: str, base: Path | None) -> str:
+    if not value:
+        return value
+    p = Path(value).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return str(p)
+
+
+def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a Config. Raises UserError on the first problem."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source or 'config'}: expected TOML tables [task], [train], ...")
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = f"did you mean [{close[0]}]?" if close else f"known tables: {', '.join('[' + s + ']' for s in SECTIONS)}"
+            raise UserError(f"{source + ': ' if source else ''}unknown table [{section}]; {hint}")
+        if not isinstance(value, dict):
+            raise UserError(f"{source + ': ' if source else ''}[{section}] must be a table, e.g. [{section}] on its own line")
+        _check_keys(section, value, [f.name for f in fields(SECTIONS[section])], source)
+
+    cfg = Config(source=source)
+    t = raw.get("task", {})
+    task = cfg.task
+    if "modality" in t:
+        task.modality = _choice("task", "modality", t["modality"], MODALITIES, source)
+    if "problem" in t:
+        task.problem = _choice("task", "problem", t["problem"], ("single-label",), source)
+    if "train" in t:
+        task.train = _resolve_path(_string("task", "train", t["train"], source), base_dir)
+    if "validation" in t:
+        v = t["validation"]
+        if isinstance(v, str):
+            task.validation = _resolve_path(v, base_dir)
+        else:
+            task.validation = float(_number("task", "validation", v, source, minimum=0.0, maximum=0.9,
+                                            exclusive_min=True))
+    for key in ("text_column", "label_column"):
+        if key in t:
+            setattr(task, key, _string("task", key, t[key], source))
+
+    c = raw.get("constraints", {})
+    con = cfg.constraints
+    if "device" in c:
+        dev = _string("constraints", "device", c["device"], source)
+        if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
+            raise UserError(f"{_where('constraints', 'device', source)} must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+        con.device = dev
+    if "max_memory_gb" in c:
+        con.max_memory_gb = float(_number("constraints", "max_memory_gb", c["max_memory_gb"], source, minimum=0, exclusive_min=True))
+    if "max_params_m" in c:
+        con.max_params_m = float(_number("constraints", "max_params_m", c["max_params_m"], source, minimum=0, exclusive_min=True))
+    if "licenses" in c:
+        lic = c["licenses"]
+        if not isinstance(lic, list) or not all(isinstance(x, str) for x in lic):
+            raise UserError(f"{_where('constraints', 'licenses', source)} must be a list of strings, e.g. [\"apache-2.0\", \"mit\"]")
+        con.licenses = [x.lower() for x in lic]
+    if "offline" in c:
+        con.offline = _bool("constraints", "offline", c["offline"], source)
+
+    m = raw.get("model", {})
+    if "id" in m:
+        cfg.model.id = _string("model", "id", m["id"], source).strip()
+        if cfg.model.id and (cfg.model.id.startswith((".", "/", "~")) or (base_dir and (base_dir / cfg.model.id).is_dir())):
+            cfg.model.id = _resolve_path(cfg.model.id, base_dir)
+
+    tr = raw.get("train", {})
+    train = cfg.train
+    if "strategy" in tr:
+        train.strategy = _choice("train", "strategy", tr["strategy"], STRATEGIES, source)
+    if "epochs" in tr:
+        train.epochs = _number("train", "epochs", tr["epochs"], source, integer=True, minimum=1, maximum=1000)
+    if "learning_rate" in tr:
+        lr = tr["learning_rate"]
+        if lr != "auto":
+            lr = float(_number("train", "learning_rate", lr, source, minimum=0, exclusive_min=True, maximum=1.0))
+        train.learning_rate = lr
+    if "batch_size" in tr:
+        bs = tr["batch_size"]
+        if bs != "auto":
+            bs = _number("train", "batch_size", bs, source, integer=True, minimum=1, maximum=65536)
+        train.batch_size = bs
+    if "precision" in tr:
+        train.precision = _choice("train", "precision", tr["precision"], PRECISIONS, source)
+    if "seed" in tr:
+        train.seed = _number("train", "seed", tr["seed"], source, integer=True, minimum=0)
+    if "nproc" in tr:
+        train.nproc = _number("train", "nproc", tr["nproc"], source, integer=True, minimum=1, maximum=64)
+    if "max_length" in tr:
+        train.max_length = _number("train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192)
+    if "image_size" in tr:
+        size = tr["image_size"]
+        if size != "auto":
+            size = _number("train", "image_size", size, source, integer=True, minimum=16, maximum=2048)
+        train.image_size = size
+    if "max_train_samples" in tr:
+        train.max_train_samples = _number("train", "max_train_samples", tr["max_train_samples"], source,
+                                          integer=True, minimum=0)
+
+    o = raw.get("output", {})
+    if "runs_dir" in o:
+        cfg.output.runs_dir = _resolve_path(_string("output", "runs_dir", o["runs_dir"], source), base_dir)
+    return cfg
+
+
+def load_config(path: str | Path, *, require_train: bool = True) -> Config:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"config file {path} does not exist; check the path (examples/demo.toml is a working example)")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; pass the path of a .toml config file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file; a config is a TOML text file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML ({exc}); fix the syntax at that line") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    cfg = config_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
+    if require_train and not cfg.task.train:
+        raise UserError(f"{path}: [task] train is missing; set it to your data file (text) or folder (images)")
+    return cfg

@@ -1,0 +1,216 @@
+"""Ranking candidate models for a task on this hardware, with reasons a person can check.
+
+score = 0.50 * quality prior (published benchmark, mapped to [0, 1])
+      + 0.20 * speed (predicted time per epoch on this device)
+      + 0.15 * availability (weights already on disk: no download)
+      + 0.15 * fit of model size to data size (big models on little data overfit and crawl)
+      - language mismatch penalty (English-only model on non-English texts)
+Hard constraints (modality, licenses, parameter cap, offline) remove candidates; models whose
+predicted training peak exceeds the memory budget stay in the list, marked fits = false, after
+all that fit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.plan import Plan, make_plan
+from engine.sources import catalog, local
+from engine.sources.base import Candidate
+
+
+@dataclass
+class Ranked:
+    candidate: Candidate
+    score: float
+    plan: Plan
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.plan.fits
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.candidate
+        return {
+            "id": c.id, "name": c.name, "source": c.source, "modality": c.modality, "arch": c.arch,
+            "score": round(self.score, 4), "params": c.params, "est_train_memory_gb": round(self.plan.memory.total_gb, 2),
+            "memory_budget_gb": self.plan.budget_gb, "fits": self.fits, "license": c.license,
+            "available_offline": c.available_offline, "on_disk": c.on_disk, "path": c.path,
+            "languages": c.languages, "quality": c.quality, "quality_note": c.quality_note,
+            "est_epoch_seconds": self.plan.epoch_seconds, "strategy": self.plan.strategy,
+            "batch_size": self.plan.batch_size, "precision": self.plan.precision, "device": self.plan.device,
+            "reasons": self.reasons, "refs": c.refs,
+        }
+
+
+def _merge_local_with_catalog(cands: list[Candidate], locals_: list[Candidate]) -> list[Candidate]:
+    """A local folder that is a catalog model (same name) inherits its cited metadata."""
+    by_tail = {c.id.split("/")[-1].lower(): c for c in cands}
+    out = list(cands)
+    for lc in locals_:
+        twin = by_tail.get(Path(lc.path or lc.id).name.lower())
+        if twin is not None:
+            merged = Candidate(**{**twin.__dict__})
+            merged.id, merged.path, merged.on_disk, merged.source = lc.id, lc.path, True, "local"
+            merged.name = twin.name
+            merged.params = lc.params or twin.params
+            if lc.license != "unknown":
+                merged.license = lc.license
+            merged.refs = twin.refs + [f"same weights as {twin.id}"]
+            out.append(merged)
+        else:
+            out.append(lc)
+    return out
+
+
+def gather_candidates(modality: str, *, include_torchvision: bool = True) -> list[Candidate]:
+    from engine.sources import hfcache
+
+    cands = catalog.load()
+    cached = {c.id: c for c in hfcache.load()}
+    for c in cands:
+        if c.id in cached:
+            c.on_disk, c.path = True, cached[c.id].path
+    cands += [c for cid, c in cached.items() if cid not in {x.id for x in cands}]
+    cands = _merge_local_with_catalog(cands, local.scan())
+    if modality == "image" and include_torchvision:
+        from engine.sources import torchvision_registry
+
+        cands += torchvision_registry.load()
+    return [c for c in cands if c.modality == modality]
+
+
+def _speed_score(epoch_s: float) -> float:
+    # 1.0 at <= 10 s per epoch, falling by 0.25 per factor of 10
+    return max(0.0, min(1.0, 1.0 - 0.25 * math.log10(max(epoch_s, 10.0) / 10.0)))
+
+
+def _size_fit(params: int, train_size: int) -> tuple[float, str]:
+    m = params / 1e6
+    # rough comfort zone: ~1M parameters per 20 examples is fine; bigger needs more data
+    comfortable = max(30.0, train_size / 20.0)
+    if m <= comfortable:
+        return 1.0, ""
+    ratio = m / comfortable
+    score = max(0.0, 1.0 - 0.3 * math.log2(ratio))
+    return score, f"{m:.0f}M parameters for {train_size} training examples: may overfit, consider more data or a smaller model"
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, language: str = "",
+         candidates: list[Candidate] | None = None) -> list[Ranked]:
+    task, con = config.task, config.constraints
+    cands = candidates if candidates is not None else gather_candidates(task.modality)
+    ranked: list[Ranked] = []
+    for c in cands:
+        if c.modality != task.modality:
+            continue
+        if con.max_params_m and c.params > con.max_params_m * 1e6:
+            continue
+        if con.licenses and c.license not in con.licenses:
+            continue
+        if con.offline and not c.on_disk:
+            continue
+        plan = make_plan(c, config.train, con, hardware, train_size=train_size, num_classes=num_classes)
+        reasons: list[str] = []
+        q = c.quality if c.quality is not None else 0.45
+        reasons.append(f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral")
+        speed = _speed_score(plan.epoch_seconds)
+        reasons.append(f"~{_fmt_time(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
+                       f"{plan.precision})")
+        mem_note = f"predicted peak {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB"
+        reasons.append(mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model"))
+        avail = 1.0 if c.on_disk else 0.0
+        reasons.append("on disk: usable offline" if c.on_disk else "needs a download from the Hugging Face Hub"
+                       if c.source != "torchvision" else "needs a download of torchvision weights")
+        fit, fit_note = _size_fit(c.params, train_size)
+        if fit_note:
+            reasons.append(fit_note)
+        penalty = 0.0
+        if c.modality == "text":
+            if language == "non-en" and not c.multilingual and "en" in c.languages:
+                penalty = 0.3
+                reasons.append("your texts look non-English but this model is English-only")
+            elif language == "non-en" and c.multilingual:
+                reasons.append("multilingual: matches your non-English texts")
+        if c.license not in ("unknown",):
+            reasons.append(f"license {c.license}")
+        score = 0.5 * q + 0.2 * speed + 0.15 * avail + 0.15 * fit - penalty
+        ranked.append(Ranked(c, round(score, 4), plan, reasons))
+    ranked.sort(key=lambda r: (not r.fits, -r.score, r.candidate.params))
+    return ranked
+
+
+def explain_empty(config: Any) -> str:
+    con = config.constraints
+    parts = []
+    if con.offline:
+        parts.append("offline = true (only models already on disk; add a folder to MODELWIZ_MODEL_PATH)")
+    if con.licenses:
+        parts.append(f"licenses = {con.licenses}")
+    if con.max_params_m:
+        parts.append(f"max_params_m = {con.max_params_m}")
+    why = "; ".join(parts) if parts else "no models are known for this modality"
+    return f"no candidate model satisfies the constraints: {why}; relax [constraints] or set [model] id"
+
+
+def resolve_model_choice(config: Any, ranked: list[Ranked]) -> Ranked:
+    if not ranked:
+        raise UserError(explain_empty(config))
+    fitting = [r for r in ranked if r.fits]
+    if not fitting:
+        best = ranked[0]
+        raise UserError(f"no candidate fits in {best.plan.budget_gb:.1f} GB (smallest predicted peak "
+                        f"{min(r.plan.memory.total_gb for r in ranked):.1f} GB); raise [constraints] max_memory_gb or "
+                        "set a smaller [train] batch_size")
+    return fitting[0]
+
+
+def candidate_for_id(model_id: str, modality: str) -> Candidate:
+    """The candidate for an explicit [model] id: a local folder, a torchvision name or a Hub id."""
+    p = Path(os.path.expanduser(model_id))
+    if p.is_dir() or model_id.startswith(("/", "./", "../", "~")):
+        if not local.is_model_folder(p):
+            raise UserError(f"[model] id: {model_id} is not a model folder (needs config.json and "
+                            "model.safetensors); check the path")
+        cand = local.candidate_from_folder(p)
+        if cand is None:
+            raise UserError(f"[model] id: {model_id}/config.json is unreadable; re-save the model with save_pretrained")
+        if cand.modality != modality:
+            raise UserError(f"[model] id: {model_id} is a {cand.modality} model but [task] modality is {modality}")
+        # the folder may be a catalog model: keep its cited metadata
+        merged = _merge_local_with_catalog([c for c in catalog.load()], [cand])
+        return merged[-1]
+    if model_id.startswith("torchvision:"):
+        from engine.sources import torchvision_registry
+
+        for c in torchvision_registry.load():
+            if c.id == model_id:
+                if modality != "image":
+                    raise UserError(f"[model] id: {model_id} is an image model but [task] modality is {modality}")
+                return c
+        raise UserError(f"[model] id: unknown torchvision model '{model_id[12:]}'; e.g. torchvision:resnet18")
+    for c in catalog.load():
+        if c.id == model_id:
+            from engine.sources import hfcache
+
+            cached = {x.id: x for x in hfcache.load()}
+            if model_id in cached:
+                c.on_disk, c.path = True, cached[model_id].path
+            return c
+    if "/" not in model_id and not model_id.count("-") and len(model_id.split()) == 1 and not p.exists():
+        raise UserError(f"[model] id: '{model_id}' is not a folder, a torchvision:NAME or an org/name Hub id")
+    return Candidate(id=model_id, name=model_id.split("/")[-1], source="hub", modality=modality)

@@ -1,0 +1,212 @@
+"""Run directories and the detached trainer process.
+
+A run directory holds `config.toml` (resolved), `events.jsonl`, `status.json`, `checkpoints/`,
+`model/`, `report.json` and `trainer.log`. The trainer is started with `start_new_session=True`
+so it survives the terminal (or SSH session) that started it; any front-end re-attaches by
+reading the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config
+from engine.errors import UserError
+from engine.fsutil import atomic_write_json, read_json
+from engine.paths import default_runs_dir
+
+ACTIVE_STATES = ("queued", "running", "cancelling")
+FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
+CANCEL_FILE = "cancel.request"
+
+
+def runs_dir_for(config: Config | None = None, override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    if config is not None and config.output.runs_dir:
+        return Path(config.output.runs_dir)
+    return default_runs_dir()
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def create_run(config: Config, *, model_id: str, runs_dir: Path | None = None,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Make a run directory holding the resolved config; the model is fixed from here on."""
+    runs_dir = runs_dir or runs_dir_for(config)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create runs folder {runs_dir}: {exc.strerror}; set [output] runs_dir "
+                        "or --runs-dir to a writable folder") from None
+    run_id = new_run_id()
+    run_dir = runs_dir / run_id
+    run_dir.mkdir()
+    config.model.id = model_id
+    config.output.runs_dir = str(runs_dir)
+    config.save(run_dir / "config.toml")
+    write_status(run_dir, run_id=run_id, state="queued", model=model_id, created=time.time(), **(extra or {}))
+    return run_dir
+
+
+def status_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "status.json"
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    return read_json(status_path(run_dir), default={}) or {}
+
+
+def write_status(run_dir: Path, **updates: Any) -> dict[str, Any]:
+    """Merge `updates` into status.json (atomic replace)."""
+    status = read_status(run_dir)
+    status.update(updates)
+    status["updated"] = time.time()
+    atomic_write_json(status_path(run_dir), status)
+    return status
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(int(pid))
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def effective_state(status: dict[str, Any]) -> str:
+    """The state, with a run whose trainer died without saying so reported as `interrupted`."""
+    state = status.get("state", "unknown")
+    if state in ("running", "cancelling") and not pid_alive(status.get("pid")):
+        return "interrupted"
+    if state == "queued" and status.get("pid") and not pid_alive(status.get("pid")):
+        return "interrupted"
+    return state
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    run_dir: Path
+    state: str
+    model: str
+    metrics: dict[str, Any]
+    created: float
+    epoch: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "run_dir": str(self.run_dir), "status": self.state, "model": self.model,
+                "metrics": self.metrics, "created": self.created, "epoch": self.epoch}
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    st = read_status(run_dir)
+    return RunInfo(
+        run_id=st.get("run_id", run_dir.name), run_dir=run_dir, state=effective_state(st),
+        model=st.get("model", "?"), metrics=st.get("best_metrics") or {}, created=st.get("created", 0.0),
+        epoch=st.get("epoch"),
+    )
+
+
+def list_runs(runs_dir: Path) -> list[RunInfo]:
+    if not runs_dir.is_dir():
+        return []
+    runs = [run_info(p) for p in runs_dir.iterdir() if p.is_dir() and status_path(p).is_file()]
+    return sorted(runs, key=lambda r: (r.created, r.run_id))
+
+
+def resolve_run(ref: str, runs_dir: Path) -> Path:
+    """A run id (or unique prefix) in `runs_dir`, or a run directory path."""
+    p = Path(ref).expanduser()
+    if status_path(p).is_file():
+        return p
+    if runs_dir.is_dir():
+        exact = runs_dir / ref
+        if status_path(exact).is_file():
+            return exact
+        matches = [c for c in runs_dir.iterdir() if c.name.startswith(ref) and status_path(c).is_file()]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UserError(f"run id '{ref}' is ambiguous ({len(matches)} runs match); give more of the id")
+    raise UserError(f"no run '{ref}' in {runs_dir}; `modelwiz runs` lists them (use --runs-dir to look elsewhere)")
+
+
+def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] | None = None) -> int:
+    """Start the trainer detached from this terminal; returns its pid."""
+    run_dir = Path(run_dir)
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "engine.trainer", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    # the trainer must find this package even when started from another folder
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    child_env["PYTHONPATH"] = pkg_root + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    log = open(run_dir / "trainer.log", "ab")
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=child_env, cwd=str(run_dir))
+    finally:
+        log.close()
+    write_status(run_dir, state="queued", pid=proc.pid)
+    _REAPABLE[proc.pid] = proc
+    return proc.pid
+
+
+# Children started by this process, so that finished trainers are reaped (no zombies).
+_REAPABLE: dict[int, subprocess.Popen] = {}
+
+
+def reap() -> None:
+    for pid, proc in list(_REAPABLE.items()):
+        if proc.poll() is not None:
+            _REAPABLE.pop(pid, None)
+
+
+def trainer_exit_code(pid: int) -> int | None:
+    proc = _REAPABLE.get(pid)
+    return None if proc is None else proc.poll()
+
+
+def request_cancel(run_dir: Path) -> bool:
+    """Ask a running trainer to stop after the current step (it checkpoints first).
+    Returns False when the run is not active."""
+    status = read_status(run_dir)
+    state = effective_state(status)
+    if state not in ACTIVE_STATES:
+        return False
+    (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
+    pid = status.get("pid")
+    if pid and pid_alive(pid):
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except OSError:
+            pass
+    return True
+
+
+def wait_for_final(run_dir: Path, timeout_s: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap()
+        state = effective_state(read_status(run_dir))
+        if state in FINAL_STATES:
+            return state
+        time.sleep(0.2)
+    return effective_state(read_status(run_dir))

@@ -1,0 +1,100 @@
+"""torchvision's classification weights registry, read offline.
+
+Importing torchvision costs seconds, so the registry is dumped once by a subprocess into a JSON
+cache keyed by the installed torchvision version; later reads are a file read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from engine.fsutil import atomic_write_json, read_json
+from engine.paths import cache_dir
+from engine.sources.base import Candidate
+
+PREFIX = "torchvision:"
+
+
+def dump_registry() -> list[dict[str, Any]]:
+    """Runs in the subprocess: every classification model with DEFAULT weights and their metadata."""
+    import torchvision
+    from torchvision import models
+
+    out = []
+    for name in models.list_models(module=models):
+        try:
+            weights = models.get_model_weights(name).DEFAULT
+        except (ValueError, AttributeError, KeyError):
+            continue
+        meta = weights.meta
+        metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+        crop = getattr(weights.transforms, "keywords", {}).get("crop_size", 224)
+        out.append({
+            "name": name, "weights": str(weights).split(".")[-1], "params": meta.get("num_params", 0),
+            "acc1": metrics.get("acc@1"), "gflops": meta.get("_ops"), "file_size_mb": meta.get("_file_size"),
+            "url": weights.url, "recipe": meta.get("recipe", ""), "min_size": list(meta.get("min_size", (1, 1))),
+            "image_size": int(crop) if isinstance(crop, int) else 224, "categories": len(meta.get("categories") or []),
+        })
+    return [dict(o, torchvision=torchvision.__version__) for o in out]
+
+
+def _cache_file() -> Path | None:
+    try:
+        version = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        return None
+    return cache_dir() / f"torchvision-registry-{version}.json"
+
+
+def registry() -> list[dict[str, Any]]:
+    path = _cache_file()
+    if path is None:
+        return []
+    cached = read_json(path)
+    if isinstance(cached, list):
+        return cached
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "engine.sources.torchvision_registry"], capture_output=True,
+                              text=True, timeout=180, env=env)
+        data = json.loads(proc.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    if isinstance(data, list) and data:
+        atomic_write_json(path, data)
+        return data
+    return []
+
+
+def weights_file(url: str) -> Path:
+    """Where torch.hub keeps a downloaded checkpoint."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch")
+    return Path(torch_home) / "hub" / "checkpoints" / os.path.basename(url)
+
+
+def load() -> list[Candidate]:
+    out = []
+    for m in registry():
+        acc = m.get("acc1")
+        quality = None if acc is None else round(min(1.0, max(0.0, (float(acc) - 55.0) / 35.0)), 3)
+        on_disk = weights_file(m["url"]).is_file()
+        out.append(Candidate(
+            id=PREFIX + m["name"], name=m["name"], source="torchvision", modality="image", arch=m["name"],
+            params=int(m.get("params") or 0), license="bsd-3-clause", languages=[], on_disk=on_disk,
+            path=str(weights_file(m["url"])) if on_disk else None, quality=quality,
+            quality_note=f"ImageNet-1k top-1 {acc}" if acc is not None else "", gflops=m.get("gflops"),
+            image_size=int(m.get("image_size") or 224), refs=[m.get("recipe", "")] if m.get("recipe") else [],
+        ))
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(dump_registry(), sys.stdout)

@@ -1,0 +1,79 @@
+"""The steps every front-end runs, in order: check the data, read the hardware, rank models,
+start a detached training run. `--batch`, `recommend` and the wizard all call these."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config
+from engine.data import DataSummary, TaskData, load_task_data
+from engine.hardware import HardwareReport, detect
+from engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
+from engine.runs import create_run, launch_trainer, runs_dir_for
+
+
+@dataclass
+class Recommendation:
+    data: TaskData
+    hardware: HardwareReport
+    ranked: list[Ranked]
+
+    @property
+    def summary(self) -> DataSummary:
+        return self.data.summary
+
+
+def check_data(config: Config) -> TaskData:
+    return load_task_data(config.task, seed=config.train.seed)
+
+
+def read_hardware(config: Config, runs_dir: str | Path | None = None) -> HardwareReport:
+    return detect(runs_dir or runs_dir_for(config))
+
+
+def recommend(config: Config, *, data: TaskData | None = None, hardware: HardwareReport | None = None) -> Recommendation:
+    data = data or check_data(config)
+    hardware = hardware or read_hardware(config)
+    s = data.summary
+    if config.model.id:
+        cand = candidate_for_id(config.model.id, config.task.modality)
+        ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
+                      candidates=[cand])
+        if not ranked:
+            # the user named this model: constraints inform, they do not veto it
+            relaxed = copy.deepcopy(config)
+            relaxed.constraints.licenses, relaxed.constraints.max_params_m, relaxed.constraints.offline = [], None, False
+            ranked = rank(relaxed, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
+                          candidates=[cand])
+    else:
+        ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
+    return Recommendation(data, hardware, ranked)
+
+
+def choose(config: Config, rec: Recommendation) -> Ranked:
+    return resolve_model_choice(config, rec.ranked)
+
+
+def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
+    """Create the run directory with the resolved config and launch the detached trainer."""
+    cfg = copy.deepcopy(config)
+    plan = choice.plan
+    cfg.train.strategy = plan.strategy
+    cfg.train.batch_size = plan.batch_size
+    cfg.train.learning_rate = plan.learning_rate
+    cfg.train.precision = plan.precision
+    cfg.constraints.device = plan.device
+    if cfg.task.modality == "image":
+        cfg.train.image_size = plan.image_size
+    run_dir = create_run(cfg, model_id=choice.candidate.id, runs_dir=Path(runs_dir) if runs_dir else runs_dir_for(cfg),
+                         extra={"predicted": {"memory_gb": plan.memory.total_gb, "epoch_seconds": plan.epoch_seconds},
+                                "model_name": choice.candidate.name})
+    launch_trainer(run_dir)
+    return run_dir
+
+
+def describe_choice(choice: Ranked) -> dict[str, Any]:
+    return choice.to_dict()
