@@ -1,0 +1,104 @@
+"""Headless runs: validate data, rank, start the detached trainer and follow it to the end.
+
+`run_batch` reports progress through a callback (one dict per event, the same shape as the
+trainer's events) and returns the summary object of the contract. Front-ends decide how to show
+events (JSON lines, a Rich progress bar); this module prints nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.config import Config
+from engine.events import make_event, read_events
+from engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
+                         trainer_exit_code)
+from engine.workflow import choose, recommend, start_run
+
+EventSink = Callable[[dict[str, Any]], None]
+POLL_S = 0.25
+
+
+def run_batch(config: Config, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
+              runs_dir: str | Path | None = None, top: int = 5) -> dict[str, Any]:
+    rec = recommend(config)
+    on_event(make_event("data_checked", **rec.summary.to_dict()))
+    on_event(make_event("hardware", **rec.hardware.to_dict()))
+    on_event(make_event("recommendation", models=[r.to_dict() for r in rec.ranked[:top]]))
+    choice = choose(config, rec)
+    on_event(make_event("model_chosen", **{k: v for k, v in choice.to_dict().items()
+                                           if k in ("id", "name", "source", "score", "est_train_memory_gb", "strategy",
+                                                    "batch_size", "precision", "device", "reasons")}))
+    run_dir = start_run(config, choice, runs_dir=runs_dir)
+    on_event(make_event("run_created", run_id=run_dir.name, run_dir=str(run_dir)))
+    return follow_run(run_dir, on_event, stop=stop)
+
+
+def follow_run(run_dir: Path, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
+               offset: int = 0) -> dict[str, Any]:
+    """Relay a run's events until it finishes; `stop()` true asks the trainer to cancel (it
+    checkpoints first) and keeps following until it has stopped."""
+    events_path = run_dir / "events.jsonl"
+    finished: dict[str, Any] | None = None
+    cancel_sent = False
+    dead_since: float | None = None
+    while finished is None:
+        events, offset = read_events(events_path, offset)
+        for ev in events:
+            on_event(ev)
+            if ev.get("event") == "run_finished":
+                finished = ev
+        if finished is not None:
+            break
+        if stop() and not cancel_sent:
+            cancel_sent = True
+            request_cancel(run_dir)
+        reap()
+        state = effective_state(read_status(run_dir))
+        if state in FINAL_STATES:
+            # give the writer a moment to flush its last event, then stop waiting
+            dead_since = dead_since or time.monotonic()
+            if time.monotonic() - dead_since > 2.0:
+                break
+        time.sleep(POLL_S)
+    return summarize(run_dir, finished)
+
+
+def summarize(run_dir: Path, finished: dict[str, Any] | None) -> dict[str, Any]:
+    status = read_status(run_dir)
+    state = finished.get("status") if finished else effective_state(status)
+    metrics = dict(finished.get("metrics") or {}) if finished else dict(status.get("last_metrics") or {})
+    pid = status.get("pid")
+    exit_code = {"completed": 0, "cancelled": 130}.get(state or "", 1)
+    if finished and finished.get("exit_code"):
+        exit_code = int(finished["exit_code"])
+    elif state == "failed" and pid and trainer_exit_code(pid) == 2:
+        exit_code = 2
+    summary = {
+        "event": "summary", "run_id": status.get("run_id", run_dir.name), "run_dir": str(run_dir), "status": state,
+        "model": status.get("model"), "metrics": {"accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+                                                  **{k: v for k, v in metrics.items() if k not in ("accuracy", "macro_f1")}},
+        "model_path": status.get("model_path") if state == "completed" else None,
+        "exit_code": exit_code,
+    }
+    if state == "failed":
+        summary["error"] = (finished or {}).get("error") or status.get("error") or \
+            f"the trainer stopped unexpectedly; see {run_dir / 'trainer.log'}"
+    return summary
+
+
+def resume_run(run_dir: Path) -> None:
+    """Relaunch an interrupted or cancelled run from its last checkpoint."""
+    from engine.errors import UserError
+
+    state = effective_state(read_status(run_dir))
+    if state in ("running", "queued", "cancelling"):
+        raise UserError(f"run {run_dir.name} is still {state}; `modelwiz attach {run_dir.name}` to watch it")
+    if state == "completed":
+        raise UserError(f"run {run_dir.name} already completed; nothing to resume")
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise UserError(f"run {run_dir.name} has no checkpoint yet (it stopped before its first epoch ended); "
+                        "start a new run with the same config")
+    launch_trainer(run_dir, resume=True)

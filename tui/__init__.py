@@ -1,0 +1,1 @@
+"""modelwiz front-ends: the command line, the Textual wizard and dashboard."""

@@ -1,0 +1,305 @@
+"""The `modelwiz` command: the wizard, headless batch runs and run management.
+
+Exit codes: 0 success, 1 training or internal failure, 2 bad input/config/usage (one line on
+stderr, never a traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+COMMANDS = {
+    "recommend": "rank models for a config (no training)",
+    "hardware": "show detected CPU, RAM, GPUs and disk",
+    "runs": "list runs: id, status, model, best metric",
+    "attach": "open the live dashboard of a run",
+    "resume": "continue an interrupted run from its last checkpoint",
+    "cancel": "stop a running run cleanly (checkpoint kept)",
+    "predict": "predict with a run's exported model",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="modelwiz",
+        description="Pick the right pretrained model for your task and hardware, then fine-tune it with live feedback.",
+        epilog="Run `modelwiz COMMAND --help` for a command's options. Exit codes: 0 success, 1 training "
+               "failure, 2 bad input or usage, 130 interrupted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--demo", action="store_true", help="open the wizard on the built-in demo task (works offline)")
+    p.add_argument("--batch", metavar="CONFIG.toml", help="headless: validate data, rank, fine-tune, export")
+    p.add_argument("--json", action="store_true", help="with --batch: JSON lines on stdout (events, then a summary)")
+    p.add_argument("--runs-dir", metavar="DIR", help="where runs live (default: [output] runs_dir, else $MODELWIZ_HOME/runs)")
+    p.add_argument("--version", action="store_true", help="print the version")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("recommend", help=COMMANDS["recommend"], description=COMMANDS["recommend"])
+    r.add_argument("config", metavar="CONFIG.toml")
+    r.add_argument("--json", action="store_true", help="one JSON object with a 'models' list, best first")
+    r.add_argument("--top", type=int, default=10, metavar="N", help="how many models to show (default 10)")
+
+    h = sub.add_parser("hardware", help=COMMANDS["hardware"], description=COMMANDS["hardware"])
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
+
+    ru = sub.add_parser("runs", help=COMMANDS["runs"], description=COMMANDS["runs"])
+    ru.add_argument("--json", action="store_true")
+    ru.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
+
+    for name in ("attach", "resume", "cancel"):
+        s = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
+        s.add_argument("run", metavar="RUN_ID", help="a run id (or unique prefix) or a run directory")
+        s.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
+        if name == "resume":
+            s.add_argument("--json", action="store_true", help="JSON lines on stdout, like --batch --json")
+            s.add_argument("--detach", action="store_true", help="start the trainer and return at once")
+
+    pr = sub.add_parser("predict", help=COMMANDS["predict"], description=COMMANDS["predict"])
+    pr.add_argument("run", metavar="RUN_ID")
+    pr.add_argument("inputs", metavar="INPUT", nargs="+", help="texts, or image paths for an image model")
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
+    return p
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    from engine.runs import runs_dir_for
+
+    return runs_dir_for(None, getattr(args, "sub_runs_dir", None) or args.runs_dir)
+
+
+def _err(message: str) -> None:
+    print(f"modelwiz: error: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- batch
+
+class _Interrupt:
+    """First Ctrl-C asks the trainer to stop cleanly; the second one stops waiting."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("\nmodelwiz: stopping the run (checkpoint kept); Ctrl-C again to stop waiting", file=sys.stderr)
+        else:
+            raise KeyboardInterrupt
+
+    def requested(self) -> bool:
+        return self.count > 0
+
+
+def _json_sink(ev: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(ev, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _follow(args: argparse.Namespace, start: Callable[[Callable, Callable], dict[str, Any]]) -> int:
+    interrupt = _Interrupt()
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        if args.json:
+            summary = start(_json_sink, interrupt.requested)
+            _json_sink(summary)
+        else:
+            from tui.progress import BatchProgress
+
+            with BatchProgress() as view:
+                summary = start(view.on_event, interrupt.requested)
+            view.print_summary(summary)
+    except KeyboardInterrupt:
+        _err("stopped waiting; the run may still be stopping (see `modelwiz runs`)")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if summary.get("status") == "failed":
+        _err(summary.get("error", "training failed"))
+    return int(summary.get("exit_code", EXIT_FAIL))
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from engine.batch import run_batch
+    from engine.config import load_config
+
+    config = load_config(args.batch)
+    return _follow(args, lambda sink, stop: run_batch(config, sink, stop=stop, runs_dir=args.runs_dir))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.batch import follow_run, resume_run
+    from engine.runs import resolve_run
+
+    run_dir = resolve_run(args.run, _runs_dir(args))
+    offset = (run_dir / "events.jsonl").stat().st_size if (run_dir / "events.jsonl").exists() else 0
+    resume_run(run_dir)
+    if args.detach:
+        print(f"resumed {run_dir.name}; `modelwiz attach {run_dir.name}` to watch it")
+        return EXIT_OK
+    return _follow(args, lambda sink, stop: follow_run(run_dir, sink, stop=stop, offset=offset))
+
+
+# ---------------------------------------------------------------------------------- others
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.workflow import recommend
+
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    config = load_config(args.config)
+    rec = recommend(config)
+    models = [r.to_dict() for r in rec.ranked[: args.top]]
+    if args.json:
+        print(json.dumps({"models": models, "data": rec.summary.to_dict(), "hardware": rec.hardware.to_dict(),
+                          "candidates": len(rec.ranked)}, default=str))
+        return EXIT_OK
+    from tui.progress import print_recommendations
+
+    print_recommendations(rec, models)
+    return EXIT_OK
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from engine.hardware import detect
+
+    report = detect(_runs_dir(args))
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return EXIT_OK
+    from tui.progress import print_hardware
+
+    print_hardware(report)
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from engine.runs import list_runs
+
+    runs = list_runs(_runs_dir(args))
+    if args.json:
+        print(json.dumps({"runs_dir": str(_runs_dir(args)), "runs": [r.to_dict() for r in runs]}))
+        return EXIT_OK
+    from tui.progress import print_runs
+
+    print_runs(runs, _runs_dir(args))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from engine.errors import UserError
+    from engine.runs import effective_state, read_status, request_cancel, resolve_run, wait_for_final
+
+    run_dir = resolve_run(args.run, _runs_dir(args))
+    if not request_cancel(run_dir):
+        raise UserError(f"run {run_dir.name} is not running ({effective_state(read_status(run_dir))}); nothing to cancel")
+    print(f"cancelling {run_dir.name} …", file=sys.stderr)
+    state = wait_for_final(run_dir, timeout_s=120)
+    print(f"{run_dir.name}: {state}" + (f"; `modelwiz resume {run_dir.name}` continues it" if state == "cancelled" else ""))
+    return EXIT_OK if state in ("cancelled", "completed", "failed") else EXIT_FAIL
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from engine.runs import resolve_run
+
+    run_dir = resolve_run(args.run, _runs_dir(args))
+    from tui.app import run_dashboard
+
+    return run_dashboard(run_dir)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from engine.predict import predict
+    from engine.runs import resolve_run
+
+    run_dir = resolve_run(args.run, _runs_dir(args))
+    results = predict(run_dir, args.inputs)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"{r['label']}\t{r['score']:.3f}\t{r['input']}")
+    return EXIT_OK
+
+
+def cmd_wizard(args: argparse.Namespace) -> int:
+    from tui.app import demo_config, run_wizard
+
+    config = demo_config() if args.demo else None
+    return run_wizard(config, demo=args.demo, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.version:
+        from engine import __version__
+
+        print(f"modelwiz {__version__}")
+        return EXIT_OK
+    if args.batch and args.command:
+        raise UsageError("--batch runs on its own; drop the command or the --batch option")
+    if args.batch:
+        return cmd_batch(args)
+    if args.json and not args.command:
+        raise UsageError("--json needs --batch or a command")
+    handlers = {"recommend": cmd_recommend, "hardware": cmd_hardware, "runs": cmd_runs, "attach": cmd_attach,
+                "resume": cmd_resume, "cancel": cmd_cancel, "predict": cmd_predict}
+    if args.command:
+        return handlers[args.command](args)
+    return cmd_wizard(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.errors import TrainingError, UserError
+
+    try:
+        args = build_parser().parse_args(argv)
+        code = dispatch(args)
+    except UsageError as exc:
+        _err(str(exc))
+        code = EXIT_USAGE
+    except UserError as exc:
+        _err(str(exc))
+        code = EXIT_USAGE
+    except TrainingError as exc:
+        _err(str(exc))
+        code = EXIT_FAIL
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # output piped into e.g. `head`: not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, details on request
+        if os.environ.get("MODELWIZ_DEBUG"):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _err(f"internal error: {type(exc).__name__}: {detail} (rerun with MODELWIZ_DEBUG=1 for the traceback)")
+        code = EXIT_FAIL
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()
