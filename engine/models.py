@@ -61,6 +61,7 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def load_for_training(model_id: str, modality: str, label_names: list[str], *, image_size: int | None = None,

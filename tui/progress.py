@@ -51,7 +51,7 @@ class BatchProgress:
         elif kind == "run_created":
             self._line(f"run: {ev['run_id']} in {ev['run_dir']}")
         elif kind == "model":
-            self._line(f"loaded {ev['params'] / 1e6:.1f}M parameters ({ev['trainable_params'] / 1e6:.2f}M trainable) "
+            self._line(f"loaded {count(ev['params'])} parameters ({count(ev['trainable_params'])} trainable) "
                        f"on {ev['device']} in {ev.get('load_seconds', 0):.1f} s")
         elif kind == "plan":
             self.task = self.progress.add_task("training", total=ev["total_steps"], info="")
@@ -78,6 +78,14 @@ class BatchProgress:
             err.print(f"[yellow]cancelled[/]: checkpoint kept; `modelwiz resume {s['run_id']}` continues it")
 
 
+def count(n: float) -> str:
+    """12_345_678 -> '12.3M', 22_051 -> '22.1K'."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(int(n))
+
+
 def _gb(x: float) -> str:
     return f"{x:.1f}"
 
@@ -90,7 +98,7 @@ def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
     for col in ("#", "model", "source", "params", "memory GB", "fits", "score", "license"):
         table.add_column(col, justify="right" if col in ("#", "params", "memory GB", "score") else "left")
     for i, m in enumerate(models, 1):
-        table.add_row(str(i), m["name"], m["source"], f"{m['params'] / 1e6:.0f}M",
+        table.add_row(str(i), m["name"], m["source"], count(m["params"]),
                       f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
                       "[green]yes[/]" if m["fits"] else "[red]no[/]", f"{m['score']:.3f}", m["license"])
     out.print(table)
@@ -125,11 +133,11 @@ def print_runs(runs: list[Any], runs_dir: Path) -> None:
         out.print(f"no runs in {runs_dir}")
         return
     table = Table(header_style="bold")
-    for col in ("run id", "status", "model", "accuracy", "macro-F1", "started"):
-        table.add_column(col)
+    for col in ("run id", "status", "model", "acc", "F1", "started"):
+        table.add_column(col, no_wrap=col in ("run id", "started", "status"), overflow="ellipsis")
     for r in runs:
         acc, f1 = r.metrics.get("accuracy"), r.metrics.get("macro_f1")
         table.add_row(r.run_id, r.state, Path(r.model).name if "/" in r.model and Path(r.model).is_absolute() else r.model,
                       f"{acc:.4f}" if acc is not None else "–", f"{f1:.4f}" if f1 is not None else "–",
-                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "–")
+                      time.strftime("%m-%d %H:%M", time.localtime(r.created)) if r.created else "–")
     out.print(table)

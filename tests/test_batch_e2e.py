@@ -1,0 +1,118 @@
+"""End to end: `modelwiz --batch` on generated, learnable data with tiny models built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write_image_data, write_text_data
+
+pytestmark = pytest.mark.slow
+
+SUMMARY_KEYS = {"run_id", "run_dir", "status", "model", "metrics", "model_path"}
+
+
+def text_config(tmp: Path, model: Path, **train) -> Path:
+    write_text_data(tmp / "data.csv")
+    opts = {"epochs": 12, "learning_rate": 0.002, "batch_size": 16, "max_length": 32, **train}
+    lines = ["[task]", 'train = "data.csv"', "[constraints]", "offline = true", "[model]", f'id = "{model}"', "[train]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
+    lines += ["[output]", 'runs_dir = "runs"']
+    cfg = tmp / "task.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def parse_json_lines(stdout: str) -> list[dict]:
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    return [json.loads(ln) for ln in lines]   # every stdout line must be JSON
+
+
+def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
+    cfg = text_config(tmp_path, tiny_bert)
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = parse_json_lines(proc.stdout)
+    summary = events[-1]
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["status"] == "completed"
+    kinds = [e["event"] for e in events]
+    for kind in ("data_checked", "recommendation", "run_started", "step", "eval", "checkpoint", "exported", "run_finished"):
+        assert kind in kinds, kind
+    # three balanced classes: chance is 1/3
+    assert summary["metrics"]["accuracy"] >= 0.75, summary["metrics"]
+    assert summary["metrics"]["macro_f1"] >= 0.7
+
+    run_dir = Path(summary["run_dir"])
+    for name in ("config.toml", "events.jsonl", "status.json", "report.json", "checkpoints/last.pt", "model/README.md"):
+        assert (run_dir / name).exists(), name
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["metrics"]["accuracy"] == summary["metrics"]["accuracy"]
+    assert len(report["confusion_matrix"]) == 3
+
+    # the export loads without modelwiz and predicts the classes it learned
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=summary["model_path"])
+    preds = [clf(t)[0]["label"] for t in ("the striker scored a goal in the league match",
+                                            "storm and rain in the forecast with strong wind",
+                                            "bake the flour and simmer the garlic sauce")]
+    assert preds == ["sports", "weather", "cooking"]
+
+    # and through modelwiz predict
+    p = run_cli("predict", summary["run_id"], "--runs-dir", str(run_dir.parent), "--json", "coach and referee at the match")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[0])["label"] == "sports"
+
+    runs = run_cli("runs", "--runs-dir", str(run_dir.parent), "--json")
+    listed = json.loads(runs.stdout)["runs"]
+    assert [r["run_id"] for r in listed] == [summary["run_id"]]
+    assert listed[0]["status"] == "completed"
+
+
+def test_image_batch_learns_and_exports(tmp_path, tiny_vit):
+    write_image_data(tmp_path / "images")
+    cfg = tmp_path / "img.toml"
+    cfg.write_text(f"""
+[task]
+modality = "image"
+train = "images"
+validation = 0.25
+[model]
+id = "{tiny_vit}"
+[train]
+epochs = 6
+learning_rate = 0.003
+batch_size = 8
+image_size = 32
+[output]
+runs_dir = "runs"
+""")
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = parse_json_lines(proc.stdout)[-1]
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["accuracy"] >= 0.7, summary["metrics"]
+
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(summary["model_path"]).eval()
+    proc_ = AutoImageProcessor.from_pretrained(summary["model_path"])
+    img = Image.open(next((tmp_path / "images" / "blue_d").glob("*.png"))).convert("RGB")
+    with torch.no_grad():
+        logits = model(**proc_(images=img, return_tensors="pt")).logits
+    assert logits.shape == (1, 3)
+    assert set(model.config.id2label.values()) == {"red_h", "green_v", "blue_d"}
+
+
+def test_batch_without_json_shows_progress_on_stderr(tmp_path, tiny_bert):
+    cfg = text_config(tmp_path, tiny_bert, epochs=1)
+    proc = run_cli("--batch", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert "epoch 1: val loss" in proc.stderr
+    assert "Traceback" not in proc.stderr
