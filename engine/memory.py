@@ -21,6 +21,11 @@ GB = 1024 ** 3
 CUDA_CONTEXT_GB = 0.5        # CUDA context + allocator slack
 CPU_RUNTIME_GB = 0.6         # torch + transformers imported, resident
 CNN_ACT_BYTES_PER_GFLOP = 35e6   # fp32 activation bytes per image per forward GFLOP
+# Eager fp32 training keeps more than the 16-bit formula doubled (fp32 attention scores, GELU and
+# LayerNorm inputs, transient gradients in backward). bench/memory_estimate.py measured 1.9-2.1x
+# on the CPU (BERT-base and all-MiniLM-L6-v2, torch 2.14, transformers 5.23); 16-bit is not yet
+# calibrated on a GPU.
+FP32_ACT_FACTOR = 2.0
 
 
 @dataclass
@@ -61,7 +66,8 @@ def estimate(cand: Any, *, strategy: str = "full", batch_size: int = 16, seq_len
     else:
         trainable = int(params * train_frac) + head_params
 
-    act_bytes_per_elem = 1.0 if precision in ("bf16", "fp16") else 2.0   # multiplier on the 16-bit formula
+    # multiplier on the 16-bit formula
+    act_bytes_per_elem = 1.0 if precision in ("bf16", "fp16") else 2.0 * FP32_ACT_FACTOR
     if cand.modality == "text" or cand.arch in ("vit", "deit", "beit", "dinov2", "swin", "swinv2"):
         if cand.modality == "text":
             s = seq_len
@@ -77,7 +83,8 @@ def estimate(cand: Any, *, strategy: str = "full", batch_size: int = 16, seq_len
         size = image_size or cand.image_size or 224
         gflops = cand.gflops or (params / 1e6) * 0.2
         scale = (size / (cand.image_size or 224)) ** 2
-        full = batch_size * gflops * scale * CNN_ACT_BYTES_PER_GFLOP * (act_bytes_per_elem / 2)
+        half = 0.5 if precision in ("bf16", "fp16") else 1.0
+        full = batch_size * gflops * scale * CNN_ACT_BYTES_PER_GFLOP * half
         activations = full * act_frac + full / max(layers or 20, 1)
 
     weights = params * 4

@@ -362,6 +362,7 @@ class Trainer:
                     save_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler, progress)
                     self.log(f"cancelled at epoch {epoch + 1}, step {progress.global_step}; checkpoint kept")
                     raise Cancelled()
+                _inject_fault(progress.global_step)
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 inputs, y = train_b.make(idx, device)
                 with autocast_for(device, precision):
@@ -460,6 +461,13 @@ class Trainer:
         write_status(self.run_dir, state="completed", model_path=str(model_dir), finished=time.time())
         self.events.emit("run_finished", status="completed", metrics=report["metrics"], model_path=str(model_dir))
         return 0
+
+
+def _inject_fault(step: int) -> None:
+    """Fault tests set MODELWIZ_FAULT_AT_STEP=N to make step N fail like a crashing kernel would."""
+    at = os.environ.get("MODELWIZ_FAULT_AT_STEP")
+    if at and at.isdigit() and step == int(at):
+        raise RuntimeError(f"injected fault at step {step}")
 
 
 def write_model_card(out_dir: Path, cfg: Any, bundle: Any, data: Any, metrics: dict[str, Any], strategy: str) -> None:

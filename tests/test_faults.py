@@ -87,3 +87,74 @@ def test_cancel_stops_cleanly_and_keeps_checkpoint(tmp_path, tiny_bert):
     assert _events(run)[-1]["event"] == "run_finished" and _events(run)[-1]["status"] == "cancelled"
     again = run_cli("cancel", run.name, "--runs-dir", str(run.parent))
     assert again.returncode == 2 and "not running" in again.stderr
+
+
+def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, tiny_bert, epochs=50)
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--batch", str(cfg), "--json", "--runs-dir",
+                             str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "checkpoint":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    lines += [json.loads(ln) for ln in rest.splitlines() if ln.strip()]
+    assert proc.returncode == 130, err
+    summary = lines[-1]
+    assert summary["status"] == "cancelled" and summary["event"] == "summary"
+    assert Path(summary["run_dir"], "checkpoints", "last.pt").is_file()
+    assert "Traceback" not in err
+
+
+def test_training_failure_exits_1_with_one_line(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert, epochs=2)
+    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
+                   env={"MODELWIZ_FAULT_AT_STEP": "3"})
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "failed" and "injected fault at step 3" in summary["error"]
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err_lines) == 1 and "injected fault" in err_lines[0]
+    run_dir = Path(summary["run_dir"])
+    # the traceback is kept for the developer, in the run's log, not on the user's terminal
+    assert "Traceback" in (run_dir / "trainer.log").read_text()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_torchvision_model_from_cached_weights(tmp_path):
+    """The torchvision path: DEFAULT weights found in TORCH_HOME's cache (as after a download),
+    a new head, training, export as a state dict that torchvision loads without modelwiz."""
+    import torch
+    from safetensors.torch import load_file
+    from torchvision import models as tvm
+
+    from conftest import write_image_data
+    from engine.sources.torchvision_registry import weights_file
+
+    weights = tvm.get_model_weights("mobilenet_v3_small").DEFAULT
+    target = weights_file(weights.url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(tvm.get_model("mobilenet_v3_small", weights=None).state_dict(), target)
+
+    write_image_data(tmp_path / "images", n_per_class=12)
+    cfg = tmp_path / "tv.toml"
+    cfg.write_text('[task]\nmodality = "image"\ntrain = "images"\nvalidation = 0.25\n'
+                   '[constraints]\noffline = true\n[model]\nid = "torchvision:mobilenet_v3_small"\n'
+                   '[train]\nepochs = 1\nbatch_size = 8\nimage_size = 64\nlearning_rate = 0.001\n')
+    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "completed"
+    model = tvm.get_model("mobilenet_v3_small", weights=None, num_classes=3)
+    model.load_state_dict(load_file(str(Path(summary["model_path"]) / "model.safetensors")))
+    img = next((tmp_path / "images" / "red_h").glob("*.png"))
+    pred = run_cli("predict", summary["run_id"], str(img), "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert pred.returncode == 0, pred.stderr
+    assert json.loads(pred.stdout)["label"] in ("red_h", "green_v", "blue_d")
