@@ -158,13 +158,16 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
     # the trainer must find this package even when started from another folder
     pkg_root = str(Path(__file__).resolve().parent.parent)
     child_env["PYTHONPATH"] = pkg_root + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    # queued before the child exists, so no reader mistakes the previous state for the outcome
+    write_status(run_dir, state="queued", pid=None, error=None)
     log = open(run_dir / "trainer.log", "ab")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=child_env, cwd=str(run_dir))
     finally:
         log.close()
-    write_status(run_dir, state="queued", pid=proc.pid)
+    if not read_status(run_dir).get("pid"):   # the trainer writes its own pid when it starts
+        write_status(run_dir, pid=proc.pid)
     _REAPABLE[proc.pid] = proc
     return proc.pid
 
