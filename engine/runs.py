@@ -117,7 +117,7 @@ def run_info(run_dir: Path) -> RunInfo:
     st = read_status(run_dir)
     return RunInfo(
         run_id=st.get("run_id", run_dir.name), run_dir=run_dir, state=effective_state(st),
-        model=st.get("model", "?"), metrics=st.get("best_metrics") or {}, created=st.get("created", 0.0),
+        model=st.get("model_name") or Path(st.get("model", "?")).name, metrics=st.get("best_metrics") or {}, created=st.get("created", 0.0),
         epoch=st.get("epoch"),
     )
 

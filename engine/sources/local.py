@@ -102,8 +102,10 @@ def candidate_from_folder(folder: Path, source: str = "local", model_id: str | N
     image_size = cfg.get("image_size", 224)
     if isinstance(image_size, (list, tuple)):
         image_size = image_size[0]
+    # keep symlinks as given: a linked folder's name is the model's name
+    where = str(folder.absolute())
     return Candidate(
-        id=model_id or str(folder.resolve()),
+        id=model_id or where,
         name=folder.name if model_id is None else model_id,
         source=source,
         modality=modality,
@@ -112,7 +114,7 @@ def candidate_from_folder(folder: Path, source: str = "local", model_id: str | N
         license=str(license_).lower() if isinstance(license_, str) else "unknown",
         languages=[str(x) for x in langs] if isinstance(langs, list) else [],
         on_disk=True,
-        path=str(folder.resolve()),
+        path=where,
         hidden_size=int(hidden or 0),
         num_layers=int(num_layers or 0),
         num_heads=int(cfg.get("num_attention_heads") or cfg.get("n_heads") or 0),
