@@ -62,8 +62,9 @@ class BatchProgress:
             self.last_eval = f" · val acc {ev['accuracy']:.3f} F1 {ev['macro_f1']:.3f}"
             self._line(f"epoch {ev['epoch']}: val loss {ev['val_loss']:.4f}, accuracy {ev['accuracy']:.4f}, "
                        f"macro-F1 {ev['macro_f1']:.4f}")
-        elif kind == "log" and ev.get("level") in ("warning", "error", "info"):
-            style = {"warning": "yellow", "error": "red"}.get(ev["level"], "dim")
+        elif kind == "log" and ev.get("level") in ("warning", "info"):
+            # errors are not echoed here: the command ends with them as its one error line
+            style = {"warning": "yellow"}.get(ev["level"], "dim")
             self._line(f"[{style}]{ev['message']}[/]")
         elif kind == "run_started" and ev.get("resumed"):
             self._line("resuming from the last checkpoint")
