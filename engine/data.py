@@ -91,7 +91,7 @@ def _check_file(path: Path, what: str) -> None:
     if not str(path):
         raise UserError(f"no {what} given; set [task] train to a .csv, .tsv or .jsonl file")
     if not path.exists():
-        raise UserError(f"{what} {path} does not exist; check [task] train (relative paths are from the config's folder)")
+        raise UserError(f"{what} {path} does not exist; check the path ([task] train in a config is relative to the config's folder)")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; for text give a .csv/.tsv/.jsonl file, for images set [task] modality = \"image\"")
     size = path.stat().st_size
@@ -114,6 +114,8 @@ def _read_text_file(path: Path) -> str:
 def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of a CSV/TSV/JSONL file."""
     suffix = path.suffix.lower()
+    if path.is_dir() or not path.exists():
+        _check_file(path, "data file")
     if suffix not in TEXT_SUFFIXES:
         raise UserError(f"{path}: unsupported file type '{suffix or 'none'}'; use .csv, .tsv or .jsonl")
     _check_file(path, "data file")

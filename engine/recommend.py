@@ -103,6 +103,8 @@ def _size_fit(params: int, train_size: int) -> tuple[float, str]:
 
 
 def _fmt_time(seconds: float) -> str:
+    if seconds < 1:
+        return "<1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -129,7 +131,8 @@ def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, langu
         q = c.quality if c.quality is not None else 0.45
         reasons.append(f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral")
         speed = _speed_score(plan.epoch_seconds)
-        reasons.append(f"~{_fmt_time(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
+        approx = "" if plan.epoch_seconds < 1 else "~"
+        reasons.append(f"{approx}{_fmt_time(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
                        f"{plan.precision})")
         mem_note = f"predicted peak {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB"
         reasons.append(mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model"))

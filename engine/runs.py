@@ -195,6 +195,7 @@ def request_cancel(run_dir: Path) -> bool:
     if state not in ACTIVE_STATES:
         return False
     (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
+    write_status(run_dir, state="cancelling")
     pid = status.get("pid")
     if pid and pid_alive(pid):
         try:

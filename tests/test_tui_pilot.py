@@ -1,0 +1,381 @@
+"""Pilot tests: the wizard driven by keys only, asserting on state and on what the screen says."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+
+from engine.config import load_config
+from engine.errors import UserError
+from tui import app as app_module
+from tui.app import ModelwizApp, demo_config
+from tui.screens.commands import WizardCommands
+from tui.screens.compare import CompareScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from tui.screens.help import HelpScreen
+from tui_fixtures import walk
+from tui_fixtures.walk import async_test
+from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def table_ids(table: DataTable) -> list[str]:
+    return [table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value for i in range(table.row_count)]
+
+
+@async_test
+async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, runs = walk.make_app(tmp_path, train="")
+    async with app.run_test(size=(80, 24)) as pilot:
+        # 1 · task: type the data path, enter checks it
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task")
+        await pilot.press(*"tickets.csv", "enter")
+        await walk.wait_until(pilot, lambda: app.state.data_ok)
+        summary = app.state.data.summary
+        assert (summary.rows, summary.num_classes, summary.text_column) == (41, 3, "text")
+        assert "1 duplicate texts" in walk.screen_text(app)
+
+        # 2 · hardware: the fake report is shown; cap the model size at 500M parameters
+        await pilot.press("ctrl+n")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "hardware") and app.state.hardware is not None)
+        await walk.settle(pilot)
+        assert "Fake GPU 24GB" in walk.screen_text(app)
+        await pilot.press("tab", "tab", *"500")
+        assert app.state.config.constraints.max_params_m == 500
+
+        # 3 · models: the 7B model is filtered out by the cap
+        await pilot.press("ctrl+n")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "recommend") and app.state.recommendation is not None)
+        await walk.settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        ranked_ids = [r.candidate.id for r in app.state.recommendation.ranked]
+        assert len(ranked_ids) == 6 and "Qwen/Qwen2.5-7B" not in ranked_ids
+        assert table_ids(table) == ranked_ids
+
+        await pilot.press("s")      # sort by score, best first
+        scores = [next(r.score for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
+        assert screen.sort_key == "score" and scores == sorted(scores, reverse=True)
+        await pilot.press("s")      # by size, smallest first
+        params = [next(r.candidate.params for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
+        assert screen.sort_key == "params" and params == sorted(params)
+        assert table_ids(table)[0] == MINILM
+
+        await pilot.press("space", "space")         # mark the two smallest
+        assert screen.marked == table_ids(table)[:2]
+        await pilot.press("c")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert [r.candidate.id for r in app.screen.models] == screen.marked
+        assert "Why" in walk.screen_text(app)
+        await pilot.press("ctrl+b")
+        await walk.settle(pilot)
+        assert app.screen is screen
+
+        await pilot.press("up", "up", "enter")      # back on the smallest model; choose it
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "setup"))
+        await walk.settle(pilot)
+        assert app.state.chosen.candidate.id == MINILM
+
+        # 4 · setup: 5 epochs; the predicted total follows
+        setup = app.screen
+        before = setup.plan
+        assert before.epochs == 3
+        await pilot.press("end", "ctrl+u", "5")
+        assert app.state.config.train.epochs == 5
+        assert setup.plan.epochs == 5 and setup.plan.total_seconds == pytest.approx(5 * before.epoch_seconds)
+        assert "for 5 epochs" in walk.screen_text(app)
+        await pilot.press("tab", "tab", "end", "ctrl+u", *"16")     # batch size 16
+        assert setup.plan.batch_size == 16 and setup.plan.memory.total_gb < before.memory.total_gb
+
+        # 5 · train: the fake start_run writes the recorded run; the dashboard shows its results
+        await pilot.press("ctrl+r")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "dashboard"))
+        dashboard = app.screen
+        await walk.wait_until(pilot, lambda: dashboard.done)
+        await walk.settle(pilot)
+        config, ranked = runs.started[0]
+        assert config.train.epochs == 5 and ranked.plan.epochs == 5 and ranked.plan.batch_size == 16
+        assert ranked.candidate.id == MINILM
+        assert dashboard.progress.final_metrics["accuracy"] == pytest.approx(0.8889)
+        text = walk.screen_text(app)
+        assert re.search(r"Accuracy\s+0\.8889", text) and "completed" in text
+        assert f'modelwiz predict {RUN_ID} "some text"' in text
+        assert "/model" in text
+
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    assert app.exit_notice == ""        # the run had finished: nothing left in the background
+
+
+@async_test
+async def test_bad_data_path_stays_on_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, train="")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        await pilot.press("ctrl+n")                 # nothing typed yet
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task") and "enter the path" in app.screen.error
+
+        await pilot.press(*"no-such.csv", "enter")
+        await walk.settle(pilot)
+        assert "does not exist" in app.screen.error
+        assert "does not exist" in walk.screen_text(app)
+        await pilot.press("ctrl+n")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task") and app.state.data is None
+
+        # a folder, and a validation fraction that is not a number
+        await pilot.press("ctrl+u", ".", "enter")
+        await walk.settle(pilot)
+        assert ".csv" in app.screen.error and app.state.data is None
+        await pilot.press("ctrl+u", *"tickets.csv", "shift+tab", "ctrl+u", *"lots",
+                          "enter")
+        await walk.settle(pilot)
+        assert "validation" in app.screen.error and walk.on_step(app, "task")
+
+        # fixed: the check passes and ctrl+n moves on
+        await pilot.press("ctrl+u", *"0.25", "ctrl+n")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "hardware"))
+        assert app.state.config.task.validation == 0.25
+
+
+@async_test
+async def test_bad_constraints_are_inline_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="hardware")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        await pilot.press("tab", *"lots")                     # max memory
+        assert "not a number" in app.screen.error
+        await pilot.pause()
+        assert "'lots' is not a" in walk.screen_text(app)
+        await pilot.press("ctrl+n")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "hardware")
+        await pilot.press("ctrl+u", *"-3")
+        assert "above 0" in app.screen.error
+        await pilot.press("ctrl+u", "8", "ctrl+n")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "recommend"))
+        assert app.state.config.constraints.max_memory_gb == 8.0
+
+
+@async_test
+async def test_bad_training_settings_are_inline_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, runs = walk.make_app(tmp_path, start="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        setup = app.screen
+        await pilot.press("end", "ctrl+u", *"ten")            # epochs
+        assert "epochs" in setup.error and "not a whole number" in setup.error
+        await pilot.pause()
+        assert "not a whole" in walk.screen_text(app)
+        await pilot.press("ctrl+r")                            # refused: nothing starts
+        await walk.settle(pilot)
+        assert walk.on_step(app, "setup") and runs.started == []
+        await pilot.press("ctrl+u", "2", "tab", "end", "ctrl+u", "0")   # learning rate 0
+        assert "learning rate" in setup.error
+        await pilot.press("ctrl+u", *"3e-5")
+        assert setup.error == "" and app.state.config.train.learning_rate == 3e-5
+        assert app.state.config.train.epochs == 2
+
+
+@async_test
+async def test_dashboard_cancel_asks_then_calls_cancel_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, runs = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        dashboard = app.screen
+        assert dashboard.progress.state == "running" and dashboard.progress.epoch == 1
+        await pilot.press("x")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")                                  # keep training
+        await walk.settle(pilot)
+        assert app.screen is dashboard and runs.cancelled == []
+        await pilot.press("x")
+        await walk.settle(pilot)
+        await pilot.press("y")
+        await walk.settle(pilot)
+        assert runs.cancelled == [app.state.run_dir]
+        assert dashboard.progress.state == "cancelling"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    assert app.exit_notice == f"training continues in the background; modelwiz attach {RUN_ID}"
+
+
+@async_test
+async def test_dashboard_tails_appended_events(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / RUN_ID, state="running", lines=6, pid=__import__("os").getpid())
+    app = ModelwizApp(None, attach=run_dir, theme_dirs=[THEMES])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                              and app.screen.progress.events_seen == 6)
+        dashboard = app.screen
+        assert dashboard.standalone and dashboard.progress.step == 0
+        assert "Back" not in walk.screen_text(app)              # nowhere to go back to
+        lines = (FIXTURES / "events.jsonl").read_text().splitlines(keepends=True)
+        with open(run_dir / "events.jsonl", "a") as fh:         # the trainer writes on
+            fh.write("".join(lines[6:10]))
+            fh.write(lines[10][:20])                            # a half-written line waits
+        await walk.wait_until(pilot, lambda: dashboard.progress.step == 4)
+        assert dashboard.progress.losses == [1.1021, 1.0634, 0.9812, 0.887]
+        with open(run_dir / "events.jsonl", "a") as fh:
+            fh.write(lines[10][20:] + "".join(lines[11:]))
+        await walk.wait_until(pilot, lambda: dashboard.done)
+        assert dashboard.progress.finished["status"] == "completed"
+        assert len(dashboard.progress.evals) == 2
+
+
+@async_test
+async def test_save_config_asks_before_overwriting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app, _ = walk.make_app(tmp_path / "runs", train=str(FIXTURES / "tickets.csv"), start="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        await pilot.press("end", "ctrl+u", "4", "ctrl+s")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, PathDialog)
+        await pilot.press("enter")                              # default: modelwiz.toml here
+        await walk.settle(pilot)
+        saved = tmp_path / "modelwiz.toml"
+        cfg = load_config(saved)
+        assert cfg.train.epochs == 4 and cfg.model.id == MINILM
+        assert cfg.task.train == str(FIXTURES / "tickets.csv")
+
+        await pilot.press("end", "ctrl+u", "7", "ctrl+s")
+        await walk.settle(pilot)
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)           # never overwrite silently
+        await pilot.press("n")
+        await walk.settle(pilot)
+        assert load_config(saved).train.epochs == 4
+
+        await pilot.press("ctrl+s")
+        await walk.settle(pilot)
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        await pilot.press("y")
+        await walk.settle(pilot)
+        assert load_config(saved).train.epochs == 7
+
+
+@async_test
+async def test_help_and_back_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        await pilot.press("question_mark")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        described = dict((d, k) for k, d in app.screen.rows)
+        for desc in ("Choose", "Mark", "Compare", "Sort", "Back", "Quit", "Help"):
+            assert desc in described
+        await pilot.press("q")                                  # closes the help, not the app
+        await walk.settle(pilot)
+        assert walk.on_step(app, "recommend")
+        await pilot.press("ctrl+b")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "hardware")
+        await pilot.press("escape")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task")
+
+
+@async_test
+async def test_command_palette_jumps_and_switches_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        # by keyboard: ctrl+p, type, enter
+        await pilot.press("ctrl+p")
+        await walk.settle(pilot)
+        await pilot.press(*"step 2")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "hardware"))
+        # the provider's other commands, called directly
+        provider = WizardCommands(app.screen)
+        prompts = [str(h.match_display) async for h in provider.search("theme modelwiz-light")]
+        assert any("Switch theme: modelwiz-light" in p for p in prompts)
+        jumps = [str(h.display) async for h in provider.discover() if "Jump" in str(h.display)]
+        assert jumps == ["Jump to step 1: Task", "Jump to step 2: Hardware", "Jump to step 3: Models",
+                         "Jump to step 4: Training setup"]            # no run yet: no dashboard
+        theme_hits = [h async for h in provider.search("switch theme: modelwiz-light")]
+        max(theme_hits, key=lambda h: h.score).command()
+        assert app.theme == "modelwiz-light"
+
+
+@async_test
+async def test_too_small_terminal_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        assert "Terminal too small" not in walk.screen_text(app)
+        await pilot.resize_terminal(59, 24)
+        await walk.settle(pilot)
+        assert "Terminal too small" in walk.screen_text(app)
+        await pilot.resize_terminal(80, 19)
+        await walk.settle(pilot)
+        assert "Terminal too small" in walk.screen_text(app)
+        await pilot.resize_terminal(80, 24)
+        await walk.settle(pilot)
+        assert "Preview" in walk.screen_text(app)
+
+
+@async_test
+async def test_themes_from_files_with_bad_ones_collected(tmp_path: Path) -> None:
+    good = (THEMES / "modelwiz-light.toml").read_text()
+    (tmp_path / "ok.toml").write_text(good.replace('"modelwiz-light"', '"mine"'))
+    (tmp_path / "broken.toml").write_text("name = [")
+    (tmp_path / "nocolor.toml").write_text('name = "x"\nprimary = "not-a-colour"\n')
+    app = ModelwizApp(None, theme_dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert "mine" in app.available_themes
+        assert app.theme == "textual-dark"                      # no modelwiz-dark here: built-in
+        assert sorted(p.split(":")[0] for p in app.theme_problems) == ["broken.toml", "nocolor.toml"]
+        assert len(app._notifications) == 1                     # one notification for all of them
+
+
+@async_test
+async def test_demo_without_demo_config_shows_a_dialog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "DEMO_CONFIG", tmp_path / "missing.toml")
+    with pytest.raises(UserError):
+        demo_config()
+    app = ModelwizApp(None, demo=True, theme_dirs=[THEMES])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert isinstance(app.screen, MessageDialog)
+        assert "missing.toml" in app.screen.message
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task")
+
+
+def test_ui_never_imports_torch() -> None:
+    code = ("import tui.app, sys; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'torchvision')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,120 @@
+"""Snapshot tests: every wizard screen at 80x24 and 120x40, on deterministic data.
+
+Fed by tests/tui_fixtures: a fixed hardware report, tickets.csv, fixed candidates ranked by the
+real engine, and a recorded run (events.jsonl). Each test starts the app at its step with the
+earlier steps' results filled in (the keyboard walk itself is tested in test_tui_pilot.py).
+Regenerate after a deliberate UI change with `pytest tests/test_tui_snapshots.py --snapshot-update`,
+then look at the SVGs in tests/__snapshots__/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from tui_fixtures import walk
+from tui_fixtures.fakes import FIXTURES
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+@pytest.fixture(autouse=True)
+def _in_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the data path is shown as typed ("tickets.csv"), so the screens do not depend on the checkout
+    monkeypatch.chdir(FIXTURES)
+
+
+def then(*keys: str):
+    """run_before: wait for the starting step, press `keys`, settle, stop cursor blinking."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await walk.shown(pilot)
+        if keys:
+            await pilot.press(*keys)
+        await walk.settle(pilot)
+        walk.freeze(pilot.app)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_task(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path)
+    assert snap_compare(app, terminal_size=size, run_before=then())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_hardware(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="hardware")
+    assert snap_compare(app, terminal_size=size, run_before=then())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_recommendations(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    # mark the 1st and 3rd model; the cursor rests on the 4th, whose reasons are shown
+    assert snap_compare(app, terminal_size=size, run_before=then("space", "down", "space"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    assert snap_compare(app, terminal_size=size, run_before=then("space", "space", "space", "c"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_setup(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="setup")
+    assert snap_compare(app, terminal_size=size, run_before=then())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dashboard_finished(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="dashboard")
+    assert snap_compare(app, terminal_size=size, run_before=then())
+
+
+def test_dashboard_running(snap_compare, tmp_path: Path) -> None:
+    # the recorded run cut after epoch 1's checkpoint, status "running" (pid: this test process)
+    app, _ = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then())
+
+
+def test_task_error(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path, train="")
+
+    async def bad_path(pilot: Pilot) -> None:
+        await walk.settle(pilot)
+        await pilot.press(*"no-such-file.csv", "enter")
+        await walk.settle(pilot)
+        walk.freeze(pilot.app)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=bad_path)
+
+
+def test_help(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then("f1"))
+
+
+def test_cancel_dialog(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then("x"))
+
+
+def test_too_small(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path)
+    assert snap_compare(app, terminal_size=(50, 15), run_before=then())
+
+
+def test_light_theme(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path, start="dashboard")
+
+    async def light(pilot: Pilot) -> None:
+        pilot.app.theme = "modelwiz-light"
+        await then()(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=light)

@@ -1,0 +1,230 @@
+"""The modelwiz wizard: a Textual app over the engine's public API.
+
+Entry points used by `tui/cli.py`:
+- `run_wizard(config, demo=..., runs_dir=...)`: the five-step wizard; returns an exit code.
+- `run_dashboard(run_dir)`: the live dashboard alone, for `modelwiz attach RUN`.
+- `ModelwizApp(config, demo=..., runs_dir=..., services=...)`: the app itself; tests inject
+  `Services` fakes (fixed hardware, fixed candidates, a recorded run).
+
+The UI process never imports torch: hardware comes from the engine's probe subprocess, metrics from
+the trainer's event stream.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from engine.config import Config, load_config
+from engine.errors import UserError
+from engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
+from tui import theme as mw_theme
+from tui.screens.commands import WizardCommands
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.dialogs import MessageDialog
+from tui.screens.hardware import HardwareScreen
+from tui.screens.help import HelpScreen, key_rows
+from tui.screens.recommend import RecommendScreen
+from tui.screens.setup import SetupScreen
+from tui.screens.state import STEP_TITLES, STEPS, Services, WizardState
+from tui.screens.task import TaskScreen
+from tui.widgets import MIN_HEIGHT, MIN_WIDTH
+
+__all__ = ["ModelwizApp", "Services", "WizardState", "demo_config", "run_dashboard", "run_wizard"]
+
+ROOMY_HEIGHT = 34     # taller terminals get bigger charts and panes
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
+
+STEP_SCREENS: dict[str, type[Screen]] = {
+    "task": TaskScreen,
+    "hardware": HardwareScreen,
+    "recommend": RecommendScreen,
+    "setup": SetupScreen,
+}
+
+
+def demo_config() -> Config:
+    """The built-in demo task (examples/demo.toml). Raises UserError when it is missing or invalid."""
+    if not DEMO_CONFIG.is_file():
+        raise UserError(f"the demo config {DEMO_CONFIG} is missing; reinstall modelwiz or pass a config file")
+    return load_config(DEMO_CONFIG)
+
+
+class ModelwizApp(App[int]):
+    CSS_PATH = "modelwiz.tcss"
+    TITLE = "modelwiz"
+    COMMANDS = App.COMMANDS | {WizardCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-too-narrow"), (MIN_WIDTH, "-wide-enough")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-too-short"), (MIN_HEIGHT, "-tall-enough"),
+                                                              (ROOMY_HEIGHT, "-roomy")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1,question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, config: Config | None = None, *, demo: bool = False, runs_dir: Path | None = None,
+                 services: Services | None = None, attach: Path | None = None,
+                 theme_dirs: list[Path] | None = None, state: WizardState | None = None,
+                 start_step: str = "task") -> None:
+        """`attach`: show only the dashboard of this run directory. `theme_dirs`: where to look for
+        theme files (default: themes/ and $MODELWIZ_HOME/themes). `state` and `start_step` resume a
+        wizard at a later step (tests use them to show a screen without walking to it)."""
+        super().__init__()
+        self.demo = demo
+        self.runs_dir = Path(runs_dir) if runs_dir else None
+        self.attach_only = attach is not None
+        self._attach = Path(attach) if attach else None
+        self._startup_errors: list[tuple[str, str]] = []
+        if config is None and demo:
+            try:
+                config = demo_config()
+            except UserError as exc:
+                self._startup_errors.append(("Demo unavailable", str(exc)))
+        self.state = state if state is not None else WizardState(config=config or Config())
+        if self.runs_dir is not None:
+            self.state.config.output.runs_dir = str(self.runs_dir)
+        self.start_step = start_step if start_step in STEPS else "task"
+        self.services = (services or Services()).with_runs_dir(self.runs_dir)
+        self._theme_dirs = theme_dirs
+        self.theme_problems: list[str] = []
+        self.current_step: str | None = None
+        self.saved_config: Path | None = None
+        self.exit_notice = ""
+        if demo:
+            self.title = "modelwiz · demo"
+
+    # ------------------------------------------------------------------ start-up
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(mw_theme.VARIABLE_DEFAULTS)
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        if self._attach is not None:
+            self.push_screen(DashboardScreen(self._attach, standalone=True))
+        else:
+            self.goto_step(self.start_step if self.state.reachable(self.start_step) else "task")
+        for title, message in self._startup_errors:
+            self.push_screen(MessageDialog(title, message))
+
+    def _load_themes(self) -> None:
+        dirs = self._theme_dirs if self._theme_dirs is not None else mw_theme.theme_dirs()
+        themes, problems = mw_theme.load_themes(dirs)
+        for t in themes:
+            self.register_theme(t)
+        names = {t.name for t in themes}
+        self.theme = mw_theme.DEFAULT_THEME if mw_theme.DEFAULT_THEME in names else mw_theme.FALLBACK_THEME
+        self.theme_problems = problems
+        if problems:
+            self.notify("Some theme files were skipped:\n" + "\n".join(problems), title="Themes",
+                        severity="warning", timeout=8)
+
+    def set_theme(self, name: str) -> None:
+        if name in self.available_themes:
+            self.theme = name
+
+    # ------------------------------------------------------------------ navigation
+
+    def goto_step(self, step: str) -> None:
+        """Show wizard step `step` (if its inputs exist). Steps 1-4 are installed screens, so each
+        keeps its state when the user moves back and forth; the dashboard is a new reader of the run
+        directory each time (it replays the event history, which is cheap)."""
+        if self.attach_only:
+            return
+        if not self.state.reachable(step):
+            self.notify(f"{STEP_TITLES[step]} is not available yet: finish the earlier steps first.",
+                        severity="warning", timeout=3)
+            return
+        target: Screen | str
+        if step == "dashboard":
+            assert self.state.run_dir is not None
+            target = DashboardScreen(self.state.run_dir)
+        else:
+            if not self.is_screen_installed(step):
+                self.install_screen(STEP_SCREENS[step](), step)
+            target = step
+        # dialogs or a comparison above the current step close first
+        while len(self.screen_stack) > 2 and not self._is_step_screen(self.screen):
+            self.pop_screen()
+        if self.current_step is None or len(self.screen_stack) < 2:
+            self.push_screen(target)
+        else:
+            self.switch_screen(target)
+        self.current_step = step
+
+    def _is_step_screen(self, screen: Screen) -> bool:
+        return isinstance(screen, (DashboardScreen, *STEP_SCREENS.values()))
+
+    def open_dashboard(self, run_dir: Path) -> None:
+        """Show the dashboard of `run_dir` (a run just started, or one picked in the palette)."""
+        run_dir = Path(run_dir)
+        if self.attach_only:
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            self.switch_screen(DashboardScreen(run_dir, standalone=True))
+            return
+        self.state.run_dir = run_dir
+        self.goto_step("dashboard")
+
+    def recent_runs(self, limit: int) -> list[RunInfo]:
+        try:
+            runs = list_runs(runs_dir_for(self.state.config, self.runs_dir))
+        except OSError:
+            return []
+        return list(reversed(runs))[:limit]
+
+    # ------------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        title = STEP_TITLES.get(getattr(screen, "STEP", ""), "") or type(screen).__name__.replace("Screen", "")
+        notes = getattr(screen, "HELP_NOTES", ())
+        self.push_screen(HelpScreen(title, key_rows(screen, self), notes))
+
+    def background_notice(self) -> str:
+        """The message for quitting while a run is still training, '' when none is."""
+        run_dir = self.state.run_dir or self._attach
+        if self.attach_only and isinstance(self.screen, DashboardScreen):
+            run_dir = self.screen.run_dir
+        if run_dir is None:
+            return ""
+        status = read_status(run_dir)
+        if not status or effective_state(status) not in ACTIVE_STATES:
+            return ""
+        run_id = status.get("run_id") or Path(run_dir).name
+        return f"training continues in the background; modelwiz attach {run_id}"
+
+    async def action_quit(self) -> None:
+        notice = self.background_notice()
+        if notice:
+            self.exit_notice = notice
+            self.notify(notice, title="Quitting", timeout=5)
+        self.exit(0)
+
+
+def _run(app: ModelwizApp) -> int:
+    app.run()
+    if app.exit_notice:
+        print(app.exit_notice, file=sys.stderr)
+    code = app.return_code
+    return 0 if code is None else int(code)
+
+
+def run_wizard(config: Config | None, *, demo: bool = False, runs_dir: Path | None = None) -> int:
+    """Run the wizard; returns the process exit code (0 on a normal quit)."""
+    return _run(ModelwizApp(config, demo=demo, runs_dir=runs_dir))
+
+
+def run_dashboard(run_dir: Path) -> int:
+    """The live dashboard of an existing run directory (`modelwiz attach RUN`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "status.json").is_file() and not (run_dir / "events.jsonl").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no status.json or events.jsonl)")
+    return _run(ModelwizApp(None, attach=run_dir))

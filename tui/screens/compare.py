@@ -1,0 +1,87 @@
+"""Side-by-side comparison of marked models: one column per model, one row per attribute."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Iterable
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Static
+
+from engine.recommend import Ranked
+from tui.screens.base import ModelwizScreen
+from tui.screens.recommend import fmt_params, fmt_seconds
+from tui.screens.state import step_label
+
+
+def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
+    def fits(r: Ranked) -> Text:
+        return Text("✓ fits", style="green") if r.fits else Text("✗ too big", style="bold red")
+
+    best_score = max(r.score for r in models)
+    rows: list[tuple[str, list[Text]]] = [
+        ("Model id", [Text(r.candidate.id, overflow="fold") for r in models]),
+        ("Source", [Text(r.candidate.source) for r in models]),
+        ("Architecture", [Text(r.candidate.arch or "?") for r in models]),
+        ("Params", [Text(f"{fmt_params(r.candidate.params)} M") for r in models]),
+        ("Score", [Text(f"{r.score:.3f}", style="bold" if r.score == best_score else "") for r in models]),
+        ("Memory", [Text(f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB") for r in models]),
+        ("Fits", [fits(r) for r in models]),
+        ("Time/epoch", [Text(fmt_seconds(r.plan.epoch_seconds)) for r in models]),
+        ("Plan", [Text(f"{r.plan.strategy} · batch {r.plan.batch_size} · {r.plan.precision} · {r.plan.device}")
+                  for r in models]),
+        ("Benchmark", [Text(r.candidate.quality_note or "none known") for r in models]),
+        ("License", [Text(r.candidate.license) for r in models]),
+        ("Languages", [Text(", ".join(r.candidate.languages) or "?") for r in models]),
+        ("On disk", [Text("yes" if r.candidate.on_disk else "no (download)") for r in models]),
+        ("Why", [Text("\n".join(f"• {x}" for x in r.reasons)) for r in models]),
+    ]
+    return rows
+
+
+def compare_table(models: list[Ranked]) -> Table:
+    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("", style="bold", no_wrap=True)
+    for i, r in enumerate(models, 1):
+        table.add_column(Text(f"{i}. {r.candidate.name}", overflow="fold"), ratio=1)
+    for name, cells in compare_rows(models):
+        table.add_row(name, *cells)
+    return table
+
+
+class CompareScreen(ModelwizScreen):
+    """Dismissed with the chosen candidate id (keys 1-4) or None (back)."""
+
+    HELP_NOTES: ClassVar[tuple[str, ...]] = (
+        "Number keys choose that model and go on to the training setup; ctrl+b, b or Esc go back.",
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+b,b,escape", "back", "Back"),
+        Binding("1", "pick(1)", "Choose 1"),
+        Binding("2", "pick(2)", "Choose 2"),
+        Binding("3", "pick(3)", "Choose 3", show=False),
+        Binding("4", "pick(4)", "Choose 4", show=False),
+    ]
+
+    def __init__(self, models: list[Ranked]) -> None:
+        super().__init__()
+        self.models = models
+
+    def compose_body(self) -> Iterable[Widget]:
+        with VerticalScroll(id="compare-scroll"):
+            yield Static(compare_table(self.models), id="compare-table")
+
+    def on_mount(self) -> None:
+        self.sub_title = step_label("recommend") + " · compare"
+        self.query_one("#compare-scroll").focus()
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_pick(self, n: int) -> None:
+        if 1 <= n <= len(self.models):
+            self.dismiss(self.models[n - 1].candidate.id)

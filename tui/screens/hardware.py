@@ -1,0 +1,253 @@
+"""Step 2 · Hardware: what this machine has (probed in a thread) and the user's constraints."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import ClassVar, Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Label, LoadingIndicator, Select, Static, Switch
+from textual.worker import get_current_worker
+
+from engine.config import Config, ConstraintsConfig
+from engine.hardware import HardwareReport
+from tui.screens.base import StepScreen, error_text
+
+
+def _positive(text: str, what: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what}: '{text}' is not a number; leave it empty for no limit") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what}: must be a number above 0; leave it empty for no limit")
+    return value
+
+
+def parse_constraints(device: str, max_memory: str, max_params: str, licenses: str, offline: bool) -> ConstraintsConfig:
+    """The constraints form as a ConstraintsConfig. Raises ValueError with a one-line message."""
+    licenses_list = [part.strip().lower() for part in licenses.replace(";", ",").split(",") if part.strip()]
+    for lic in licenses_list:
+        if " " in lic:
+            raise ValueError(f"licenses: '{lic}' contains a space; separate licenses with commas")
+    return ConstraintsConfig(
+        device=device or "auto",
+        max_memory_gb=_positive(max_memory, "max memory (GB)"),
+        max_params_m=_positive(max_params, "max parameters (M)"),
+        licenses=licenses_list,
+        offline=offline,
+    )
+
+
+def _fmt_limit(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def hardware_table(hw: HardwareReport) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("CPU", Text(hw.cpu_model))
+    table.add_row("Cores", f"{hw.cpu_cores_physical} physical · {hw.cpu_cores_logical} logical")
+    table.add_row("RAM", f"{hw.ram_total_gb:.1f} GB · {hw.ram_available_gb:.1f} GB available")
+    if hw.gpus:
+        for g in hw.gpus:
+            table.add_row(f"GPU {g.index}", Text(g.name))
+            bf16 = "bf16 ✓" if g.bf16 else "bf16 ✗"
+            table.add_row("", f"{g.total_gb:.1f} GB, {g.free_gb:.1f} free · {bf16}")
+    else:
+        table.add_row("GPU", Text("none detected", style="dim"))
+    table.add_row("MPS", "yes" if hw.mps else "no")
+    table.add_row("Disk", Text(f"{hw.disk_free_gb:.1f} GB free · {hw.disk_path}"))
+    if hw.torch_version:
+        table.add_row("torch", hw.torch_version + (f" · CUDA {hw.cuda_version}" if hw.cuda_version else ""))
+    if hw.probe_error:
+        table.add_row("probe", Text(hw.probe_error, style="bold red"))
+    return table
+
+
+class HardwareScreen(StepScreen):
+    STEP = "hardware"
+    HELP_NOTES: ClassVar[tuple[str, ...]] = (
+        "The accelerator probe imports torch in a separate process; it takes a few seconds.",
+        "Max memory: the training peak must fit (empty: what the device has free).",
+        "Max params: in millions (e.g. 150). Licenses: comma-separated, e.g. apache-2.0, mit.",
+        "Offline: only models already on disk.",
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "detect", "Re-detect"),
+    ]
+    error: str = ""
+
+    class HardwareRead(Message):
+        def __init__(self, report: HardwareReport | None, error: str) -> None:
+            super().__init__()
+            self.report = report
+            self.error = error
+
+    def compose_body(self) -> Iterable[Widget]:
+        con = self.state.config.constraints
+        with Horizontal(id="hw-panels"):
+            with Vertical(id="hw-box") as box:
+                box.border_title = "Detected"
+                yield LoadingIndicator(id="hw-loading")
+                yield Static("", id="hw-info")
+            with Vertical(id="constraints-box") as box:
+                box.border_title = "Constraints"
+                with Horizontal(classes="form-row"):
+                    yield Label("Device", classes="field-label")
+                    yield Select(self._device_options(None), value=self._device_value(None), allow_blank=False,
+                                 compact=True, id="device")
+                with Horizontal(classes="form-row"):
+                    yield Label("Max memory GB", classes="field-label")
+                    yield Input(_fmt_limit(con.max_memory_gb), id="max-memory", compact=True, placeholder="all available")
+                with Horizontal(classes="form-row"):
+                    yield Label("Max params M", classes="field-label")
+                    yield Input(_fmt_limit(con.max_params_m), id="max-params", compact=True, placeholder="no limit")
+                with Horizontal(classes="form-row"):
+                    yield Label("Licenses", classes="field-label")
+                    yield Input(", ".join(con.licenses), id="licenses", compact=True, placeholder="any (e.g. apache-2.0, mit)")
+                with Horizontal(classes="form-row"):
+                    yield Label("Offline only", classes="field-label")
+                    yield Switch(con.offline, id="offline")
+                    yield Static(self._offline_text(con.offline), id="offline-text")
+                yield Static("", id="hw-status", classes="status-line")
+                yield Static("", id="hw-budget")
+
+    def on_mount(self) -> None:
+        self.query_one("#device", Select).focus()
+        if self.state.hardware is None:
+            self.action_detect()
+        else:
+            self._show_hardware(self.state.hardware)
+
+    # ------------------------------------------------------------------ hardware
+
+    def _device_options(self, hw: HardwareReport | None) -> list[tuple[str, str]]:
+        options = [("auto", "auto"), ("cpu", "cpu")]
+        if hw is not None:
+            for g in hw.gpus:
+                options.append((f"cuda:{g.index} {g.name}", f"cuda:{g.index}"))
+            if hw.mps:
+                options.append(("mps", "mps"))
+        current = self.state.config.constraints.device
+        if current not in [value for _, value in options]:
+            options.append((current, current))
+        return options
+
+    def _device_value(self, hw: HardwareReport | None) -> str:
+        return self.state.config.constraints.device or "auto"
+
+    def action_detect(self) -> None:
+        self.query_one("#hw-loading").display = True
+        self.query_one("#hw-info").display = False
+        self._detect(copy.deepcopy(self.state.config))
+
+    @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
+    def _detect(self, config: Config) -> None:
+        worker = get_current_worker()
+        try:
+            report, error = self.services.read_hardware(config), ""
+        except Exception as exc:
+            report, error = None, error_text(exc)
+        if not worker.is_cancelled:
+            self.post_message(self.HardwareRead(report, error))
+
+    @on(HardwareRead)
+    def _hardware_read(self, message: HardwareRead) -> None:
+        self.query_one("#hw-loading").display = False
+        info = self.query_one("#hw-info", Static)
+        info.display = True
+        if message.report is None:
+            info.update(Content.styled(f"✗ {message.error}\nF5 tries again.", "$error"))
+            return
+        self.state.hardware = message.report
+        self._show_hardware(message.report)
+
+    def _show_hardware(self, hw: HardwareReport) -> None:
+        self.query_one("#hw-loading").display = False
+        info = self.query_one("#hw-info", Static)
+        info.display = True
+        info.update(hardware_table(hw))
+        select = self.query_one("#device", Select)
+        value = self.state.config.constraints.device or "auto"
+        with select.prevent(Select.Changed):
+            select.set_options(self._device_options(hw))
+            select.value = value
+        self._validate()
+
+    # ------------------------------------------------------------------ constraints
+
+    def _read_form(self) -> ConstraintsConfig:
+        device = self.query_one("#device", Select).value
+        return parse_constraints(
+            str(device) if isinstance(device, str) else "auto",
+            self.query_one("#max-memory", Input).value,
+            self.query_one("#max-params", Input).value,
+            self.query_one("#licenses", Input).value,
+            self.query_one("#offline", Switch).value,
+        )
+
+    def _validate(self) -> bool:
+        status = self.query_one("#hw-status", Static)
+        try:
+            constraints = self._read_form()
+        except ValueError as exc:
+            self.error = str(exc)
+            status.update(Content("✗ " + self.error))
+            status.set_classes("status-line -error")
+            return False
+        self.error = ""
+        self.state.config.constraints = constraints
+        self.query_one("#offline-text", Static).update(self._offline_text(constraints.offline))
+        status.update("")
+        status.set_classes("status-line")
+        self.query_one("#hw-budget", Static).update(self._budget_text(constraints))
+        return True
+
+    @staticmethod
+    def _offline_text(on: bool) -> Content:
+        return Content(" on: disk only" if on else " off")
+
+    def _budget_text(self, con: ConstraintsConfig) -> Content:
+        hw = self.state.hardware
+        if hw is None:
+            return Content.styled("Reading the hardware …", "$text-muted")
+        device = hw.device_for(con.device)
+        available = hw.memory_gb(device)
+        kind = "free GPU memory" if device.startswith("cuda") else "available RAM"
+        if con.max_memory_gb and con.max_memory_gb < available:
+            budget = f"{con.max_memory_gb:g} GB (your limit; {available:.1f} GB {kind})"
+        else:
+            budget = f"{available:.1f} GB ({kind})"
+        return Content.assemble("Training on ", (device, "bold"), f" · memory budget {budget}")
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Switch.Changed)
+    def _form_changed(self) -> None:
+        self._validate()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._validate()
+
+    def action_next_step(self) -> None:
+        if not self._validate():
+            return
+        if self.state.hardware is None:
+            self.notify("Still reading the hardware; a moment please (F5 re-detects).", severity="warning", timeout=3)
+            return
+        self.mw.goto_step("recommend")

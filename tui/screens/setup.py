@@ -1,0 +1,317 @@
+"""Step 4 · Training setup: strategy, epochs, learning rate, batch size, precision, with the
+predicted memory and time recomputed (engine.plan.make_plan, pure Python) as values change."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import ClassVar, Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from engine.config import PRECISIONS, STRATEGIES, Config, TrainConfig
+from engine.plan import Plan
+from engine.recommend import Ranked
+from tui.screens.base import StepScreen, error_text
+from tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from tui.screens.recommend import fmt_params, fmt_seconds
+
+DEFAULT_SAVE_NAME = "modelwiz.toml"
+
+
+def _int(text: str, what: str, lo: int, hi: int) -> int:
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{what}: '{text}' is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{what}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def parse_train(base: TrainConfig, *, modality: str, strategy: str, epochs: str, learning_rate: str,
+                batch_size: str, precision: str, length: str) -> TrainConfig:
+    """The setup form as a TrainConfig (other fields kept from `base`). Raises ValueError."""
+    out = copy.deepcopy(base)
+    out.strategy = strategy if strategy in STRATEGIES else "auto"
+    out.precision = precision if precision in PRECISIONS else "auto"
+    out.epochs = _int(epochs, "epochs", 1, 1000)
+    lr = learning_rate.strip().lower()
+    if lr in ("", "auto"):
+        out.learning_rate = "auto"
+    else:
+        try:
+            value = float(lr)
+        except ValueError:
+            raise ValueError(f"learning rate: '{learning_rate.strip()}' is not a number (e.g. 5e-5) or auto") from None
+        if not 0 < value <= 1:
+            raise ValueError("learning rate: must be above 0 and at most 1 (e.g. 5e-5)")
+        out.learning_rate = value
+    bs = batch_size.strip().lower()
+    out.batch_size = "auto" if bs in ("", "auto") else _int(bs, "batch size", 1, 65536)
+    if modality == "image":
+        size = length.strip().lower()
+        out.image_size = "auto" if size in ("", "auto") else _int(size, "image size", 16, 2048)
+    else:
+        out.max_length = _int(length, "max length", 8, 8192)
+    return out
+
+
+def plan_table(plan: Plan, r: Ranked, train: TrainConfig, hardware_name: str) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+
+    def auto(value: str, setting: object) -> str:
+        return f"{value} (auto)" if setting == "auto" else value
+
+    m = plan.memory
+    device = plan.device + (f" · {hardware_name}" if hardware_name else "")
+    table.add_row("Device", Text(device))
+    table.add_row("Strategy", auto(plan.strategy, train.strategy))
+    table.add_row("Batch size", auto(str(plan.batch_size), train.batch_size))
+    table.add_row("Precision", auto(plan.precision, train.precision))
+    table.add_row("Learning rate", auto(f"{plan.learning_rate:.0e}", train.learning_rate))
+    fits = Text(" ✓ fits", style="green") if plan.fits else Text(" ✗ does not fit", style="bold red")
+    table.add_row("Memory", Text.assemble(f"{m.total_gb:.2f} of {plan.budget_gb:.1f} GB", fits))
+    table.add_row("", Text(f"weights {m.weights_gb:.2f} · grads {m.gradients_gb:.2f} · optimizer "
+                           f"{m.optimizer_gb:.2f} · activations {m.activations_gb:.2f} · other {m.overhead_gb:.2f}",
+                           style="dim"))
+    table.add_row("Trainable", f"{fmt_params(m.trainable_params)} M of {fmt_params(r.candidate.params)} M params")
+    table.add_row("Time/epoch", f"≈ {fmt_seconds(plan.epoch_seconds)}")
+    table.add_row("Total", f"≈ {fmt_seconds(plan.total_seconds)} for {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}")
+    return table
+
+
+class SetupScreen(StepScreen):
+    STEP = "setup"
+    HELP_NOTES: ClassVar[tuple[str, ...]] = (
+        "Predicted memory and time update as you type; 'auto' picks a value for this model and hardware.",
+        "Strategy: linear-probe trains only a new head; partial also the top third; full everything.",
+        "ctrl+s saves the config as TOML (for `modelwiz --batch`); ctrl+r starts training in a separate "
+        "process that survives closing the terminal.",
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "start", "Train"),
+        Binding("ctrl+s", "save", "Save config"),
+        Binding("ctrl+n", "next_step", "Next", show=False),
+    ]
+
+    class RunStarted(Message):
+        def __init__(self, run_dir: Path | None, error: str) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+            self.error = error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error = ""
+        self.plan: Plan | None = None
+        self.starting = False
+        self._filled_for: tuple[str, str] | None = None
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static("", id="setup-model")
+        with Horizontal(id="setup-panels"):
+            with Vertical(id="setup-form") as form:
+                form.border_title = "Settings"
+                with Horizontal(classes="form-row"):
+                    yield Label("Strategy", classes="field-label")
+                    yield Select([(s, s) for s in STRATEGIES], value="auto", allow_blank=False, compact=True,
+                                 id="strategy")
+                with Horizontal(classes="form-row"):
+                    yield Label("Epochs", classes="field-label")
+                    yield Input("3", id="epochs", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("Learning rate", classes="field-label")
+                    yield Input("auto", id="learning-rate", compact=True, placeholder="auto or e.g. 5e-5")
+                with Horizontal(classes="form-row"):
+                    yield Label("Batch size", classes="field-label")
+                    yield Input("auto", id="batch-size", compact=True, placeholder="auto or e.g. 16")
+                with Horizontal(classes="form-row"):
+                    yield Label("Precision", classes="field-label")
+                    yield Select([(p, p) for p in PRECISIONS], value="auto", allow_blank=False, compact=True,
+                                 id="precision")
+                with Horizontal(classes="form-row"):
+                    yield Label("Max length", classes="field-label", id="length-label")
+                    yield Input("128", id="length", compact=True)
+                yield Static("", id="setup-status", classes="status-line")
+            with VerticalScroll(id="plan-box") as box:
+                box.border_title = "Predicted"
+                yield Static("", id="plan")
+
+    def on_screen_resume(self) -> None:
+        chosen = self.state.chosen
+        if chosen is None:
+            return
+        key = (chosen.candidate.id, self.state.config.task.modality)
+        if self._filled_for != key:
+            self._fill_form()
+            self._filled_for = key
+        self._recompute()
+        self.query_one("#epochs", Input).focus()
+
+    # ------------------------------------------------------------------ form
+
+    def _fill_form(self) -> None:
+        train = self.state.config.train
+        image = self.state.config.task.modality == "image"
+        with self.prevent(Input.Changed, Select.Changed):
+            self.query_one("#strategy", Select).value = train.strategy
+            self.query_one("#precision", Select).value = train.precision
+            self.query_one("#epochs", Input).value = str(train.epochs)
+            self.query_one("#learning-rate", Input).value = str(train.learning_rate)
+            self.query_one("#batch-size", Input).value = str(train.batch_size)
+            self.query_one("#length", Input).value = str(train.image_size if image else train.max_length)
+        self.query_one("#length-label", Label).update("Image size" if image else "Max length")
+        c = self.state.chosen.candidate if self.state.chosen else None
+        if c is not None:
+            self.query_one("#setup-model", Static).update(Content.assemble(
+                ("Model ", "bold"), c.name, f" · {c.source} · {fmt_params(c.params)}M params · license {c.license}",
+                (" · on disk" if c.on_disk else " · will be downloaded", "$text-muted")))
+
+    def _read_form(self) -> TrainConfig:
+        def select(id_: str) -> str:
+            value = self.query_one(id_, Select).value
+            return value if isinstance(value, str) else "auto"
+
+        return parse_train(
+            self.state.config.train, modality=self.state.config.task.modality,
+            strategy=select("#strategy"), precision=select("#precision"),
+            epochs=self.query_one("#epochs", Input).value,
+            learning_rate=self.query_one("#learning-rate", Input).value,
+            batch_size=self.query_one("#batch-size", Input).value,
+            length=self.query_one("#length", Input).value,
+        )
+
+    def _recompute(self) -> bool:
+        """Validate the form into the config and redraw the predicted figures."""
+        status = self.query_one("#setup-status", Static)
+        if self.state.chosen is None:
+            return False
+        try:
+            train = self._read_form()
+        except ValueError as exc:
+            self.error = str(exc)
+            status.update(Content("✗ " + self.error))
+            status.set_classes("status-line -error")
+            return False
+        self.error = ""
+        self.state.config.train = train
+        try:
+            self.plan = self.state.plan_for(self.state.chosen, train)
+        except Exception as exc:      # a plan that cannot be computed is shown, never raised
+            self.error = error_text(exc)
+            status.update(Content("✗ " + self.error))
+            status.set_classes("status-line -error")
+            return False
+        hw = self.state.hardware
+        name = ""
+        if hw is not None and self.plan.device.startswith("cuda"):
+            idx = int(self.plan.device.split(":")[1]) if ":" in self.plan.device else 0
+            name = next((g.name for g in hw.gpus if g.index == idx), "")
+        self.query_one("#plan", Static).update(plan_table(self.plan, self.state.chosen, train, name))
+        if self.starting:
+            return True
+        status.update(Content("ctrl+r starts training · ctrl+s saves the config"))
+        status.set_classes("status-line -info")
+        return True
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _form_changed(self) -> None:
+        self._recompute()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._recompute()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_next_step(self) -> None:
+        self.notify("Press ctrl+r to start training (ctrl+s saves the config first).", timeout=4)
+
+    def action_start(self) -> None:
+        if self.starting:
+            return
+        if not self._recompute():
+            self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
+            return
+        config, ranked = self.state.run_choice()
+        if ranked.plan.fits:
+            self._begin(config, ranked)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._begin(config, ranked)
+
+        self.app.push_screen(ConfirmDialog(
+            "Predicted memory exceeds the budget",
+            f"{ranked.plan.memory.total_gb:.1f} GB predicted, {ranked.plan.budget_gb:.1f} GB available: training "
+            "may run out of memory. Start anyway?"), confirmed)
+
+    def _begin(self, config: Config, ranked: Ranked) -> None:
+        self.starting = True
+        status = self.query_one("#setup-status", Static)
+        status.update(Content("… Starting the trainer …"))
+        status.set_classes("status-line -busy")
+        self._start_worker(config, ranked)
+
+    @work(thread=True, exclusive=True, group="start-run", exit_on_error=False)
+    def _start_worker(self, config: Config, ranked: Ranked) -> None:
+        worker = get_current_worker()
+        try:
+            run_dir, error = self.services.start_run(config, ranked), ""   # type: ignore[misc]
+        except Exception as exc:
+            run_dir, error = None, error_text(exc)
+        if not worker.is_cancelled:
+            self.post_message(self.RunStarted(Path(run_dir) if run_dir else None, error))
+
+    @on(RunStarted)
+    def _run_started(self, message: RunStarted) -> None:
+        self.starting = False
+        self._recompute()
+        if message.run_dir is None:
+            self.app.push_screen(MessageDialog("Could not start training", message.error))
+            return
+        self.mw.open_dashboard(message.run_dir)
+
+    @work(exclusive=True, group="save")
+    async def action_save(self) -> None:
+        if not self._recompute():
+            self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
+            return
+        answer = await self.app.push_screen_wait(PathDialog(
+            "Save the config as TOML", DEFAULT_SAVE_NAME,
+            hint="A path, relative to the current folder · enter saves · Esc / ctrl+b cancels"))
+        if not answer:
+            return
+        path = Path(answer).expanduser()
+        if path.is_dir():
+            path = path / DEFAULT_SAVE_NAME
+        if path.exists():
+            overwrite = await self.app.push_screen_wait(ConfirmDialog(
+                "Overwrite?", f"{path} already exists. Replace it?", yes="Overwrite", no="Keep"))
+            if not overwrite:
+                self.notify("Not saved: the existing file was kept.", timeout=3)
+                return
+        try:
+            self.state.config_to_save().save(path)
+        except OSError as exc:
+            await self.app.push_screen_wait(MessageDialog(
+                "Could not save", f"cannot write {path}: {exc.strerror or exc}"))
+            return
+        self.mw.saved_config = path
+        self.notify(f"Saved {path}. Run it headless: modelwiz --batch {path}", timeout=6)
