@@ -44,7 +44,7 @@ class Bundle:
         return self.model(**batch).logits
 
 
-def resolve_hf_path(model_id: str, *, offline: bool) -> Path:
+def resolve_hf_path(model_id: str, *, offline: bool, progress: Callable[[str], None] | None = None) -> Path:
     """A local folder for a model id: the folder itself, the HF cache, or a download."""
     p = Path(os.path.expanduser(model_id))
     if p.is_dir():
@@ -54,7 +54,7 @@ def resolve_hf_path(model_id: str, *, offline: bool) -> Path:
     cached = cached_model_path(model_id)
     if cached is not None:
         return cached
-    return download_model(model_id, offline=offline)
+    return download_model(model_id, offline=offline, progress=progress)
 
 
 def _quiet_transformers() -> None:
@@ -65,13 +65,13 @@ def _quiet_transformers() -> None:
 
 
 def load_for_training(model_id: str, modality: str, label_names: list[str], *, image_size: int | None = None,
-                      offline: bool = False) -> Bundle:
+                      offline: bool = False, progress: Callable[[str], None] | None = None) -> Bundle:
     num_labels = len(label_names)
     id2label = {i: n for i, n in enumerate(label_names)}
     label2id = {n: i for i, n in enumerate(label_names)}
     if model_id.startswith(TV_PREFIX):
         return _load_torchvision(model_id[len(TV_PREFIX):], num_labels, offline=offline, image_size=image_size)
-    path = resolve_hf_path(model_id, offline=offline)
+    path = resolve_hf_path(model_id, offline=offline, progress=progress)
     _quiet_transformers()
     if modality == "text":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

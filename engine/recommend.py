@@ -206,14 +206,18 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
                     raise UserError(f"[model] id: {model_id} is an image model but [task] modality is {modality}")
                 return c
         raise UserError(f"[model] id: unknown torchvision model '{model_id[12:]}'; e.g. torchvision:resnet18")
+    from engine.sources import hfcache
+
+    cached = {x.id: x for x in hfcache.load()}
     for c in catalog.load():
         if c.id == model_id:
-            from engine.sources import hfcache
-
-            cached = {x.id: x for x in hfcache.load()}
             if model_id in cached:
                 c.on_disk, c.path = True, cached[model_id].path
             return c
+    if model_id in cached:
+        if cached[model_id].modality != modality:
+            raise UserError(f"[model] id: {model_id} is a {cached[model_id].modality} model but [task] modality is {modality}")
+        return cached[model_id]
     if "/" not in model_id and not model_id.count("-") and len(model_id.split()) == 1 and not p.exists():
         raise UserError(f"[model] id: '{model_id}' is not a folder, a torchvision:NAME or an org/name Hub id")
     return Candidate(id=model_id, name=model_id.split("/")[-1], source="hub", modality=modality)

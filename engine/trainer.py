@@ -317,7 +317,7 @@ class Trainer:
         t0 = time.time()
         image_size = None if tr.image_size == "auto" else int(tr.image_size)
         bundle = models.load_for_training(cfg.model.id, cfg.task.modality, data.label_names, image_size=image_size,
-                                          offline=cfg.constraints.offline)
+                                          offline=cfg.constraints.offline, progress=self.log)
         strategy = tr.strategy if tr.strategy != "auto" else "full"
         trainable = select_trainable(bundle, strategy)
         total_params = sum(p.numel() for p in bundle.model.parameters())

@@ -116,3 +116,32 @@ def test_batch_without_json_shows_progress_on_stderr(tmp_path, tiny_bert):
     assert proc.stdout == ""
     assert "epoch 1: val loss" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_batch_downloads_a_hub_model_then_works_offline(tmp_path, tiny_bert):
+    """A Hub id in [model] id: the trainer downloads it (real huggingface_hub against a fake Hub on
+    loopback), trains and exports; a second run finds it in the HF cache with the Hub gone."""
+    from fakehub import FakeHub
+
+    write_text_data(tmp_path / "data.csv")
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[task]\ntrain = "data.csv"\n[model]\nid = "tiny-org/tiny-bert"\n'
+                   '[train]\nepochs = 1\nbatch_size = 16\nmax_length = 32\nlearning_rate = 0.002\n')
+    env = {"HF_HUB_OFFLINE": "0"}
+    with FakeHub() as hub:
+        hub.add_repo("tiny-org/tiny-bert", tiny_bert)
+        env["HF_ENDPOINT"] = hub.endpoint
+        proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        fetched = [r.path for r in hub.requests if "/resolve/" in r.path]
+    events = parse_json_lines(proc.stdout)
+    assert events[-1]["status"] == "completed"
+    assert any(f.endswith("model.safetensors") for f in fetched)
+    assert any(e["event"] == "log" and "download" in e["message"] for e in events)
+
+    # the Hub is gone; offline = true still works from the cache, and the ranking sees it on disk
+    cfg.write_text(cfg.read_text().replace("[train]", "[constraints]\noffline = true\n[train]"))
+    again = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    chosen = [e for e in parse_json_lines(again.stdout) if e["event"] == "recommendation"][0]["models"][0]
+    assert chosen["id"] == "tiny-org/tiny-bert" and chosen["available_offline"]
