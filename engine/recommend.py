@@ -102,7 +102,10 @@ def _size_fit(params: int, train_size: int) -> tuple[float, str]:
     return score, f"{m:.0f}M parameters for {train_size} training examples: may overfit, consider more data or a smaller model"
 
 
-def _fmt_time(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    """A duration as people read it: '<1 s', '35 s', '12 min', '1.5 h' ('?' when unknown)."""
+    if seconds < 0:
+        return "?"
     if seconds < 1:
         return "<1 s"
     if seconds < 90:
@@ -132,7 +135,7 @@ def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, langu
         reasons.append(f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral")
         speed = _speed_score(plan.epoch_seconds)
         approx = "" if plan.epoch_seconds < 1 else "~"
-        reasons.append(f"{approx}{_fmt_time(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
+        reasons.append(f"{approx}{format_seconds(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
                        f"{plan.precision})")
         mem_note = f"predicted peak {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB"
         reasons.append(mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model"))

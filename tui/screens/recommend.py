@@ -18,6 +18,7 @@ from textual.worker import get_current_worker
 from engine.config import Config
 from engine.data import TaskData
 from engine.hardware import HardwareReport
+from engine.recommend import format_seconds as fmt_seconds
 from engine.recommend import Ranked, explain_empty
 from engine.workflow import Recommendation
 from tui.screens.base import StepScreen, error_text
@@ -49,18 +50,6 @@ def fmt_params(params: int) -> str:
         return "?"
     m = params / 1e6
     return f"{m:.0f}" if m >= 100 else f"{m:.1f}"
-
-
-def fmt_seconds(seconds: float) -> str:
-    if seconds < 0:
-        return "?"
-    if seconds < 1:
-        return "<1 s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def details_content(r: Ranked) -> Content:
