@@ -103,10 +103,18 @@ def flops_per_sample(cand: Any, *, strategy: str, seq_len: int, image_size: int 
     """Training FLOPs per example: 2*N*T forward plus 4*N*T backward for trained parts."""
     params = max(int(cand.params or 0), 1)
     if cand.modality == "text":
-        embed = (cand.vocab_size or 0) * (cand.hidden_size or 0)
-        compute_params = max(params - embed, params * 0.2)
         tokens = seq_len
-        fwd = 2 * compute_params * tokens
+        h, layers = int(cand.hidden_size or 0), int(cand.num_layers or 0)
+        if h and layers:
+            # from the architecture, not the parameter count: models that share weights across
+            # layers (ALBERT) compute far more than their parameter count suggests
+            inter = int(cand.intermediate_size or 4 * h)
+            per_token_layer = 2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h
+            fwd = tokens * layers * per_token_layer
+        else:
+            embed = (cand.vocab_size or 0) * (cand.hidden_size or 0)
+            compute_params = max(params - embed, params * 0.2)
+            fwd = 2 * compute_params * tokens
     else:
         size = image_size or cand.image_size or 224
         gflops = cand.gflops or (params / 1e6) * 0.2

@@ -1,7 +1,7 @@
 """Ranking candidate models for a task on this hardware, with reasons a person can check.
 
-score = 0.50 * quality prior (published benchmark, mapped to [0, 1])
-      + 0.20 * speed (predicted time per epoch on this device)
+score = 0.40 * quality prior (published benchmark, mapped to [0, 1])
+      + 0.30 * speed (predicted time per epoch on this device)
       + 0.15 * availability (weights already on disk: no download)
       + 0.15 * fit of model size to data size (big models on little data overfit and crawl)
       - language mismatch penalty (English-only model on non-English texts)
@@ -87,8 +87,8 @@ def gather_candidates(modality: str, *, include_torchvision: bool = True) -> lis
 
 
 def _speed_score(epoch_s: float) -> float:
-    # 1.0 at <= 10 s per epoch, falling by 0.25 per factor of 10
-    return max(0.0, min(1.0, 1.0 - 0.25 * math.log10(max(epoch_s, 10.0) / 10.0)))
+    # 1.0 at <= 30 s per epoch, falling by 0.4 per factor of 10 (0 beyond ~5 hours)
+    return max(0.0, min(1.0, 1.0 - 0.4 * math.log10(max(epoch_s, 30.0) / 30.0)))
 
 
 def _size_fit(params: int, train_size: int) -> tuple[float, str]:
@@ -154,7 +154,7 @@ def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, langu
                 reasons.append("multilingual: matches your non-English texts")
         if c.license not in ("unknown",):
             reasons.append(f"license {c.license}")
-        score = 0.5 * q + 0.2 * speed + 0.15 * avail + 0.15 * fit - penalty
+        score = 0.4 * q + 0.3 * speed + 0.15 * avail + 0.15 * fit - penalty
         ranked.append(Ranked(c, round(score, 4), plan, reasons))
     ranked.sort(key=lambda r: (not r.fits, -r.score, r.candidate.params))
     return ranked

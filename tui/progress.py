@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -95,9 +96,12 @@ def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
     s = rec.summary
     out.print(f"[bold]{s.rows}[/] examples · {s.num_classes} classes · {rec.hardware.device_for()} · "
               f"{len(rec.ranked)} candidates")
-    table = Table(show_lines=False, header_style="bold")
-    for col in ("#", "model", "source", "params", "memory GB", "fits", "score", "license"):
-        table.add_column(col, justify="right" if col in ("#", "params", "memory GB", "score") else "left")
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, collapse_padding=True)
+    widths = {"#": 2, "model": 22, "source": 7, "params": 6, "mem GB": 9, "fit": 3, "score": 5, "license": 10}
+    for col, width in widths.items():
+        table.add_column(col, justify="right" if col in ("#", "params", "mem GB", "score") else "left",
+                         no_wrap=True, overflow="ellipsis", min_width=width if col != "license" else None,
+                         max_width=width if col in ("license", "model") else None)
     for i, m in enumerate(models, 1):
         table.add_row(str(i), m["name"], m["source"], count(m["params"]),
                       f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
