@@ -254,6 +254,9 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
         train.seed = _number("train", "seed", tr["seed"], source, integer=True, minimum=0)
     if "nproc" in tr:
         train.nproc = _number("train", "nproc", tr["nproc"], source, integer=True, minimum=1, maximum=64)
+        if train.nproc > 1:
+            raise UserError(f"{_where('train', 'nproc', source)} = {train.nproc}: multi-process (DDP) training is not "
+                            "supported yet; set nproc = 1")
     if "max_length" in tr:
         train.max_length = _number("train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192)
     if "image_size" in tr:

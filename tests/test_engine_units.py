@@ -232,3 +232,9 @@ def test_torchvision_registry_is_read_offline():
     r18 = cands["resnet18"]
     assert r18.params == 11_689_512 and r18.quality is not None and r18.license == "bsd-3-clause"
     assert not r18.on_disk
+
+
+def test_unsupported_nproc_is_refused_not_ignored():
+    with pytest.raises(UserError, match="not supported yet"):
+        config_from_dict({"train": {"nproc": 2}})
+    assert config_from_dict({"train": {"nproc": 1}}).train.nproc == 1
