@@ -140,7 +140,9 @@ async def test_bad_data_path_stays_on_task(tmp_path: Path, monkeypatch: pytest.M
         # a folder, and a validation fraction that is not a number
         await pilot.press("ctrl+u", ".", "enter")
         await walk.settle(pilot)
-        assert ".csv" in app.screen.error and app.state.data is None
+        # a folder means image data: the modality follows, and this folder has no class folders
+        assert "no class sub-folders" in app.screen.error and app.state.data is None
+        assert app.state.config.task.modality == "image"
         await pilot.press("ctrl+u", *"tickets.csv", "shift+tab", "ctrl+u", *"lots",
                           "enter")
         await walk.settle(pilot)

@@ -54,6 +54,18 @@ class PathSuggester(Suggester):
         return value + rest if rest else None
 
 
+def guess_modality(path: str) -> str:
+    """'image' for an existing folder, 'text' for a .csv/.tsv/.jsonl file, '' when unsure."""
+    if not path:
+        return ""
+    p = Path(path)
+    if p.is_dir():
+        return "image"
+    if p.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson"):
+        return "text"
+    return ""
+
+
 def parse_validation(text: str) -> float | str:
     """A fraction in (0, 0.9], or the path of a validation file/folder. Raises ValueError."""
     text = text.strip()
@@ -145,6 +157,14 @@ class TaskScreen(StepScreen):
         task.modality = str(modality) if modality in ("text", "image") else "text"
         path = self.query_one("#path", Input).value.strip()
         task.train = str(Path(path).expanduser()) if path else ""
+        guessed = guess_modality(task.train)
+        if guessed and guessed != task.modality:
+            # a folder of class folders is image data, a table file is text: follow the data
+            task.modality = guessed
+            with self.prevent(Select.Changed):
+                self.query_one("#modality", Select).value = guessed
+            self._toggle_columns(guessed)
+            self.notify(f"Modality set to {guessed} to match {Path(path).name or path}.", timeout=4)
         if task.modality == "text":
             task.text_column = self.query_one("#text-column", Input).value.strip()
             task.label_column = self.query_one("#label-column", Input).value.strip()
