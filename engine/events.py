@@ -12,10 +12,9 @@ fields listed for its type in EVENT_FIELDS.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -82,10 +81,6 @@ class EventWriter:
         self._fh.flush()
         return event
 
-    def sync(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
@@ -122,17 +117,3 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
             events.append(obj)
     return events, offset + end + 1
 
-
-def follow(path: str | Path, *, poll_s: float = 0.2, stop: Any = None) -> Iterator[dict[str, Any]]:
-    """Yield events as they are appended until `stop()` returns true or a run_finished event."""
-    offset = 0
-    while True:
-        events, offset = read_events(path, offset)
-        for ev in events:
-            yield ev
-            if ev.get("event") == "run_finished":
-                return
-        if stop is not None and stop():
-            return
-        if not events:
-            time.sleep(poll_s)

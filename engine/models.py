@@ -251,7 +251,6 @@ def load_exported(model_dir: Path) -> Bundle:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         raise UserError(f"{model_dir} holds no exported model (modelwiz.json missing); did the run finish?") from None
-    _quiet_transformers() if meta.get("format") != "torchvision" else None
     if meta["format"] == "torchvision":
         from safetensors.torch import load_file
         from torchvision import models as tvm
@@ -260,6 +259,7 @@ def load_exported(model_dir: Path) -> Bundle:
         model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
         return Bundle("torchvision", model.eval(), str(model_dir), image_size=meta["image_size"],
                       mean=tuple(meta["mean"]), std=tuple(meta["std"]), arch=meta["arch"])
+    _quiet_transformers()
     if meta["format"] == "hf-text":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

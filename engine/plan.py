@@ -64,11 +64,17 @@ def default_learning_rate(strategy: str, params: int) -> float:
     return 3e-5 if params >= 200e6 else 5e-5 if params >= 60e6 else 1e-4
 
 
-def make_plan(cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, *, train_size: int,
-              num_classes: int) -> Plan:
+def memory_budget(hardware: Any, constraints: Any) -> tuple[str, float, float]:
+    """(device, memory available on it, budget): the budget is the user's limit when lower."""
     device = hardware.device_for(constraints.device) if hardware is not None else "cpu"
     available = hardware.memory_gb(device) if hardware is not None else 8.0
     budget = min(available, constraints.max_memory_gb) if constraints.max_memory_gb else available
+    return device, available, budget
+
+
+def make_plan(cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, *, train_size: int,
+              num_classes: int) -> Plan:
+    device, _, budget = memory_budget(hardware, constraints)
     strategy = resolve_strategy(train_cfg.strategy, train_size, num_classes)
     precision = resolve_precision(train_cfg.precision, device, hardware)
     max_length = min(int(train_cfg.max_length), int(cand.max_length or 512))

@@ -198,7 +198,7 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
         if cand.modality != modality:
             raise UserError(f"[model] id: {model_id} is a {cand.modality} model but [task] modality is {modality}")
         # the folder may be a catalog model: keep its cited metadata
-        merged = _merge_local_with_catalog([c for c in catalog.load()], [cand])
+        merged = _merge_local_with_catalog(catalog.load(), [cand])
         return merged[-1]
     if model_id.startswith("torchvision:"):
         from engine.sources import torchvision_registry

@@ -244,6 +244,8 @@ class Trainer:
         self.events = EventWriter(run_dir / "events.jsonl")
         self.cancel_requested = False
         self.ckpt_path = run_dir / "checkpoints" / "last.pt"
+        self.last_record: dict[str, Any] = {}    # metrics of the latest evaluation, for cancel/finish
+        self.last_eval: dict[str, Any] = {}      # full metrics (confusion matrix, per class)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.cancel_requested = True
@@ -264,7 +266,7 @@ class Trainer:
             result = self._train()
         except Cancelled:
             write_status(self.run_dir, state="cancelled")
-            self.events.emit("run_finished", status="cancelled", metrics=self._last_metrics(),
+            self.events.emit("run_finished", status="cancelled", metrics=self.last_record,
                              checkpoint=str(self.ckpt_path) if self.ckpt_path.exists() else None)
             return 130
         except UserError as exc:
@@ -282,9 +284,6 @@ class Trainer:
         finally:
             self.events.close()
         return result
-
-    def _last_metrics(self) -> dict[str, Any]:
-        return getattr(self, "_metrics", {})
 
     def _train(self) -> int:
         cfg = load_config(self.run_dir / "config.toml")
@@ -345,7 +344,7 @@ class Trainer:
             progress = load_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler)
             self.log(f"resumed from epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}, "
                      f"step {progress.global_step}")
-        self._metrics = dict(progress.best)
+        self.last_record = dict(progress.best)
 
         train_b = Batches(bundle, data.train.items, data.train.labels, max_length=tr.max_length, train=True)
         val_b = Batches(bundle, data.val.items, data.val.labels, max_length=tr.max_length, train=False)
@@ -402,13 +401,13 @@ class Trainer:
             progress.history.append(record)
             if not progress.best or record["macro_f1"] >= progress.best.get("macro_f1", -1):
                 progress.best = dict(record)
-            self._metrics = record
+            self.last_record = record
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
             save_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler, progress)
             self.events.emit("checkpoint", epoch=epoch + 1, step=progress.global_step, path=str(self.ckpt_path))
             write_status(self.run_dir, best_metrics={k: record[k] for k in ("accuracy", "macro_f1")},
                          last_metrics=record)
-            self._last_eval = metrics
+            self.last_eval = metrics
 
         return self._finish(cfg, bundle, data, progress, device, precision, strategy, batch_size, lr, trainable,
                             total_params)
@@ -440,7 +439,7 @@ class Trainer:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         models.export(bundle, tmp_dir, data.label_names)
         final = progress.history[-1] if progress.history else {}
-        last_eval = getattr(self, "_last_eval", {})
+        last_eval = self.last_eval
         write_model_card(tmp_dir, cfg, bundle, data, final, strategy)
         shutil.rmtree(model_dir, ignore_errors=True)
         os.replace(tmp_dir, model_dir)

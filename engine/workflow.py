@@ -74,6 +74,3 @@ def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = N
     launch_trainer(run_dir)
     return run_dir
 
-
-def describe_choice(choice: Ranked) -> dict[str, Any]:
-    return choice.to_dict()

@@ -60,9 +60,3 @@ def load() -> list[Candidate]:
         ))
     return out
 
-
-def notes(model_id: str) -> str:
-    for m in _raw():
-        if m["id"] == model_id:
-            return str(m.get("notes", ""))
-    return ""

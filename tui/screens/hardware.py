@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 
 from engine.config import Config, ConstraintsConfig
 from engine.hardware import HardwareReport
+from engine.plan import memory_budget
 from tui.screens.base import StepScreen, error_text
 
 
@@ -224,10 +225,9 @@ class HardwareScreen(StepScreen):
         hw = self.state.hardware
         if hw is None:
             return Content.styled("Reading the hardware …", "$text-muted")
-        device = hw.device_for(con.device)
-        available = hw.memory_gb(device)
+        device, available, budget_gb = memory_budget(hw, con)
         kind = "free GPU memory" if device.startswith("cuda") else "available RAM"
-        if con.max_memory_gb and con.max_memory_gb < available:
+        if budget_gb < available:
             budget = f"{con.max_memory_gb:g} GB (your limit; {available:.1f} GB {kind})"
         else:
             budget = f"{available:.1f} GB ({kind})"
