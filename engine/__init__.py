@@ -1,8 +1,6 @@
 """modelwiz engine: data, hardware, recommendation, training and runs.
 
-Everything here works with no screen. It never imports Textual, and heavy libraries (torch,
-torchvision, transformers) are imported lazily inside the functions that need them, so that
-front-ends can import the engine cheaply.
+Everything here works with no screen. It never imports Textual or Rich, and heavy libraries
+(torch, torchvision, transformers) are imported lazily inside the functions that need them, so
+that front-ends can import the engine cheaply.
 """
-
-__version__ = "0.1.0"

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import Config
-from engine.events import make_event, read_events
-from engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
+from modelwiz.engine.config import Config
+from modelwiz.engine.events import make_event, read_events
+from modelwiz.engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
                          trainer_exit_code)
-from engine.workflow import choose, recommend, start_run
+from modelwiz.engine.workflow import choose, recommend, start_run
 
 EventSink = Callable[[dict[str, Any]], None]
 POLL_S = 0.25
@@ -91,7 +91,7 @@ def summarize(run_dir: Path, finished: dict[str, Any] | None) -> dict[str, Any]:
 
 def resume_run(run_dir: Path) -> None:
     """Relaunch an interrupted or cancelled run from its last checkpoint."""
-    from engine.errors import UserError
+    from modelwiz.engine.errors import UserError
 
     state = effective_state(read_status(run_dir))
     if state in ("running", "queued", "cancelling"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from modelwiz.engine.errors import UserError
 
 MODALITIES = ("text", "image")
 STRATEGIES = ("auto", "linear-probe", "partial", "full")
@@ -93,7 +93,7 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a crash mid-write never leaves a half-written config."""
-        from engine.fsutil import atomic_write_text
+        from modelwiz.engine.fsutil import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, self.to_toml())
@@ -277,7 +277,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
 def load_config(path: str | Path, *, require_train: bool = True) -> Config:
     path = Path(path)
     if not path.exists():
-        raise UserError(f"config file {path} does not exist; check the path (examples/demo.toml is a working example)")
+        raise UserError(f"config file {path} does not exist; check the path (`modelwiz demo-config` prints a working example)")
     if path.is_dir():
         raise UserError(f"{path} is a folder; pass the path of a .toml config file")
     try:

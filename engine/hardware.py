@@ -1,7 +1,7 @@
 """What this machine has: CPU, RAM, GPUs, Apple MPS and free disk.
 
 CPU, RAM and disk come from psutil in-process (cheap). Accelerators need torch, whose import
-costs seconds, so they are read by a small probe subprocess (`python -m engine.hardware --probe`)
+costs seconds, so they are read by a small probe subprocess (`python -m modelwiz.engine.hardware --probe`)
 and the caller's process never imports torch.
 """
 
@@ -131,8 +131,8 @@ def probe_accelerators() -> dict[str, Any]:
 def run_probe(timeout_s: float = 60.0) -> dict[str, Any]:
     """Accelerator facts from a subprocess; on failure a dict with `probe_error`."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "engine.hardware", "--probe"], capture_output=True, text=True,
-                              timeout=timeout_s, env={**os.environ, "PYTHONPATH": _pkg_root_path()})
+        proc = subprocess.run([sys.executable, "-m", "modelwiz.engine.hardware", "--probe"], capture_output=True, text=True,
+                              timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"probe_error": f"accelerator probe timed out after {timeout_s:.0f}s"}
     except OSError as exc:
@@ -146,16 +146,10 @@ def run_probe(timeout_s: float = 60.0) -> dict[str, Any]:
         return {"probe_error": "accelerator probe printed no result"}
 
 
-def _pkg_root_path() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
-    extra = os.environ.get("PYTHONPATH")
-    return root + (os.pathsep + extra if extra else "")
-
-
 def detect(disk_path: str | Path | None = None, *, accelerators: bool = True) -> HardwareReport:
     import psutil
 
-    from engine.paths import default_runs_dir
+    from modelwiz.engine.paths import default_runs_dir
 
     vm = psutil.virtual_memory()
     target = _existing_parent(Path(disk_path) if disk_path else default_runs_dir())

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import UserError
+from modelwiz.engine.errors import UserError
 
 # Root-level files worth having for config, tokenizer, processor and weights.
 ALLOW_PATTERNS = [

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.errors import UserError
+from modelwiz.engine.errors import UserError
 
 TV_PREFIX = "torchvision:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,7 +49,7 @@ def resolve_hf_path(model_id: str, *, offline: bool, progress: Callable[[str], N
     p = Path(os.path.expanduser(model_id))
     if p.is_dir():
         return p
-    from engine.hub import cached_model_path, download_model
+    from modelwiz.engine.hub import cached_model_path, download_model
 
     cached = cached_model_path(model_id)
     if cached is not None:
@@ -171,7 +171,7 @@ def replace_head(model: Any, num_labels: int) -> str:
 def _load_torchvision(name: str, num_labels: int, *, offline: bool, image_size: int | None) -> Bundle:
     from torchvision import models as tvm
 
-    from engine.sources.torchvision_registry import weights_file
+    from modelwiz.engine.sources.torchvision_registry import weights_file
 
     try:
         weights = tvm.get_model_weights(name).DEFAULT

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine import memory
-from engine.sources.base import Candidate
+from modelwiz.engine import memory
+from modelwiz.engine.sources.base import Candidate
 
 BATCH_LADDER = (64, 32, 16, 8, 4, 2, 1)
 CPU_MAX_BATCH = 32

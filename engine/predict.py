@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from modelwiz.engine.errors import UserError
 
 
 def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[str, Any]]:
     model_dir = Path(run_dir) / "model"
     if not model_dir.is_dir():
         raise UserError(f"run {Path(run_dir).name} has no exported model yet; wait for it to complete or resume it")
-    from engine import models
+    from modelwiz.engine import models
 
     bundle = models.load_exported(model_dir)
     import json

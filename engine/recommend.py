@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.plan import Plan, make_plan
-from engine.sources import catalog, local
-from engine.sources.base import Candidate
+from modelwiz.engine.errors import UserError
+from modelwiz.engine.plan import Plan, make_plan
+from modelwiz.engine.sources import catalog, local
+from modelwiz.engine.sources.base import Candidate
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _merge_local_with_catalog(cands: list[Candidate], locals_: list[Candidate]) 
 
 
 def gather_candidates(modality: str, *, include_torchvision: bool = True) -> list[Candidate]:
-    from engine.sources import hfcache
+    from modelwiz.engine.sources import hfcache
 
     cands = catalog.load()
     cached = {c.id: c for c in hfcache.load()}
@@ -80,7 +80,7 @@ def gather_candidates(modality: str, *, include_torchvision: bool = True) -> lis
     cands += [c for cid, c in cached.items() if cid not in {x.id for x in cands}]
     cands = _merge_local_with_catalog(cands, local.scan())
     if modality == "image" and include_torchvision:
-        from engine.sources import torchvision_registry
+        from modelwiz.engine.sources import torchvision_registry
 
         cands += torchvision_registry.load()
     return [c for c in cands if c.modality == modality]
@@ -201,7 +201,7 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
         merged = _merge_local_with_catalog(catalog.load(), [cand])
         return merged[-1]
     if model_id.startswith("torchvision:"):
-        from engine.sources import torchvision_registry
+        from modelwiz.engine.sources import torchvision_registry
 
         for c in torchvision_registry.load():
             if c.id == model_id:
@@ -209,7 +209,7 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
                     raise UserError(f"[model] id: {model_id} is an image model but [task] modality is {modality}")
                 return c
         raise UserError(f"[model] id: unknown torchvision model '{model_id[12:]}'; e.g. torchvision:resnet18")
-    from engine.sources import hfcache
+    from modelwiz.engine.sources import hfcache
 
     cached = {x.id: x for x in hfcache.load()}
     for c in catalog.load():

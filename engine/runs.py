@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
-from engine.errors import UserError
-from engine.fsutil import atomic_write_json, read_json
-from engine.paths import default_runs_dir
+from modelwiz.engine.config import Config
+from modelwiz.engine.errors import UserError
+from modelwiz.engine.fsutil import atomic_write_json, read_json
+from modelwiz.engine.paths import default_runs_dir
 
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
@@ -150,14 +150,11 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
     """Start the trainer detached from this terminal; returns its pid."""
     run_dir = Path(run_dir)
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "engine.trainer", str(run_dir)]
+    cmd = [sys.executable, "-m", "modelwiz.engine.trainer", str(run_dir)]
     if resume:
         cmd.append("--resume")
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
-    # the trainer must find this package even when started from another folder
-    pkg_root = str(Path(__file__).resolve().parent.parent)
-    child_env["PYTHONPATH"] = pkg_root + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
     # queued before the child exists, so no reader mistakes the previous state for the outcome
     write_status(run_dir, state="queued", pid=None, error=None)
     log = open(run_dir / "trainer.log", "ab")

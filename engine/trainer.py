@@ -1,6 +1,6 @@
-"""The training process: `python -m engine.trainer RUN_DIR [--resume]`.
+"""The training process: `python -m modelwiz.engine.trainer RUN_DIR [--resume]`.
 
-Started detached by engine.runs.launch_trainer. Reads RUN_DIR/config.toml, appends events to
+Started detached by modelwiz.engine.runs.launch_trainer. Reads RUN_DIR/config.toml, appends events to
 RUN_DIR/events.jsonl, keeps RUN_DIR/status.json current, checkpoints atomically to
 RUN_DIR/checkpoints/last.pt at the end of every epoch and on cancel, and exports the model to
 RUN_DIR/model/ with a model card and RUN_DIR/report.json.
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import load_config
-from engine.errors import TrainingError, UserError
-from engine.events import EventWriter
-from engine.fsutil import atomic_write_json
-from engine.runs import CANCEL_FILE, write_status
+from modelwiz.engine.config import load_config
+from modelwiz.engine.errors import TrainingError, UserError
+from modelwiz.engine.events import EventWriter
+from modelwiz.engine.fsutil import atomic_write_json
+from modelwiz.engine.runs import CANCEL_FILE, write_status
 
 GB = 1024 ** 3
 WARMUP_FRACTION = 0.06
@@ -189,7 +189,7 @@ class Batches:
     """Turns example indices into model inputs for text or images."""
 
     def __init__(self, bundle: Any, items: list[Any], labels: list[int], *, max_length: int, train: bool):
-        from engine import models
+        from modelwiz.engine import models
 
         self.bundle, self.items, self.labels = bundle, items, labels
         self.kind = bundle.kind
@@ -201,7 +201,7 @@ class Batches:
     def make(self, idx: list[int], device: str) -> tuple[dict[str, Any], Any]:
         import torch
 
-        from engine import models
+        from modelwiz.engine import models
 
         y = torch.tensor([self.labels[i] for i in idx], dtype=torch.long)
         if self.kind == "hf-text":
@@ -215,7 +215,7 @@ def evaluate(bundle: Any, batches: Batches, batch_size: int, device: str, precis
     import torch
     import torch.nn.functional as F
 
-    from engine.metrics import classification_metrics
+    from modelwiz.engine.metrics import classification_metrics
 
     bundle.model.eval()
     preds: list[int] = []
@@ -288,7 +288,7 @@ class Trainer:
     def _train(self) -> int:
         cfg = load_config(self.run_dir / "config.toml")
         tr = cfg.train
-        from engine.data import load_task_data
+        from modelwiz.engine.data import load_task_data
 
         data = load_task_data(cfg.task, seed=tr.seed)
         s = data.summary
@@ -301,7 +301,7 @@ class Trainer:
         import torch
         import torch.nn.functional as F
 
-        from engine import models
+        from modelwiz.engine import models
 
         seed_everything(tr.seed)
         device = self._device(cfg.constraints.device)
@@ -429,7 +429,7 @@ class Trainer:
 
     def _finish(self, cfg: Any, bundle: Any, data: Any, progress: Progress, device: str, precision: str,
                 strategy: str, batch_size: int, lr: float, trainable: int, total_params: int) -> int:
-        from engine import models
+        from modelwiz.engine import models
 
         bundle.model.to("cpu")
         model_dir = self.run_dir / "model"
@@ -510,7 +510,7 @@ With modelwiz: `modelwiz predict RUN_ID "some input"`.
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.trainer")
+    ap = argparse.ArgumentParser(prog="python -m modelwiz.engine.trainer")
     ap.add_argument("run_dir")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
-from engine.data import DataSummary, TaskData, load_task_data
-from engine.hardware import HardwareReport, detect
-from engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
-from engine.runs import create_run, launch_trainer, runs_dir_for
+from modelwiz.engine.config import Config
+from modelwiz.engine.data import DataSummary, TaskData, load_task_data
+from modelwiz.engine.hardware import HardwareReport, detect
+from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
+from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
 
 
 @dataclass

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CLASS_WORDS = {
     "sports": ["match", "goal", "coach", "league", "striker", "season", "referee", "tournament"],
@@ -132,6 +131,5 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     """The real `modelwiz` command in a subprocess (as a user runs it)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True, env=full_env,
+    return subprocess.run([sys.executable, "-m", "modelwiz.cli", *args], capture_output=True, text=True, env=full_env,
                           cwd=str(cwd or REPO), timeout=timeout)

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, write_text_data
-from engine.config import Config, config_from_dict, load_config
-from engine.data import detect_columns, guess_language, load_task_data, stratified_split
-from engine.errors import UserError
-from engine.events import EVENT_FIELDS, EventWriter, read_events
-from engine.hardware import GPUInfo, HardwareReport
-from engine.memory import estimate
-from engine.metrics import classification_metrics
-from engine.recommend import rank
-from engine.sources.base import Candidate
+from modelwiz.engine.config import Config, config_from_dict, load_config
+from modelwiz.engine.data import detect_columns, guess_language, load_task_data, stratified_split
+from modelwiz.engine.errors import UserError
+from modelwiz.engine.events import EVENT_FIELDS, EventWriter, read_events
+from modelwiz.engine.hardware import GPUInfo, HardwareReport
+from modelwiz.engine.memory import estimate
+from modelwiz.engine.metrics import classification_metrics
+from modelwiz.engine.recommend import rank
+from modelwiz.engine.sources.base import Candidate
 
 
 def test_engine_never_imports_textual_and_light_modules_skip_torch():
     modules = sorted(
-        ".".join(p.relative_to(REPO).with_suffix("").parts)
+        "modelwiz." + ".".join(p.relative_to(REPO).with_suffix("").parts)
         for p in (REPO / "engine").rglob("*.py") if p.name != "__init__.py"
     )
     code = (
@@ -39,7 +39,7 @@ def test_engine_never_imports_textual_and_light_modules_skip_torch():
 
 
 def test_wizard_import_does_not_import_torch():
-    code = ("import sys, tui.cli, tui.app\n"
+    code = ("import sys, modelwiz.cli, modelwiz.tui.app\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
@@ -194,7 +194,7 @@ def test_rank_penalises_english_models_on_non_english_text():
 
 
 def test_catalog_is_well_formed():
-    from engine.sources import catalog
+    from modelwiz.engine.sources import catalog
 
     data = json.loads(catalog.CATALOG_PATH.read_text())
     models = data["models"]
@@ -210,7 +210,7 @@ def test_catalog_is_well_formed():
 
 
 def test_local_folder_source_reads_metadata(tmp_path, tiny_bert, monkeypatch):
-    from engine.sources import local
+    from modelwiz.engine.sources import local
 
     (tiny_bert / "README.md").write_text("---\nlicense: mit\nlanguage:\n- en\n---\n# tiny\n")
     monkeypatch.setenv("MODELWIZ_MODEL_PATH", str(tiny_bert.parent))
@@ -225,7 +225,7 @@ def test_local_folder_source_reads_metadata(tmp_path, tiny_bert, monkeypatch):
 
 
 def test_torchvision_registry_is_read_offline():
-    from engine.sources import torchvision_registry
+    from modelwiz.engine.sources import torchvision_registry
 
     cands = {c.name: c for c in torchvision_registry.load()}
     assert len(cands) >= 60

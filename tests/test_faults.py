@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli, write_text_data
-from engine.config import load_config
-from engine.events import read_events
-from engine.runs import create_run, launch_trainer, read_status, wait_for_final
+from modelwiz.engine.config import load_config
+from modelwiz.engine.events import read_events
+from modelwiz.engine.runs import create_run, launch_trainer, read_status, wait_for_final
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def _events(run_dir: Path) -> list[dict]:
 def _start(cfg_path: Path, model: Path, runs: Path) -> Path:
     cfg = load_config(cfg_path)
     run_dir = create_run(cfg, model_id=str(model), runs_dir=runs)
-    launch_trainer(run_dir, env={**os.environ, "PYTHONPATH": str(REPO)})
+    launch_trainer(run_dir)
     return run_dir
 
 
@@ -94,9 +94,9 @@ def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
     import sys
 
     cfg = _config(tmp_path, tiny_bert, epochs=50)
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--batch", str(cfg), "--json", "--runs-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "modelwiz.cli", "--batch", str(cfg), "--json", "--runs-dir",
                              str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            cwd=tmp_path)
     lines = []
     for line in proc.stdout:
         lines.append(json.loads(line))
@@ -135,7 +135,7 @@ def test_torchvision_model_from_cached_weights(tmp_path):
     from torchvision import models as tvm
 
     from conftest import write_image_data
-    from engine.sources.torchvision_registry import weights_file
+    from modelwiz.engine.sources.torchvision_registry import weights_file
 
     weights = tvm.get_model_weights("mobilenet_v3_small").DEFAULT
     target = weights_file(weights.url)

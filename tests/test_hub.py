@@ -5,7 +5,7 @@ subprocess whose environment points at the fake hub and at a fresh cache: the te
 developer's real cache, token or network.
 
 Importing torch and transformers costs seconds, so only one client does: started in the background
-by the `heavy` fixture, it builds a tiny BERT classifier, downloads it with `engine.hub` and loads
+by the `heavy` fixture, it builds a tiny BERT classifier, downloads it with `modelwiz.engine.hub` and loads
 it, then downloads it again with plain `from_pretrained`; the last two tests check what it saw.
 Every other test uses a light client (huggingface_hub only) and a stand-in model folder.
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakehub import FakeHub, closed_port  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def start_client(code: str, *, endpoint: str, hf_home: Path, env: dict | None = 
     stderr and exits 2.
     """
     script = (
-        "import sys\nfrom engine.errors import UserError\ntry:\n"
+        "import sys\nfrom modelwiz.engine.errors import UserError\ntry:\n"
         + textwrap.indent(textwrap.dedent(code), "    ")
         + "\nexcept UserError as e:\n    print(e, file=sys.stderr)\n    sys.exit(e.exit_code)\n"
     )
@@ -70,7 +69,6 @@ def start_client(code: str, *, endpoint: str, hf_home: Path, env: dict | None = 
         HF_HUB_DOWNLOAD_TIMEOUT="5",
         TOKENIZERS_PARALLELISM="false",
         NO_PROXY="127.0.0.1,localhost",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), clean.get("PYTHONPATH")) if p),
         **(env or {}),
     )
     return subprocess.Popen(
@@ -107,7 +105,7 @@ def sha256(path: Path) -> str:
 
 DOWNLOAD = """
 import json
-from engine.hub import download_model
+from modelwiz.engine.hub import download_model
 messages = []
 path = download_model({repo!r}, progress=messages.append)
 print(json.dumps({{"path": str(path), "messages": messages}}))
@@ -115,7 +113,7 @@ print(json.dumps({{"path": str(path), "messages": messages}}))
 
 LISTING = """
 import json
-from engine.hub import list_cached_models
+from modelwiz.engine.hub import list_cached_models
 print(json.dumps(list_cached_models()))
 """
 
@@ -147,9 +145,9 @@ def same_weights(model):
     return sorted(mine) == sorted(reference) and all(torch.equal(mine[k], reference[k]) for k in reference)
 
 result = {{}}
-# 2. engine.hub.download_model, then load the folder it returns.
+# 2. modelwiz.engine.hub.download_model, then load the folder it returns.
 try:
-    from engine.hub import download_model
+    from modelwiz.engine.hub import download_model
     messages = []
     path = download_model({repo!r}, progress=messages.append)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -265,7 +263,7 @@ def hub(standin, tmp_path_factory):
 
 def test_import_is_light():
     """engine.hub is imported by light code paths: no huggingface_hub, torch or textual on import."""
-    code = "import sys, engine.hub\nprint(sorted(m for m in ('huggingface_hub', 'torch', 'textual') if m in sys.modules))"
+    code = "import sys, modelwiz.engine.hub\nprint(sorted(m for m in ('huggingface_hub', 'torch', 'textual') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -282,7 +280,7 @@ def test_cached_model_is_used_without_network(hub, standin, tmp_path):
     hub.clear_requests()
     code = f"""
 import json
-from engine.hub import cached_model_path, download_model
+from modelwiz.engine.hub import cached_model_path, download_model
 print(json.dumps({{
     "cached": str(cached_model_path({REPO!r})),
     "unknown": cached_model_path("tiny-org/never-downloaded"),
@@ -307,7 +305,7 @@ def test_incomplete_snapshot_is_not_cached(hub, tmp_path):
     (Path(first["path"]) / "model.safetensors").unlink()
     code = f"""
 import json
-from engine.hub import cached_model_path, download_model
+from modelwiz.engine.hub import cached_model_path, download_model
 missing = cached_model_path({REPO!r})
 again = download_model({REPO!r})  # fetches the missing weights
 print(json.dumps({{"missing": missing, "again": str(again), "now": str(cached_model_path({REPO!r}))}}))
@@ -346,7 +344,7 @@ def test_failures_are_one_line_user_errors(hub, tmp_path, case, expected):
         repo = BIN_ONLY
     elif case == "bad-id":
         repo = "not//a valid id"
-    code = f"from engine.hub import download_model\ndownload_model({repo!r}, offline={offline})\nprint('no error')"
+    code = f"from modelwiz.engine.hub import download_model\ndownload_model({repo!r}, offline={offline})\nprint('no error')"
     proc = run_client(code, endpoint=endpoint, hf_home=tmp_path / "hf", env=env)
 
     assert proc.returncode == 2, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

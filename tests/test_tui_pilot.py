@@ -11,15 +11,17 @@ import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from engine.config import load_config
-from engine.errors import UserError
-from tui import app as app_module
-from tui.app import ModelwizApp, demo_config
-from tui.screens.commands import WizardCommands
-from tui.screens.compare import CompareScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
-from tui.screens.help import HelpScreen
+from modelwiz.engine.config import load_config
+from modelwiz.engine.errors import UserError
+from modelwiz.tui import app as app_module
+from modelwiz.engine import demo as demo_module
+from modelwiz.engine.demo import demo_config
+from modelwiz.tui.app import ModelwizApp
+from modelwiz.tui.screens.commands import WizardCommands
+from modelwiz.tui.screens.compare import CompareScreen
+from modelwiz.tui.screens.dashboard import DashboardScreen
+from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from modelwiz.tui.screens.help import HelpScreen
 from tui_fixtures import walk
 from tui_fixtures.walk import async_test
 from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
@@ -361,7 +363,7 @@ async def test_themes_from_files_with_bad_ones_collected(tmp_path: Path) -> None
 
 @async_test
 async def test_demo_without_demo_config_shows_a_dialog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "DEMO_CONFIG", tmp_path / "missing.toml")
+    monkeypatch.setattr(demo_module, "DEMO_CONFIG", tmp_path / "missing.toml")
     with pytest.raises(UserError):
         demo_config()
     app = ModelwizApp(None, demo=True, theme_dirs=[THEMES])
@@ -375,7 +377,7 @@ async def test_demo_without_demo_config_shows_a_dialog(tmp_path: Path, monkeypat
 
 
 def test_ui_never_imports_torch() -> None:
-    code = ("import tui.app, sys; "
+    code = ("import modelwiz.tui.app, sys; "
             "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'torchvision')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parent.parent)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import TrainConfig
-from tui.screens.dashboard import RunProgress, confusion_text, display_model
-from tui.screens.hardware import parse_constraints
-from tui.screens.setup import parse_train
-from tui.screens.task import parse_validation
-from tui.theme import ThemeFileError, load_themes, theme_from_dict
-from tui.widgets.class_balance import bar
-from tui.widgets.loss_chart import downsample
+from modelwiz.engine.config import TrainConfig
+from modelwiz.tui.screens.dashboard import RunProgress, confusion_text, display_model
+from modelwiz.tui.screens.hardware import parse_constraints
+from modelwiz.tui.screens.setup import parse_train
+from modelwiz.tui.screens.task import parse_validation
+from modelwiz.tui.theme import ThemeFileError, load_themes, theme_from_dict
+from modelwiz.tui.widgets.class_balance import bar
+from modelwiz.tui.widgets.loss_chart import downsample
 from tui_fixtures.fakes import EVENTS, THEMES
 
 

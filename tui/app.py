@@ -20,25 +20,25 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from engine.config import Config, load_config
-from engine.errors import UserError
-from engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
-from tui import theme as mw_theme
-from tui.screens.commands import WizardCommands
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import MessageDialog
-from tui.screens.hardware import HardwareScreen
-from tui.screens.help import HelpScreen, key_rows
-from tui.screens.recommend import RecommendScreen
-from tui.screens.setup import SetupScreen
-from tui.screens.state import STEP_TITLES, STEPS, Services, WizardState
-from tui.screens.task import TaskScreen
-from tui.widgets import MIN_HEIGHT, MIN_WIDTH
+from modelwiz.engine.config import Config
+from modelwiz.engine.demo import demo_config
+from modelwiz.engine.errors import UserError
+from modelwiz.engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
+from modelwiz.tui import theme as mw_theme
+from modelwiz.tui.screens.commands import WizardCommands
+from modelwiz.tui.screens.dashboard import DashboardScreen
+from modelwiz.tui.screens.dialogs import MessageDialog
+from modelwiz.tui.screens.hardware import HardwareScreen
+from modelwiz.tui.screens.help import HelpScreen, key_rows
+from modelwiz.tui.screens.recommend import RecommendScreen
+from modelwiz.tui.screens.setup import SetupScreen
+from modelwiz.tui.screens.state import STEP_TITLES, STEPS, Services, WizardState
+from modelwiz.tui.screens.task import TaskScreen
+from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
-__all__ = ["ModelwizApp", "Services", "WizardState", "demo_config", "run_dashboard", "run_wizard"]
+__all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_wizard"]
 
 ROOMY_HEIGHT = 34     # taller terminals get bigger charts and panes
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
 
 STEP_SCREENS: dict[str, type[Screen]] = {
     "task": TaskScreen,
@@ -46,13 +46,6 @@ STEP_SCREENS: dict[str, type[Screen]] = {
     "recommend": RecommendScreen,
     "setup": SetupScreen,
 }
-
-
-def demo_config() -> Config:
-    """The built-in demo task (examples/demo.toml). Raises UserError when it is missing or invalid."""
-    if not DEMO_CONFIG.is_file():
-        raise UserError(f"the demo config {DEMO_CONFIG} is missing; reinstall modelwiz or pass a config file")
-    return load_config(DEMO_CONFIG)
 
 
 class ModelwizApp(App[int]):

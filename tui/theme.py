@@ -13,7 +13,6 @@ shows as a single notification.
 from __future__ import annotations
 
 import re
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +20,6 @@ from typing import Any, Iterable
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
 DEFAULT_THEME = "modelwiz-dark"
 FALLBACK_THEME = "textual-dark"     # built into Textual
 
@@ -111,11 +109,17 @@ def load_theme_file(path: Path) -> Theme:
 
 
 def theme_dirs() -> list[Path]:
-    """The themes shipped with modelwiz (the source tree's themes/, or installed into
-    `<prefix>/share/modelwiz/themes`), then the user's own (`$MODELWIZ_HOME/themes`)."""
-    from engine.paths import modelwiz_home
+    """The themes shipped with modelwiz (package data of `modelwiz.themes`), then the user's own
+    (`$MODELWIZ_HOME/themes`), which override shipped ones of the same name."""
+    from modelwiz.engine.paths import modelwiz_home
 
-    return [THEMES_DIR, Path(sys.prefix) / "share" / "modelwiz" / "themes", modelwiz_home() / "themes"]
+    return [shipped_themes_dir(), modelwiz_home() / "themes"]
+
+
+def shipped_themes_dir() -> Path:
+    import modelwiz.themes
+
+    return Path(modelwiz.themes.__file__).resolve().parent
 
 
 def load_themes(folders: Iterable[Path]) -> tuple[list[Theme], list[str]]:

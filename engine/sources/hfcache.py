@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.sources.base import Candidate
-from engine.sources.local import candidate_from_folder, is_model_folder
+from modelwiz.engine.sources.base import Candidate
+from modelwiz.engine.sources.local import candidate_from_folder, is_model_folder
 
 
 def load() -> list[Candidate]:
     try:
-        from engine.hub import list_cached_models
+        from modelwiz.engine.hub import list_cached_models
     except ImportError:
         return []
     out = []

@@ -14,8 +14,8 @@ import struct
 import sys
 from pathlib import Path
 
-from engine.paths import env_models_dir, model_search_paths
-from engine.sources.base import Candidate
+from modelwiz.engine.paths import env_models_dir, model_search_paths
+from modelwiz.engine.sources.base import Candidate
 
 IMAGE_TYPES = {"vit", "deit", "beit", "convnext", "convnextv2", "resnet", "swin", "swinv2", "efficientnet",
                "mobilevit", "mobilevitv2", "mobilenet_v2", "regnet", "dinov2", "levit", "poolformer", "dinat",
@@ -174,7 +174,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "link":
         print(link_into_env(Path(argv[1]), argv[2]))
         return 0
-    print("usage: python -m engine.sources.local link-packaged MODULE [NAME] | link FOLDER NAME", file=sys.stderr)
+    print("usage: python -m modelwiz.engine.sources.local link-packaged MODULE [NAME] | link FOLDER NAME", file=sys.stderr)
     return 2
 
 

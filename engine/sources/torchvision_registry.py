@@ -14,9 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine.fsutil import atomic_write_json, read_json
-from engine.paths import cache_dir
-from engine.sources.base import Candidate
+from modelwiz.engine.fsutil import atomic_write_json, read_json
+from modelwiz.engine.paths import cache_dir
+from modelwiz.engine.sources.base import Candidate
 
 PREFIX = "torchvision:"
 
@@ -59,11 +59,9 @@ def registry() -> list[dict[str, Any]]:
     cached = read_json(path)
     if isinstance(cached, list):
         return cached
-    root = str(Path(__file__).resolve().parent.parent.parent)
-    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
     try:
-        proc = subprocess.run([sys.executable, "-m", "engine.sources.torchvision_registry"], capture_output=True,
-                              text=True, timeout=180, env=env)
+        proc = subprocess.run([sys.executable, "-m", "modelwiz.engine.sources.torchvision_registry"], capture_output=True,
+                              text=True, timeout=180)
         data = json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return []

@@ -1,8 +1,8 @@
-"""Deterministic stand-ins for the engine calls the wizard makes (see tui.screens.state.Services).
+"""Deterministic stand-ins for the engine calls the wizard makes (see modelwiz.tui.screens.state.Services).
 
 - hardware: a fixed report ("Test CPU", 8 cores, 32 GB RAM, one "Fake GPU 24GB" or none);
-- data: tests/tui_fixtures/tickets.csv through the real engine.data checks (41 rows, 3 classes);
-- models: a fixed candidate list ranked by the real engine.recommend.rank (deterministic given
+- data: tests/tui_fixtures/tickets.csv through the real modelwiz.engine.data checks (41 rows, 3 classes);
+- models: a fixed candidate list ranked by the real modelwiz.engine.recommend.rank (deterministic given
   the fixed hardware);
 - runs: start_run copies the recorded tests/tui_fixtures/events.jsonl into a run directory and
   writes status.json instead of launching the trainer; cancel_run records its calls.
@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
-from engine.data import TaskData
-from engine.hardware import GPUInfo, HardwareReport
-from engine.recommend import Ranked, rank
-from engine.sources.base import Candidate
-from engine.workflow import Recommendation, check_data
-from tui.screens.state import Services
+from modelwiz.engine.config import Config
+from modelwiz.engine.data import TaskData
+from modelwiz.engine.hardware import GPUInfo, HardwareReport
+from modelwiz.engine.recommend import Ranked, rank
+from modelwiz.engine.sources.base import Candidate
+from modelwiz.engine.workflow import Recommendation, check_data
+from modelwiz.tui.screens.state import Services
 
 FIXTURES = Path(__file__).resolve().parent
 CSV_NAME = "tickets.csv"

@@ -11,9 +11,9 @@ from typing import Callable
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from engine.workflow import check_data
-from tui.app import ModelwizApp
-from tui.screens.state import WizardState
+from modelwiz.engine.workflow import check_data
+from modelwiz.tui.app import ModelwizApp
+from modelwiz.tui.screens.state import WizardState
 
 from .fakes import RUN_ID, THEMES, RecordedRuns, fake_hardware, fake_recommend, make_config, make_services, write_run
 

@@ -11,12 +11,12 @@ from textual.screen import ModalScreen, Screen, ScreenResultType
 from textual.widget import Widget
 from textual.widgets import Footer, Header
 
-from engine.errors import UserError
-from tui.screens.state import STEPS, Services, WizardState, step_label
-from tui.widgets import TooSmall
+from modelwiz.engine.errors import UserError
+from modelwiz.tui.screens.state import STEPS, Services, WizardState, step_label
+from modelwiz.tui.widgets import TooSmall
 
 if TYPE_CHECKING:
-    from tui.app import ModelwizApp
+    from modelwiz.tui.app import ModelwizApp
 
 
 def error_text(exc: BaseException) -> str:

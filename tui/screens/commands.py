@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui.screens.state import STEP_TITLES, STEPS
+from modelwiz.tui.screens.state import STEP_TITLES, STEPS
 
 if TYPE_CHECKING:
-    from tui.app import ModelwizApp
+    from modelwiz.tui.app import ModelwizApp
 
 MAX_RUNS = 10
 

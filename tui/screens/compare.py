@@ -12,10 +12,10 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from engine.recommend import Ranked
-from tui.screens.base import ModelwizScreen
-from tui.screens.recommend import fmt_params, fmt_seconds
-from tui.screens.state import step_label
+from modelwiz.engine.recommend import Ranked
+from modelwiz.tui.screens.base import ModelwizScreen
+from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
+from modelwiz.tui.screens.state import step_label
 
 
 def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:

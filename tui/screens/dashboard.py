@@ -1,7 +1,7 @@
 """Step 5 · Dashboard: tails a run directory's events.jsonl and status.json.
 
 The trainer is a separate process; this screen is only a reader. Every 0.5 s a thread worker reads
-the complete events appended since the last byte offset (engine.events.read_events) and the
+the complete events appended since the last byte offset (modelwiz.engine.events.read_events) and the
 status, and posts them as one message; the screen folds them into a `RunProgress` and redraws.
 Attaching late replays the whole history from offset 0.
 """
@@ -23,13 +23,13 @@ from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
-from engine.events import read_events
-from engine.runs import ACTIVE_STATES, FINAL_STATES, effective_state, read_status
-from tui.screens.base import ModelwizScreen, error_text
-from tui.screens.dialogs import ConfirmDialog, MessageDialog
-from tui.screens.recommend import fmt_params, fmt_seconds
-from tui.screens.state import step_label
-from tui.widgets import LossSparkline
+from modelwiz.engine.events import read_events
+from modelwiz.engine.runs import ACTIVE_STATES, FINAL_STATES, effective_state, read_status
+from modelwiz.tui.screens.base import ModelwizScreen, error_text
+from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog
+from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
+from modelwiz.tui.screens.state import step_label
+from modelwiz.tui.widgets import LossSparkline
 
 POLL_SECONDS = 0.5
 MAX_EVAL_ROWS = 5

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
-from tui.screens.base import ModalBase
+from modelwiz.tui.screens.base import ModalBase
 
 
 class ConfirmDialog(ModalBase[bool]):

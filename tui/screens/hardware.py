@@ -17,10 +17,10 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, LoadingIndicator, Select, Static, Switch
 from textual.worker import get_current_worker
 
-from engine.config import Config, ConstraintsConfig
-from engine.hardware import HardwareReport
-from engine.plan import memory_budget
-from tui.screens.base import StepScreen, error_text
+from modelwiz.engine.config import Config, ConstraintsConfig
+from modelwiz.engine.hardware import HardwareReport
+from modelwiz.engine.plan import memory_budget
+from modelwiz.tui.screens.base import StepScreen, error_text
 
 
 def _positive(text: str, what: str) -> float | None:

@@ -15,14 +15,14 @@ from textual.widget import Widget
 from textual.widgets import DataTable, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
-from engine.config import Config
-from engine.data import TaskData
-from engine.hardware import HardwareReport
-from engine.recommend import format_seconds as fmt_seconds
-from engine.recommend import Ranked, explain_empty
-from engine.workflow import Recommendation
-from tui.screens.base import StepScreen, error_text
-from tui.screens.dialogs import ConfirmDialog
+from modelwiz.engine.config import Config
+from modelwiz.engine.data import TaskData
+from modelwiz.engine.hardware import HardwareReport
+from modelwiz.engine.recommend import format_seconds as fmt_seconds
+from modelwiz.engine.recommend import Ranked, explain_empty
+from modelwiz.engine.workflow import Recommendation
+from modelwiz.tui.screens.base import StepScreen, error_text
+from modelwiz.tui.screens.dialogs import ConfirmDialog
 
 MAX_COMPARE = 4
 
@@ -285,7 +285,7 @@ class RecommendScreen(StepScreen):
         self._update_status()
 
     def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
+        from modelwiz.tui.screens.compare import CompareScreen
 
         by_id = {r.candidate.id: r for r in self.rows}
         models = [by_id[m] for m in self.marked if m in by_id]

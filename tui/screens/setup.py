@@ -1,5 +1,5 @@
 """Step 4 · Training setup: strategy, epochs, learning rate, batch size, precision, with the
-predicted memory and time recomputed (engine.plan.make_plan, pure Python) as values change."""
+predicted memory and time recomputed (modelwiz.engine.plan.make_plan, pure Python) as values change."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from engine.config import PRECISIONS, STRATEGIES, Config, TrainConfig
-from engine.plan import Plan
-from engine.recommend import Ranked
-from tui.screens.base import StepScreen, error_text
-from tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
-from tui.screens.recommend import fmt_params, fmt_seconds
+from modelwiz.engine.config import PRECISIONS, STRATEGIES, Config, TrainConfig
+from modelwiz.engine.plan import Plan
+from modelwiz.engine.recommend import Ranked
+from modelwiz.tui.screens.base import StepScreen, error_text
+from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
 
 DEFAULT_SAVE_NAME = "modelwiz.toml"
 

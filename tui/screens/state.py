@@ -1,6 +1,6 @@
 """What the wizard accumulates, and the engine calls it makes (injectable for tests).
 
-`WizardState` holds the same `engine.config.Config` that `--batch` builds from a TOML file, plus
+`WizardState` holds the same `modelwiz.engine.config.Config` that `--batch` builds from a TOML file, plus
 the results of each step. `Services` are the engine entry points the screens call; tests replace
 them with fakes (fixed hardware, fixed candidates, a start_run that copies a recorded run).
 """
@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import workflow
-from engine.config import Config
-from engine.data import TaskData
-from engine.hardware import HardwareReport
-from engine.plan import Plan, make_plan
-from engine.recommend import Ranked
-from engine.runs import request_cancel
-from engine.workflow import Recommendation
+from modelwiz.engine import workflow
+from modelwiz.engine.config import Config
+from modelwiz.engine.data import TaskData
+from modelwiz.engine.hardware import HardwareReport
+from modelwiz.engine.plan import Plan, make_plan
+from modelwiz.engine.recommend import Ranked
+from modelwiz.engine.runs import request_cancel
+from modelwiz.engine.workflow import Recommendation
 
 STEPS: tuple[str, ...] = ("task", "hardware", "recommend", "setup", "dashboard")
 STEP_TITLES: dict[str, str] = {
@@ -50,7 +50,7 @@ class Services:
     cancel_run: Callable[[Path], Any] = request_cancel
 
     def with_runs_dir(self, runs_dir: Path | None) -> "Services":
-        """Fill in the default `start_run` (engine.workflow.start_run into `runs_dir`)."""
+        """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""
         if self.start_run is not None:
             return self
         out = copy.copy(self)

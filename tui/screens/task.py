@@ -18,10 +18,10 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from engine.config import Config
-from engine.data import TaskData
-from tui.screens.base import StepScreen, error_text
-from tui.widgets import ClassBalance
+from modelwiz.engine.config import Config
+from modelwiz.engine.data import TaskData
+from modelwiz.tui.screens.base import StepScreen, error_text
+from modelwiz.tui.widgets import ClassBalance
 
 PREVIEW_TEXT_CHARS = 72
 

@@ -1,7 +1,7 @@
 """Small widgets the wizard's screens are built from."""
 
-from tui.widgets.class_balance import ClassBalance
-from tui.widgets.loss_chart import LossSparkline, downsample
-from tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
+from modelwiz.tui.widgets.class_balance import ClassBalance
+from modelwiz.tui.widgets.loss_chart import LossSparkline, downsample
+from modelwiz.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 
 __all__ = ["ClassBalance", "LossSparkline", "MIN_HEIGHT", "MIN_WIDTH", "TooSmall", "downsample"]

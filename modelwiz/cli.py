@@ -24,6 +24,7 @@ COMMANDS = {
     "resume": "continue an interrupted run from its last checkpoint",
     "cancel": "stop a running run cleanly (checkpoint kept)",
     "predict": "predict with a run's exported model",
+    "demo-config": "print the demo task's config (a working example to copy and edit)",
 }
 
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--demo", action="store_true", help="open the wizard on the built-in demo task (works offline)")
-    p.add_argument("--batch", metavar="CONFIG.toml", help="headless: validate data, rank, fine-tune, export")
+    p.add_argument("--batch", metavar="CONFIG.toml", nargs="?", const="",
+                   help="headless: validate data, rank, fine-tune, export (`--batch --demo`: the demo task)")
     p.add_argument("--json", action="store_true", help="with --batch: JSON lines on stdout (events, then a summary)")
     p.add_argument("--runs-dir", metavar="DIR", help="where runs live (default: [output] runs_dir, else $MODELWIZ_HOME/runs)")
     p.add_argument("--version", action="store_true", help="print the version")
@@ -77,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", metavar="INPUT", nargs="+", help="texts, or image paths for an image model")
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
+    sub.add_parser("demo-config", help=COMMANDS["demo-config"], description=COMMANDS["demo-config"])
     return p
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
-    from engine.runs import runs_dir_for
+    from modelwiz.engine.runs import runs_dir_for
 
     return runs_dir_for(None, getattr(args, "sub_runs_dir", None) or args.runs_dir)
 
@@ -122,7 +125,7 @@ def _follow(args: argparse.Namespace, start: Callable[[Callable, Callable], dict
             summary = start(_json_sink, interrupt.requested)
             _json_sink(summary)
         else:
-            from tui.progress import BatchProgress
+            from modelwiz.tui.progress import BatchProgress
 
             with BatchProgress() as view:
                 summary = start(view.on_event, interrupt.requested)
@@ -138,16 +141,17 @@ def _follow(args: argparse.Namespace, start: Callable[[Callable, Callable], dict
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from engine.batch import run_batch
-    from engine.config import load_config
+    from modelwiz.engine.batch import run_batch
+    from modelwiz.engine.config import load_config
+    from modelwiz.engine.demo import demo_config
 
-    config = load_config(args.batch)
+    config = load_config(args.batch) if args.batch else demo_config()
     return _follow(args, lambda sink, stop: run_batch(config, sink, stop=stop, runs_dir=args.runs_dir))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.batch import follow_run, resume_run
-    from engine.runs import resolve_run
+    from modelwiz.engine.batch import follow_run, resume_run
+    from modelwiz.engine.runs import resolve_run
 
     run_dir = resolve_run(args.run, _runs_dir(args))
     offset = (run_dir / "events.jsonl").stat().st_size if (run_dir / "events.jsonl").exists() else 0
@@ -161,8 +165,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------- others
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from engine.config import load_config
-    from engine.workflow import recommend
+    from modelwiz.engine.config import load_config
+    from modelwiz.engine.workflow import recommend
 
     if args.top < 1:
         raise UsageError("--top must be at least 1")
@@ -173,41 +177,41 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(json.dumps({"models": models, "data": rec.summary.to_dict(), "hardware": rec.hardware.to_dict(),
                           "candidates": len(rec.ranked)}, default=str))
         return EXIT_OK
-    from tui.progress import print_recommendations
+    from modelwiz.tui.progress import print_recommendations
 
     print_recommendations(rec, models)
     return EXIT_OK
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from engine.hardware import detect
+    from modelwiz.engine.hardware import detect
 
     report = detect(_runs_dir(args))
     if args.json:
         print(json.dumps(report.to_dict()))
         return EXIT_OK
-    from tui.progress import print_hardware
+    from modelwiz.tui.progress import print_hardware
 
     print_hardware(report)
     return EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from engine.runs import list_runs
+    from modelwiz.engine.runs import list_runs
 
     runs = list_runs(_runs_dir(args))
     if args.json:
         print(json.dumps({"runs_dir": str(_runs_dir(args)), "runs": [r.to_dict() for r in runs]}))
         return EXIT_OK
-    from tui.progress import print_runs
+    from modelwiz.tui.progress import print_runs
 
     print_runs(runs, _runs_dir(args))
     return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from engine.errors import UserError
-    from engine.runs import effective_state, read_status, request_cancel, resolve_run, wait_for_final
+    from modelwiz.engine.errors import UserError
+    from modelwiz.engine.runs import effective_state, read_status, request_cancel, resolve_run, wait_for_final
 
     run_dir = resolve_run(args.run, _runs_dir(args))
     if not request_cancel(run_dir):
@@ -219,17 +223,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from engine.runs import resolve_run
+    from modelwiz.engine.runs import resolve_run
 
     run_dir = resolve_run(args.run, _runs_dir(args))
-    from tui.app import run_dashboard
+    from modelwiz.tui.app import run_dashboard
 
     return run_dashboard(run_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from engine.predict import predict
-    from engine.runs import resolve_run
+    from modelwiz.engine.predict import predict
+    from modelwiz.engine.runs import resolve_run
 
     run_dir = resolve_run(args.run, _runs_dir(args))
     results = predict(run_dir, args.inputs)
@@ -241,8 +245,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo_config(args: argparse.Namespace) -> int:
+    from modelwiz.engine.demo import demo_config
+
+    sys.stdout.write(demo_config().to_toml())
+    return EXIT_OK
+
+
 def cmd_wizard(args: argparse.Namespace) -> int:
-    from tui.app import demo_config, run_wizard
+    from modelwiz.engine.demo import demo_config
+    from modelwiz.tui.app import run_wizard
 
     config = demo_config() if args.demo else None
     return run_wizard(config, demo=args.demo, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
@@ -250,25 +262,30 @@ def cmd_wizard(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.version:
-        from engine import __version__
+        from modelwiz import __version__
 
         print(f"modelwiz {__version__}")
         return EXIT_OK
-    if args.batch and args.command:
+    if args.batch is not None and args.command:
         raise UsageError("--batch runs on its own; drop the command or the --batch option")
-    if args.batch:
+    if args.batch == "" and not args.demo:
+        raise UsageError("--batch needs a CONFIG.toml (or --demo for the built-in demo task)")
+    if args.batch and args.demo:
+        raise UsageError("give --batch either a CONFIG.toml or --demo, not both")
+    if args.batch is not None:
         return cmd_batch(args)
     if args.json and not args.command:
         raise UsageError("--json needs --batch or a command")
     handlers = {"recommend": cmd_recommend, "hardware": cmd_hardware, "runs": cmd_runs, "attach": cmd_attach,
-                "resume": cmd_resume, "cancel": cmd_cancel, "predict": cmd_predict}
+                "resume": cmd_resume, "cancel": cmd_cancel, "predict": cmd_predict,
+                "demo-config": cmd_demo_config}
     if args.command:
         return handlers[args.command](args)
     return cmd_wizard(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.errors import TrainingError, UserError
+    from modelwiz.engine.errors import TrainingError, UserError
 
     try:
         args = build_parser().parse_args(argv)
