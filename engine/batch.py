@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modelwiz.engine.config import Config
-from modelwiz.engine.events import make_event, read_events
+from modelwiz.engine import events as ev_schema
+from modelwiz.engine.events import read_events
 from modelwiz.engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
                          trainer_exit_code)
 from modelwiz.engine.workflow import choose, recommend, start_run
@@ -24,15 +25,17 @@ POLL_S = 0.25
 def run_batch(config: Config, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
               runs_dir: str | Path | None = None, top: int = 5) -> dict[str, Any]:
     rec = recommend(config)
-    on_event(make_event("data_checked", **rec.summary.to_dict()))
-    on_event(make_event("hardware", **rec.hardware.to_dict()))
-    on_event(make_event("recommendation", models=[r.to_dict() for r in rec.ranked[:top]]))
+    on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
+    on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
+    on_event(ev_schema.Recommendation(models=[r.to_dict() for r in rec.ranked[:top]]).to_json())
     choice = choose(config, rec)
-    on_event(make_event("model_chosen", **{k: v for k, v in choice.to_dict().items()
-                                           if k in ("id", "name", "source", "score", "est_train_memory_gb", "strategy",
-                                                    "batch_size", "precision", "device", "reasons")}))
+    c = choice.to_dict()
+    on_event(ev_schema.ModelChosen(id=c["id"], name=c["name"], source=c["source"], score=c["score"],
+                                   est_train_memory_gb=c["est_train_memory_gb"], strategy=c["strategy"],
+                                   batch_size=c["batch_size"], precision=c["precision"], device=c["device"],
+                                   reasons=c["reasons"]).to_json())
     run_dir = start_run(config, choice, runs_dir=runs_dir)
-    on_event(make_event("run_created", run_id=run_dir.name, run_dir=str(run_dir)))
+    on_event(ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json())
     return follow_run(run_dir, on_event, stop=stop)
 
 

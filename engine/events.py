@@ -1,43 +1,187 @@
-"""The event stream: the one channel from the trainer to every front-end.
+"""The event stream: one schema for everything a run reports, and one reducer over it.
 
-The trainer appends one JSON object per line to `events.jsonl` in the run directory and flushes
-after each event. Readers (the batch front-end, the TUI dashboard, `attach`) tail the file from
-a byte offset, consuming only complete lines, so a reader can start, stop and re-attach at any
-point and always sees the whole history.
+The trainer appends one JSON object per line to `events.jsonl` in the run directory, flushed per
+event; the batch front-end emits its own events (data checked, model chosen, ...) through the
+same records. Readers (the batch progress display, the TUI dashboard, `summarize`, `modelwiz
+runs`) tail the file from a byte offset, consuming only complete lines, and fold what they read
+with `RunState.apply`: one definition of "the state of a run" and of "best" for every reader.
 
-Every event carries `v` (schema version), `event` (its type), `time` (UNIX seconds) and the
-fields listed for its type in EVENT_FIELDS.
+Each line is `{"v": MAJOR, "event": TYPE, "time": UNIX_SECONDS, ...fields}`. The fields of each
+type are the dataclass below registered under that type. Within a major version fields may be
+added (readers ignore fields they do not know); anything else bumps the major version, and
+readers refuse a major version they do not know with one clear line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, ClassVar
 
-SCHEMA_VERSION = 1
+from modelwiz.engine.errors import UserError
 
-EventType = Literal[
-    "run_started", "data", "model", "plan", "epoch_started", "step", "eval", "checkpoint",
-    "exported", "log", "run_finished",
-]
+SCHEMA_VERSION = 2          # the major version this module writes and reads
+DEFAULT_METRIC = "macro_f1"
+METRICS = ("macro_f1", "accuracy", "val_loss")     # what "best" may mean; val_loss is minimised
 
 
-class StepEvent(TypedDict, total=False):
-    epoch: int
-    step: int             # optimizer steps so far
+class SchemaError(ValueError):
+    """A line that does not match the schema."""
+
+
+# ------------------------------------------------------------------------------ the records
+
+@dataclass
+class Event:
+    """Base of every record; `kind` is the value of the line's `event` key."""
+
+    kind: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": SCHEMA_VERSION, "event": self.kind, "time": round(time.time(), 3),
+                **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+def _register(cls: type[Event]) -> type[Event]:
+    EVENT_TYPES[cls.kind] = cls
+    return cls
+
+
+# batch front-end: before the trainer starts
+
+@_register
+@dataclass
+class DataChecked(Event):
+    kind: ClassVar[str] = "data_checked"
+    summary: dict[str, Any]                  # engine.data.DataSummary.to_dict()
+
+
+@_register
+@dataclass
+class HardwareRead(Event):
+    kind: ClassVar[str] = "hardware"
+    report: dict[str, Any]                   # engine.hardware.HardwareReport.to_dict()
+
+
+@_register
+@dataclass
+class Recommendation(Event):
+    kind: ClassVar[str] = "recommendation"
+    models: list[Any]                        # engine.recommend.Ranked.to_dict(), best first
+
+
+@_register
+@dataclass
+class ModelChosen(Event):
+    kind: ClassVar[str] = "model_chosen"
+    id: str
+    name: str
+    source: str
+    score: float
+    est_train_memory_gb: float
+    strategy: str
+    batch_size: int
+    precision: str
+    device: str
+    reasons: list[str]
+
+
+@_register
+@dataclass
+class RunCreated(Event):
+    kind: ClassVar[str] = "run_created"
+    run_id: str
+    run_dir: str
+
+
+# the trainer
+
+@_register
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    pid: int
+    resumed: bool
+    resumed_from_step: int | None = None
+
+
+@_register
+@dataclass
+class DataLoaded(Event):
+    kind: ClassVar[str] = "data"
+    train_size: int
+    val_size: int
+    num_classes: int
+    labels: list[str]
+    class_counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@_register
+@dataclass
+class ModelLoaded(Event):
+    kind: ClassVar[str] = "model"
+    model: str
+    params: int
+    trainable_params: int
+    strategy: str
+    device: str
+    precision: str
+    load_seconds: float = 0.0
+
+
+@_register
+@dataclass
+class PlanStarted(Event):
+    """The plan the trainer runs (the run's plan.json) and the step counts it implies."""
+
+    kind: ClassVar[str] = "plan"
+    plan: dict[str, Any]
+    epochs: int
+    batch_size: int
+    learning_rate: float
     total_steps: int
-    loss: float           # training loss, mean over the logging window
+    steps_per_epoch: int
+    metric: str = DEFAULT_METRIC
+
+
+@_register
+@dataclass
+class EpochStarted(Event):
+    kind: ClassVar[str] = "epoch_started"
+    epoch: int
+
+
+@_register
+@dataclass
+class Step(Event):
+    kind: ClassVar[str] = "step"
+    epoch: int
+    step: int                                # optimizer steps so far
+    total_steps: int
+    loss: float                              # training loss, mean over the logging window
     lr: float
     samples_per_s: float
-    eta_s: float
-    mem_allocated_gb: float   # this process on its device (CUDA: torch allocator; CPU: process RSS)
-    mem_device_gb: float      # device-wide in use (CUDA: total - free; CPU: system RAM in use)
-    mem_total_gb: float
+    mem_allocated_gb: float                  # this process (CUDA: torch allocator; CPU: process RSS)
+    eta_s: float | None = None
+    mem_peak_gb: float | None = None         # CUDA: torch.cuda.max_memory_allocated
+    mem_device_gb: float | None = None       # device-wide in use (CUDA: total - free; CPU: RAM in use)
+    mem_total_gb: float | None = None
 
 
-class EvalEvent(TypedDict, total=False):
+@_register
+@dataclass
+class Evaluated(Event):
+    kind: ClassVar[str] = "eval"
     epoch: int
     step: int
     val_loss: float
@@ -45,47 +189,158 @@ class EvalEvent(TypedDict, total=False):
     macro_f1: float
     precision: float
     recall: float
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    per_class: dict[str, Any] = field(default_factory=dict)
 
 
-# Required fields per event type (beyond v/event/time). Tests check the trainer against this.
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "run_started": ("run_id", "pid", "resumed"),
-    "data": ("train_size", "val_size", "num_classes", "labels"),
-    "model": ("model", "params", "trainable_params", "strategy", "device", "precision"),
-    "plan": ("epochs", "batch_size", "learning_rate", "total_steps"),
-    "epoch_started": ("epoch",),
-    "step": ("epoch", "step", "total_steps", "loss", "lr", "samples_per_s", "mem_allocated_gb"),
-    "eval": ("epoch", "step", "val_loss", "accuracy", "macro_f1"),
-    "checkpoint": ("epoch", "step", "path"),
-    "exported": ("model_path",),
-    "log": ("level", "message"),
-    "run_finished": ("status", "metrics"),
-}
+@_register
+@dataclass
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    epoch: int
+    step: int
+    path: str
+    best: bool = False                       # this checkpoint is the best so far
 
 
-def make_event(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "event": kind, "time": round(time.time(), 3), **fields}
+@_register
+@dataclass
+class Exported(Event):
+    kind: ClassVar[str] = "exported"
+    model_path: str
+    epoch: int                               # the (best) epoch whose weights were exported
 
+
+@_register
+@dataclass
+class Log(Event):
+    kind: ClassVar[str] = "log"
+    level: str                               # info | warning | error
+    message: str
+
+
+@_register
+@dataclass
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str                              # completed | failed | cancelled
+    metrics: dict[str, Any]                  # the best evaluation's metrics ({} when none ran)
+    model_path: str | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+
+# the batch front-end's last line
+
+@_register
+@dataclass
+class Summary(Event):
+    kind: ClassVar[str] = "summary"
+    run_id: str
+    run_dir: str
+    status: str
+    model: str | None
+    metrics: dict[str, Any]
+    model_path: str | None
+    exit_code: int
+    best_epoch: int | None = None
+    resumed_from_step: int | None = None
+    error: str | None = None
+
+
+# ------------------------------------------------------------------------------ validation
+
+_HINTS: dict[type[Event], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Event]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    base = origin or hint
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is bool:
+        return isinstance(value, bool)
+    if base is str:
+        return isinstance(value, str)
+    if base is list:
+        return isinstance(value, list)
+    if base is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def check_version(obj: dict[str, Any], source: str = "") -> None:
+    v = obj.get("v")
+    if v != SCHEMA_VERSION:
+        where = f"{source}: " if source else ""
+        if isinstance(v, int) and v > SCHEMA_VERSION:
+            raise UserError(f"{where}events schema v{v} was written by a newer modelwiz (this one reads "
+                            f"v{SCHEMA_VERSION}); upgrade modelwiz to read this run")
+        raise UserError(f"{where}events schema v{v!r} is not one this modelwiz reads (v{SCHEMA_VERSION}); "
+                        "the run was written by an incompatible modelwiz version")
+
+
+def parse_event(obj: dict[str, Any], *, strict: bool = False) -> Event:
+    """The typed record of one decoded line. `strict` also refuses fields the schema does not
+    declare (the trainer's own test); readers are lenient, so a newer minor version still reads."""
+    check_version(obj)
+    kind = obj.get("event")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise SchemaError(f"unknown event type {kind!r}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = set(obj) - names - {"v", "event", "time"}
+    if strict and extra:
+        raise SchemaError(f"{kind}: undeclared field(s) {sorted(extra)}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in obj:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SchemaError(f"{kind}: missing field '{f.name}'")
+            continue
+        if not _matches(obj[f.name], hints[f.name]):
+            raise SchemaError(f"{kind}: field '{f.name}' = {obj[f.name]!r} does not match {hints[f.name]}")
+        kwargs[f.name] = obj[f.name]
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------ writing, reading
 
 class EventWriter:
-    """Appends events to a file, one line each, flushed per event."""
+    """Appends records to a file, one line each, flushed per event."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")
 
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
-        event = make_event(kind, **fields)
-        self._fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+    def emit(self, event: Event) -> dict[str, Any]:
+        obj = event.to_json()
+        self._fh.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
         self._fh.flush()
-        return event
+        return obj
 
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
 
-    def __enter__(self) -> "EventWriter":
+    def __enter__(self) -> EventWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -94,7 +349,8 @@ class EventWriter:
 
 def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Complete events after byte `offset`, and the offset to continue from. A partial last line
-    (the writer is mid-write) is left for the next call; a corrupt line is skipped."""
+    (the writer is mid-write) is left for the next call; a corrupt line or an event type this
+    version does not know is skipped; an unknown major version raises UserError."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -113,7 +369,174 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict) and "event" in obj:
+        if not isinstance(obj, dict) or "event" not in obj:
+            continue
+        check_version(obj, str(path))
+        if obj["event"] in EVENT_TYPES:
             events.append(obj)
     return events, offset + end + 1
 
+
+# ------------------------------------------------------------------------------ "best", once
+
+def metric_value(record: dict[str, Any], metric: str) -> float | None:
+    value = record.get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def is_better(candidate: dict[str, Any], best: dict[str, Any] | None, metric: str = DEFAULT_METRIC) -> bool:
+    """Whether evaluation `candidate` beats `best` on `metric` (val_loss lower, the others higher).
+    A later epoch wins a tie: it has trained longer for the same score."""
+    new = metric_value(candidate, metric)
+    if new is None:
+        return False
+    if not best:
+        return True
+    old = metric_value(best, metric)
+    if old is None:
+        return True
+    return new <= old if metric == "val_loss" else new >= old
+
+
+METRIC_KEYS = ("epoch", "step", "val_loss", "accuracy", "macro_f1", "precision", "recall")
+
+
+@dataclass
+class RunState:
+    """What a run's events say, folded: the one reader every front-end uses."""
+
+    run_id: str = ""
+    run_dir: str = ""
+    status: str = "queued"           # queued | running | completed | failed | cancelled
+    model: str = ""
+    params: int = 0
+    trainable_params: int = 0
+    strategy: str = ""
+    device: str = ""
+    precision: str = ""
+    labels: list[str] = field(default_factory=list)
+    train_size: int = 0
+    val_size: int = 0
+    plan: dict[str, Any] = field(default_factory=dict)
+    metric: str = DEFAULT_METRIC
+    epochs: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    step: int = 0
+    resumed_from_step: int | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)    # (step, training loss)
+    evals: list[dict[str, Any]] = field(default_factory=list)        # one per epoch, METRIC_KEYS
+    best: dict[str, Any] = field(default_factory=dict)               # the best of `evals` on `metric`
+    last_eval: dict[str, Any] = field(default_factory=dict)          # the latest eval event, in full
+    best_eval: dict[str, Any] = field(default_factory=dict)          # the best eval event, in full
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+    memory: dict[str, float] = field(default_factory=dict)           # the latest mem_* figures
+    mem_peak_gb: float = 0.0
+    logs: list[tuple[str, str]] = field(default_factory=list)        # (level, message)
+    model_path: str | None = None
+    exported_epoch: int | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    finished: bool = False
+    started: float | None = None
+    last_time: float | None = None
+    events: int = 0
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best.get("epoch") if self.best else None
+
+    def best_metrics(self) -> dict[str, Any]:
+        """The best evaluation's figures (what `runs`, the summary and the report call metrics)."""
+        return {k: self.best[k] for k in METRIC_KEYS if k in self.best and k not in ("epoch", "step")}
+
+    def apply(self, obj: dict[str, Any]) -> RunState:
+        """Fold one decoded event line into the state (returns self, for chaining)."""
+        kind = obj.get("event")
+        self.events += 1
+        t = obj.get("time")
+        if isinstance(t, (int, float)):
+            self.last_time = float(t)
+        if kind == "run_created":
+            self.run_id, self.run_dir = obj.get("run_id", ""), obj.get("run_dir", "")
+        elif kind == "run_started":
+            self.run_id = obj.get("run_id") or self.run_id
+            self.status, self.finished, self.error, self.exit_code = "running", False, None, None
+            self.started = self.started or self.last_time
+            if obj.get("resumed"):
+                self.resumed_from_step = obj.get("resumed_from_step")
+        elif kind == "data":
+            self.labels, self.train_size, self.val_size = list(obj.get("labels") or []), obj.get("train_size", 0), \
+                obj.get("val_size", 0)
+        elif kind == "model":
+            self.model, self.params, self.trainable_params = obj.get("model", ""), obj.get("params", 0), \
+                obj.get("trainable_params", 0)
+            self.strategy, self.device, self.precision = obj.get("strategy", ""), obj.get("device", ""), \
+                obj.get("precision", "")
+        elif kind == "plan":
+            self.plan = dict(obj.get("plan") or {})
+            self.epochs, self.total_steps = obj.get("epochs", 0), obj.get("total_steps", 0)
+            self.metric = obj.get("metric") or DEFAULT_METRIC
+        elif kind == "epoch_started":
+            self.epoch = obj.get("epoch", self.epoch)
+        elif kind == "step":
+            self._apply_step(obj)
+        elif kind == "eval":
+            self._apply_eval(obj)
+        elif kind == "checkpoint":
+            self.checkpoint = obj.get("path")
+        elif kind == "exported":
+            self.model_path, self.exported_epoch = obj.get("model_path"), obj.get("epoch")
+        elif kind == "log":
+            self.logs.append((str(obj.get("level", "info")), str(obj.get("message", ""))))
+        elif kind == "run_finished":
+            self.status, self.finished = obj.get("status", "failed"), True
+            self.error, self.exit_code = obj.get("error"), obj.get("exit_code")
+            self.model_path = obj.get("model_path") or self.model_path
+            self.checkpoint = obj.get("checkpoint") or self.checkpoint
+        return self
+
+    def _apply_step(self, obj: dict[str, Any]) -> None:
+        step = int(obj.get("step", 0))
+        if self.losses and step <= self.losses[-1][0]:
+            # a resumed run repeats steps after its last checkpoint: keep the newer figures
+            self.losses = [p for p in self.losses if p[0] < step]
+        self.epoch, self.step = obj.get("epoch", self.epoch), step
+        self.total_steps = obj.get("total_steps") or self.total_steps
+        self.losses.append((step, float(obj.get("loss", 0.0))))
+        self.samples_per_s, self.eta_s = obj.get("samples_per_s"), obj.get("eta_s")
+        self.memory = {k: v for k, v in obj.items() if k.startswith("mem_") and isinstance(v, (int, float))}
+        peak = max(self.memory.get("mem_peak_gb", 0.0), self.memory.get("mem_allocated_gb", 0.0))
+        self.mem_peak_gb = max(self.mem_peak_gb, peak)
+
+    def _apply_eval(self, obj: dict[str, Any]) -> None:
+        record = {k: obj[k] for k in METRIC_KEYS if k in obj}
+        # a resumed run re-evaluates an epoch it had not finished: the newer figures replace it
+        self.evals = [e for e in self.evals if e.get("epoch") != record.get("epoch")] + [record]
+        self.last_eval = dict(obj)
+        best = None
+        for e in self.evals:
+            if is_better(e, best, self.metric):
+                best = e
+        self.best = dict(best or {})
+        if best is record:
+            self.best_eval = dict(obj)
+        elif self.best_eval.get("epoch") != self.best.get("epoch"):
+            self.best_eval = {}
+
+
+def fold(events: list[dict[str, Any]], state: RunState | None = None) -> RunState:
+    state = state or RunState()
+    for ev in events:
+        state.apply(ev)
+    return state
+
+
+def fold_file(path: str | Path) -> RunState:
+    return fold(read_events(path)[0])
