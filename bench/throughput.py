@@ -47,14 +47,16 @@ def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, l
 
 def modelwiz_run(model_dir: str, data_csv: Path, work: Path, batch: int, length: int) -> float:
     from modelwiz.engine.config import load_config
-    from modelwiz.engine.runs import create_run, launch_trainer, wait_for_final
+    from modelwiz.engine import workflow
+    from modelwiz.engine.runs import wait_for_final
 
     cfg_path = work / "bench.toml"
     cfg_path.write_text(f'[task]\ntrain = "{data_csv}"\nvalidation = 0.2\n[model]\nid = "{model_dir}"\n'
                         f'[train]\nepochs = 1\nbatch_size = {batch}\nmax_length = {length}\nlearning_rate = 5e-5\n'
                         'strategy = "full"\nprecision = "fp32"\n[constraints]\ndevice = "cpu"\n')
-    run = create_run(load_config(cfg_path), model_id=model_dir, runs_dir=work / "runs")
-    launch_trainer(run)
+    cfg = load_config(cfg_path)
+    cfg.model.id = str(model_dir)
+    run = workflow.start_run(cfg, workflow.choose(cfg, workflow.recommend(cfg)), runs_dir=work / "runs")
     state = wait_for_final(run, timeout_s=3600)
     if state != "completed":
         raise SystemExit(f"modelwiz run ended {state}; see {run / 'trainer.log'}")

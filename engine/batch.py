@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from modelwiz.engine.config import Config
 from modelwiz.engine import events as ev_schema
-from modelwiz.engine.events import read_events
+from modelwiz.engine.events import RunState, fold, read_events
 from modelwiz.engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
                          trainer_exit_code)
 from modelwiz.engine.workflow import choose, recommend, start_run
@@ -42,61 +42,57 @@ def run_batch(config: Config, on_event: EventSink, *, stop: Callable[[], bool] =
 def follow_run(run_dir: Path, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
                offset: int = 0) -> dict[str, Any]:
     """Relay a run's events until it finishes; `stop()` true asks the trainer to cancel (it
-    checkpoints first) and keeps following until it has stopped."""
+    checkpoints first) and keeps following until it has stopped. The summary comes from the
+    whole stream folded (engine.events.RunState), whatever `offset` relaying started at."""
     events_path = run_dir / "events.jsonl"
-    finished: dict[str, Any] | None = None
+    state = fold(read_events(events_path, 0, end=offset)[0]) if offset else RunState()
     cancel_sent = False
     dead_since: float | None = None
-    while finished is None:
+    while not state.finished:
         events, offset = read_events(events_path, offset)
-        for ev in events:
-            on_event(ev)
-            if ev.get("event") == "run_finished":
-                finished = ev
-        if finished is not None:
+        for obj in events:
+            state.apply(obj)
+            on_event(obj)
+        if state.finished:
             break
         if stop() and not cancel_sent:
             cancel_sent = True
             request_cancel(run_dir)
         reap()
-        state = effective_state(read_status(run_dir))
-        if state in FINAL_STATES:
+        if effective_state(read_status(run_dir)) in FINAL_STATES:
             # give the writer a moment to flush its last event, then stop waiting
             dead_since = dead_since or time.monotonic()
             if time.monotonic() - dead_since > 2.0:
                 break
         time.sleep(POLL_S)
-    return summarize(run_dir, finished)
+    return summarize(run_dir, state)
 
 
-def summarize(run_dir: Path, finished: dict[str, Any] | None) -> dict[str, Any]:
+def summarize(run_dir: Path, state: RunState) -> dict[str, Any]:
+    """The contract's summary object: metrics are the best evaluation's (the exported model)."""
     status = read_status(run_dir)
-    state = finished.get("status") if finished else effective_state(status)
-    metrics = dict(finished.get("metrics") or {}) if finished else dict(status.get("last_metrics") or {})
+    outcome = state.status if state.finished else effective_state(status, run_dir)
+    exit_code = state.exit_code if state.finished and state.exit_code is not None else \
+        {"completed": 0, "cancelled": 130}.get(outcome, 1)
     pid = status.get("pid")
-    exit_code = {"completed": 0, "cancelled": 130}.get(state or "", 1)
-    if finished and finished.get("exit_code"):
-        exit_code = int(finished["exit_code"])
-    elif state == "failed" and pid and trainer_exit_code(pid) == 2:
+    if not state.finished and outcome == "failed" and pid and trainer_exit_code(pid) == 2:
         exit_code = 2
-    summary = {
-        "event": "summary", "run_id": status.get("run_id", run_dir.name), "run_dir": str(run_dir), "status": state,
-        "model": status.get("model"), "metrics": {"accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
-                                                  **{k: v for k, v in metrics.items() if k not in ("accuracy", "macro_f1")}},
-        "model_path": status.get("model_path") if state == "completed" else None,
-        "exit_code": exit_code,
-    }
-    if state == "failed":
-        summary["error"] = (finished or {}).get("error") or status.get("error") or \
-            f"the trainer stopped unexpectedly; see {run_dir / 'trainer.log'}"
-    return summary
+    metrics = state.best_metrics()
+    summary = ev_schema.Summary(
+        run_id=status.get("run_id", run_dir.name), run_dir=str(run_dir), status=outcome, model=status.get("model"),
+        metrics={"accuracy": metrics.pop("accuracy", None), "macro_f1": metrics.pop("macro_f1", None), **metrics},
+        model_path=state.model_path if outcome == "completed" else None, exit_code=int(exit_code),
+        best_epoch=state.best_epoch, resumed_from_step=state.resumed_from_step,
+        error=(state.error or status.get("error") or f"the trainer stopped unexpectedly; see {run_dir / 'trainer.log'}")
+        if outcome == "failed" else None)
+    return summary.to_json()
 
 
 def resume_run(run_dir: Path) -> None:
     """Relaunch an interrupted or cancelled run from its last checkpoint."""
     from modelwiz.engine.errors import UserError
 
-    state = effective_state(read_status(run_dir))
+    state = effective_state(read_status(run_dir), run_dir)
     if state in ("running", "queued", "cancelling"):
         raise UserError(f"run {run_dir.name} is still {state}; `modelwiz attach {run_dir.name}` to watch it")
     if state == "completed":

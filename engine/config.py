@@ -19,6 +19,7 @@ from modelwiz.engine.errors import UserError
 MODALITIES = ("text", "image")
 STRATEGIES = ("auto", "linear-probe", "partial", "full")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+METRICS = ("macro_f1", "accuracy", "val_loss")      # what "best" means (engine.events.is_better)
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 42
     nproc: int = 1
+    grad_accum: int = 1         # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
+    metric: str = "macro_f1"    # what "best" means: the checkpoint exported, the runs list, the report
     max_length: int = 128       # text: tokens per example
     image_size: int | str = "auto"   # image: side in pixels; auto = the model's own
     max_train_samples: int = 0  # 0: all
@@ -257,6 +260,10 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
         if train.nproc > 1:
             raise UserError(f"{_where('train', 'nproc', source)} = {train.nproc}: multi-process (DDP) training is not "
                             "supported yet; set nproc = 1")
+    if "grad_accum" in tr:
+        train.grad_accum = _number("train", "grad_accum", tr["grad_accum"], source, integer=True, minimum=1, maximum=1024)
+    if "metric" in tr:
+        train.metric = _choice("train", "metric", tr["metric"], METRICS, source)
     if "max_length" in tr:
         train.max_length = _number("train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192)
     if "image_size" in tr:

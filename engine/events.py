@@ -111,7 +111,16 @@ class RunStarted(Event):
     run_id: str
     pid: int
     resumed: bool
-    resumed_from_step: int | None = None
+
+
+@_register
+@dataclass
+class Resumed(Event):
+    """A resumed run has loaded its checkpoint and continues from this point."""
+
+    kind: ClassVar[str] = "resumed"
+    epoch: int                               # the epoch in progress (1-based)
+    step: int                                # optimizer steps already done
 
 
 @_register
@@ -190,7 +199,7 @@ class Evaluated(Event):
     precision: float
     recall: float
     confusion_matrix: list[list[int]] = field(default_factory=list)
-    per_class: dict[str, Any] = field(default_factory=dict)
+    per_class: list[Any] = field(default_factory=list)   # per label: precision, recall, f1, support
 
 
 @_register
@@ -347,15 +356,15 @@ class EventWriter:
         self.close()
 
 
-def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete events after byte `offset`, and the offset to continue from. A partial last line
+def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Complete events after byte `offset` (up to byte `end`), and the offset to continue from. A partial last line
     (the writer is mid-write) is left for the next call; a corrupt line or an event type this
     version does not know is skipped; an unknown major version raises UserError."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            data = fh.read()
+            data = fh.read() if end is None else fh.read(max(0, end - offset))
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n")
@@ -469,8 +478,8 @@ class RunState:
             self.run_id = obj.get("run_id") or self.run_id
             self.status, self.finished, self.error, self.exit_code = "running", False, None, None
             self.started = self.started or self.last_time
-            if obj.get("resumed"):
-                self.resumed_from_step = obj.get("resumed_from_step")
+        elif kind == "resumed":
+            self.resumed_from_step, self.step = obj.get("step"), obj.get("step", self.step)
         elif kind == "data":
             self.labels, self.train_size, self.val_size = list(obj.get("labels") or []), obj.get("train_size", 0), \
                 obj.get("val_size", 0)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelwiz.engine.errors import UserError
+
 GB = 1024 ** 3
 
 
@@ -55,7 +57,20 @@ class HardwareReport:
         return cls(**d)
 
     def device_for(self, requested: str = "auto") -> str:
-        """The device a run would use: auto picks the first GPU, then MPS, then the CPU."""
+        """The device a run would use: auto picks the first GPU, then MPS, then the CPU. A device
+        asked for by name that this machine lacks is a UserError naming what exists."""
+        if requested.startswith("cuda"):
+            idx = int(requested.split(":")[1]) if ":" in requested else 0
+            if not self.gpus:
+                why = f" ({self.probe_error})" if self.probe_error else ""
+                raise UserError(f"[constraints] device = \"{requested}\" but no CUDA GPU was detected{why}; "
+                                "use \"auto\" or \"cpu\"")
+            if idx not in {g.index for g in self.gpus}:
+                raise UserError(f"[constraints] device = \"{requested}\" but this machine has GPU(s) "
+                                f"{', '.join(f'cuda:{g.index}' for g in self.gpus)}")
+            return f"cuda:{idx}"
+        if requested == "mps" and not self.mps:
+            raise UserError("[constraints] device = \"mps\" but Apple MPS is not available; use \"auto\" or \"cpu\"")
         if requested != "auto":
             return requested
         if self.gpus:

@@ -1,4 +1,5 @@
-"""Predictions from a run's exported model."""
+"""Predictions from a run's exported model, prepared exactly as in training (the export's
+modelwiz.json records the family, labels, max length / image size and normalisation)."""
 
 from __future__ import annotations
 
@@ -12,29 +13,18 @@ def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[st
     model_dir = Path(run_dir) / "model"
     if not model_dir.is_dir():
         raise UserError(f"run {Path(run_dir).name} has no exported model yet; wait for it to complete or resume it")
-    from modelwiz.engine import models
+    from modelwiz.engine.adapters import adapter_class
+    from modelwiz.engine.adapters.base import read_meta
 
-    bundle = models.load_exported(model_dir)
-    import json
-
-    meta = json.loads((model_dir / "modelwiz.json").read_text())
-    labels: list[str] = meta["labels"]
+    meta = read_meta(model_dir)
+    cls = adapter_class(str(meta.get("format")))
+    adapter = cls.from_export(model_dir, meta)
+    items = adapter.check_inputs(inputs)
     import torch
 
-    if bundle.kind == "hf-text":
-        enc = bundle.tokenizer(inputs, truncation=True, max_length=512, padding=True, return_tensors="pt")
-        batch = dict(enc)
-    else:
-        missing = [p for p in inputs if not Path(p).is_file()]
-        if missing:
-            raise UserError(f"image {missing[0]} does not exist; pass paths of image files")
-        tf = models.image_transform(bundle, train=False)
-        try:
-            batch = {"pixel_values": torch.stack([tf(models.load_image(p)) for p in inputs])}
-        except OSError as exc:
-            raise UserError(f"cannot read an input image: {exc}") from None
     with torch.no_grad():
-        probs = torch.softmax(bundle.logits(batch).float(), dim=-1)
+        probs = torch.softmax(adapter.logits(adapter.collate(items, train=False)).float(), dim=-1)
+    labels = adapter.labels
     out = []
     for text, row in zip(inputs, probs.tolist()):
         order = sorted(range(len(row)), key=lambda i: -row[i])[:top_k]

@@ -1,9 +1,15 @@
 """Run directories and the detached trainer process.
 
-A run directory holds `config.toml` (resolved), `events.jsonl`, `status.json`, `checkpoints/`,
-`model/`, `report.json` and `trainer.log`. The trainer is started with `start_new_session=True`
-so it survives the terminal (or SSH session) that started it; any front-end re-attaches by
-reading the run directory.
+A run directory holds `config.toml` (the user's, with the model fixed), `plan.json` (every
+setting resolved), `events.jsonl`, `status.json`, `checkpoints/`, `model/`, `report.json` and
+`trainer.log`. The trainer is started with `start_new_session=True` so it survives the terminal
+(or SSH session) that started it; any front-end re-attaches by reading the run directory.
+
+`status.json` has one writer at a time: the launcher until the trainer claims it, then the
+trainer. Every write is a read-modify-write under a lock file and an atomic replace; the launcher
+may not write while a live trainer owns the run. Cancel requests never touch it: they travel by
+signal and by the cancel file, and readers show a running run with a cancel file as
+`cancelling`.
 """
 
 from __future__ import annotations
@@ -14,18 +20,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelwiz.engine.config import Config
 from modelwiz.engine.errors import UserError
+from modelwiz.engine.events import RunState, fold_file
 from modelwiz.engine.fsutil import atomic_write_json, read_json
 from modelwiz.engine.paths import default_runs_dir
+
+try:
+    import fcntl
+except ImportError:     # Windows: no advisory locks; single writers still take turns by ownership
+    fcntl = None  # type: ignore[assignment]
 
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
 CANCEL_FILE = "cancel.request"
+LAUNCHER, TRAINER = "launcher", "trainer"
 
 
 def runs_dir_for(config: Config | None = None, override: str | Path | None = None) -> Path:
@@ -55,7 +70,8 @@ def create_run(config: Config, *, model_id: str, runs_dir: Path | None = None,
     config.model.id = model_id
     config.output.runs_dir = str(runs_dir)
     config.save(run_dir / "config.toml")
-    write_status(run_dir, run_id=run_id, state="queued", model=model_id, created=time.time(), **(extra or {}))
+    write_status(run_dir, by=LAUNCHER, run_id=run_id, state="queued", owner=LAUNCHER, model=model_id,
+                 created=time.time(), **(extra or {}))
     return run_dir
 
 
@@ -67,13 +83,33 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     return read_json(status_path(run_dir), default={}) or {}
 
 
-def write_status(run_dir: Path, **updates: Any) -> dict[str, Any]:
-    """Merge `updates` into status.json (atomic replace)."""
-    status = read_status(run_dir)
-    status.update(updates)
-    status["updated"] = time.time()
-    atomic_write_json(status_path(run_dir), status)
-    return status
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(Path(run_dir) / "status.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_status(run_dir: Path, *, by: str, **updates: Any) -> dict[str, Any] | None:
+    """Merge `updates` into status.json under the lock (atomic replace). `by` is the writer:
+    the trainer owns the file from its first write on; the launcher's writes are refused (None)
+    while a live trainer owns it."""
+    with _locked(run_dir):
+        status = read_status(run_dir)
+        if by == TRAINER:
+            status["owner"] = TRAINER
+        elif status.get("owner") == TRAINER and effective_state(status) in ACTIVE_STATES:
+            return None
+        status.update(updates)
+        status["updated"] = time.time()
+        atomic_write_json(status_path(run_dir), status)
+        return status
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -88,13 +124,16 @@ def pid_alive(pid: int | None) -> bool:
         return False
 
 
-def effective_state(status: dict[str, Any]) -> str:
-    """The state, with a run whose trainer died without saying so reported as `interrupted`."""
+def effective_state(status: dict[str, Any], run_dir: Path | None = None) -> str:
+    """The state, with a run whose trainer died without saying so reported as `interrupted`, and
+    a running one asked to stop (cancel file present, when `run_dir` is given) as `cancelling`."""
     state = status.get("state", "unknown")
     if state in ("running", "cancelling") and not pid_alive(status.get("pid")):
         return "interrupted"
     if state == "queued" and status.get("pid") and not pid_alive(status.get("pid")):
         return "interrupted"
+    if state in ("queued", "running") and run_dir is not None and (Path(run_dir) / CANCEL_FILE).exists():
+        return "cancelling"
     return state
 
 
@@ -104,21 +143,38 @@ class RunInfo:
     run_dir: Path
     state: str
     model: str
-    metrics: dict[str, Any]
+    metric: str                 # what "best" means for this run
+    metrics: dict[str, Any]     # the best evaluation's figures
+    best_epoch: int | None
     created: float
     epoch: int | None
+    epochs: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "run_dir": str(self.run_dir), "status": self.state, "model": self.model,
-                "metrics": self.metrics, "created": self.created, "epoch": self.epoch}
+                "metric": self.metric, "metrics": self.metrics, "best_epoch": self.best_epoch,
+                "created": self.created, "epoch": self.epoch, "epochs": self.epochs}
+
+
+def run_state(run_dir: Path) -> RunState:
+    """The run's events folded (engine.events.RunState), with the state status.json knows
+    better: a trainer that died without a final event is `interrupted`."""
+    state = fold_file(Path(run_dir) / "events.jsonl")
+    status = read_status(run_dir)
+    state.run_id = state.run_id or status.get("run_id", Path(run_dir).name)
+    state.run_dir = str(run_dir)
+    if not state.finished:
+        state.status = effective_state(status, run_dir)
+    return state
 
 
 def run_info(run_dir: Path) -> RunInfo:
     st = read_status(run_dir)
+    rs = run_state(run_dir)
     return RunInfo(
-        run_id=st.get("run_id", run_dir.name), run_dir=run_dir, state=effective_state(st),
-        model=st.get("model_name") or Path(st.get("model", "?")).name, metrics=st.get("best_metrics") or {}, created=st.get("created", 0.0),
-        epoch=st.get("epoch"),
+        run_id=rs.run_id, run_dir=run_dir, state=effective_state(st, run_dir), model=st.get("model_name")
+        or Path(st.get("model", "?")).name, metric=rs.metric, metrics=rs.best_metrics(), best_epoch=rs.best_epoch,
+        created=st.get("created", 0.0), epoch=rs.epoch or None, epochs=rs.epochs or None,
     )
 
 
@@ -149,22 +205,26 @@ def resolve_run(ref: str, runs_dir: Path) -> Path:
 def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] | None = None) -> int:
     """Start the trainer detached from this terminal; returns its pid."""
     run_dir = Path(run_dir)
-    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    if effective_state(read_status(run_dir)) in ("running", "cancelling"):
+        raise UserError(f"run {run_dir.name} is still running; `modelwiz attach {run_dir.name}` to watch it")
     cmd = [sys.executable, "-m", "modelwiz.engine.trainer", str(run_dir)]
     if resume:
         cmd.append("--resume")
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     # queued before the child exists, so no reader mistakes the previous state for the outcome
-    write_status(run_dir, state="queued", pid=None, error=None)
+    if write_status(run_dir, by=LAUNCHER, state="queued", owner=LAUNCHER, pid=None, error=None) is None:
+        raise UserError(f"run {run_dir.name} is still running; `modelwiz attach {run_dir.name}` to watch it")
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     log = open(run_dir / "trainer.log", "ab")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=child_env, cwd=str(run_dir))
     finally:
         log.close()
-    if not read_status(run_dir).get("pid"):   # the trainer writes its own pid when it starts
-        write_status(run_dir, pid=proc.pid)
+    # so that a trainer dying before it claims the run still reads as interrupted; refused once
+    # the trainer has claimed status.json (it writes its own pid)
+    write_status(run_dir, by=LAUNCHER, pid=proc.pid)
     _REAPABLE[proc.pid] = proc
     return proc.pid
 
@@ -192,7 +252,6 @@ def request_cancel(run_dir: Path) -> bool:
     if state not in ACTIVE_STATES:
         return False
     (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
-    write_status(run_dir, state="cancelling")
     pid = status.get("pid")
     if pid and pid_alive(pid):
         try:
@@ -206,8 +265,8 @@ def wait_for_final(run_dir: Path, timeout_s: float = 60.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reap()
-        state = effective_state(read_status(run_dir))
+        state = effective_state(read_status(run_dir), run_dir)
         if state in FINAL_STATES:
             return state
         time.sleep(0.2)
-    return effective_state(read_status(run_dir))
+    return effective_state(read_status(run_dir), run_dir)

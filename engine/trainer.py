@@ -1,9 +1,10 @@
 """The training process: `python -m modelwiz.engine.trainer RUN_DIR [--resume]`.
 
-Started detached by modelwiz.engine.runs.launch_trainer. Reads RUN_DIR/config.toml, appends events to
-RUN_DIR/events.jsonl, keeps RUN_DIR/status.json current, checkpoints atomically to
-RUN_DIR/checkpoints/last.pt at the end of every epoch and on cancel, and exports the model to
-RUN_DIR/model/ with a model card and RUN_DIR/report.json.
+Started detached by `engine.runs.launch_trainer`. It obeys `RUN_DIR/plan.json` (every setting
+resolved by `engine.plan.make_plan`; nothing is re-resolved here), reads the data named in
+`RUN_DIR/config.toml`, reports through a `Reporter` (events.jsonl and status.json), checkpoints
+atomically to `checkpoints/last.pt` every epoch and on cancel, keeps the best epoch's weights in
+`checkpoints/best.safetensors`, and exports those to `model/` with a model card and `report.json`.
 
 Exit status: 0 completed, 1 training failure, 2 bad input, 130 cancelled.
 """
@@ -11,9 +12,11 @@ Exit status: 0 completed, 1 training failure, 2 bad input, 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -22,17 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelwiz.engine import events as ev
 from modelwiz.engine.config import load_config
 from modelwiz.engine.errors import TrainingError, UserError
-from modelwiz.engine.events import EventWriter
 from modelwiz.engine.fsutil import atomic_write_json
-from modelwiz.engine.runs import CANCEL_FILE, write_status
+from modelwiz.engine.plan import Plan, read_plan
+from modelwiz.engine.runs import CANCEL_FILE, TRAINER, write_status
 
 GB = 1024 ** 3
 WARMUP_FRACTION = 0.06
 WEIGHT_DECAY = 0.01
 STEP_EVENTS_PER_EPOCH = 50
 EVAL_BATCH_MULTIPLIER = 2
+LAST_CKPT = "checkpoints/last.pt"
+BEST_WEIGHTS = "checkpoints/best.safetensors"
 
 
 class Cancelled(Exception):
@@ -43,11 +49,64 @@ class Cancelled(Exception):
 class Progress:
     """Everything a checkpoint needs beyond module/optimizer state to continue the same run."""
     epoch: int = 0              # epoch in progress (0-based)
-    batch_in_epoch: int = 0     # batches of this epoch already trained
+    step_in_epoch: int = 0      # optimizer steps of this epoch already done
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
     train_seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- reporting
+
+class Reporter:
+    """Callbacks at the points of the loop where something is worth telling (in the manner of
+    HF `TrainerCallback`). The trainer's one reporter writes events and status.json."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.writer = ev.EventWriter(run_dir / "events.jsonl")
+
+    def emit(self, event: ev.Event) -> None:
+        self.writer.emit(event)
+
+    def status(self, **updates: Any) -> None:
+        write_status(self.run_dir, by=TRAINER, **updates)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit(ev.Log(level=level, message=message))
+
+    def on_start(self, resume: bool) -> None:
+        self.status(state="running", pid=os.getpid(), started=time.time(), error=None)
+        self.emit(ev.RunStarted(run_id=self.run_dir.name, pid=os.getpid(), resumed=resume))
+
+    def on_epoch(self, run: Run, epoch: int) -> None:
+        self.status(epoch=epoch + 1, epochs=run.plan.epochs)
+        self.emit(ev.EpochStarted(epoch=epoch + 1))
+
+    def on_step(self, run: Run, loss: float, samples_per_s: float) -> None:
+        p = run.progress
+        remaining = (run.total_steps - p.global_step) * run.plan.effective_batch
+        self.emit(ev.Step(epoch=p.epoch + 1, step=p.global_step, total_steps=run.total_steps, loss=round(loss, 5),
+                          lr=run.scheduler.get_last_lr()[0], samples_per_s=round(samples_per_s, 2),
+                          eta_s=round(remaining / samples_per_s, 1) if samples_per_s else None,
+                          **memory_now(run.plan.device)))
+
+    def on_evaluate(self, run: Run, record: dict[str, Any], metrics: dict[str, Any]) -> None:
+        self.emit(ev.Evaluated(**record, confusion_matrix=metrics["confusion_matrix"],
+                               per_class=metrics["per_class"]))
+
+    def on_save(self, run: Run, path: Path, best: bool) -> None:
+        self.emit(ev.CheckpointSaved(epoch=run.progress.epoch, step=run.progress.global_step, path=str(path),
+                                     best=best))
+
+    def on_finish(self, status: str, *, metrics: dict[str, Any], exit_code: int, error: str | None = None,
+                  model_path: str | None = None, checkpoint: str | None = None) -> None:
+        self.status(state=status, error=error, model_path=model_path, finished=time.time())
+        self.emit(ev.RunFinished(status=status, metrics=metrics, model_path=model_path, checkpoint=checkpoint,
+                                 error=error, exit_code=exit_code))
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 # --------------------------------------------------------------------------- small named pieces
@@ -91,24 +150,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def select_trainable(bundle: Any, strategy: str) -> int:
+def select_trainable(adapter: Any, strategy: str) -> int:
     """Freeze per strategy; returns the number of trainable parameters. New (head) parameters are
     always trained; `partial` also trains the top third of the backbone's parameter tensors."""
-    params = list(bundle.model.named_parameters())
-    if strategy == "full":
-        for _, p in params:
-            p.requires_grad_(True)
-    else:
-        backbone = [(n, p) for n, p in params if n not in bundle.new_params]
-        keep = set()
-        if strategy == "partial":
-            keep = {n for n, _ in backbone[len(backbone) - max(1, len(backbone) // 3):]}
-        for n, p in params:
-            p.requires_grad_(n in bundle.new_params or n in keep)
+    params = list(adapter.model.named_parameters())
+    backbone = [n for n, _ in params if n not in adapter.new_params]
+    keep: set[str] = set(backbone) if strategy == "full" else set()
+    if strategy == "partial":
+        keep = set(backbone[len(backbone) - max(1, len(backbone) // 3):])
+    for n, p in params:
+        p.requires_grad_(n in adapter.new_params or n in keep)
     return sum(p.numel() for _, p in params if p.requires_grad)
 
 
 def make_scheduler(optimizer: Any, total_steps: int) -> Any:
+    """Linear warmup over the first 6% of steps, then linear decay to zero."""
     import torch
 
     warmup = max(1, int(total_steps * WARMUP_FRACTION))
@@ -126,10 +182,23 @@ def autocast_for(device: str, precision: str) -> Any:
 
     import torch
 
-    if precision in ("bf16", "fp16") and device.split(":")[0] in ("cuda", "cpu", "mps"):
+    if precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
     return contextlib.nullcontext()
+
+
+def check_device(device: str) -> None:
+    """The plan's device must exist now (a resumed run may be on another machine)."""
+    import torch
+
+    if device.startswith("cuda"):
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or idx >= torch.cuda.device_count():
+            raise UserError(f"the plan says device {device} but no such CUDA GPU is available here; start a new run "
+                            "with [constraints] device = \"auto\"")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("the plan says device mps but Apple MPS is not available here")
 
 
 def memory_now(device: str) -> dict[str, float]:
@@ -148,318 +217,56 @@ def memory_now(device: str) -> dict[str, float]:
             "mem_total_gb": round(vm.total / GB, 3)}
 
 
-def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any, progress: Progress) -> None:
+def save_checkpoint(run: Run) -> Path:
     """Atomic: written to a temporary file, then renamed over the previous checkpoint."""
-    import dataclasses
-
     import torch
 
+    path = run.run_dir / LAST_CKPT
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     state = {
-        "model": {k: v for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": rng_state(), "progress": dataclasses.asdict(progress), "format": 1,
+        "model": run.adapter.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+        "rng": rng_state(), "progress": dataclasses.asdict(run.progress), "format": 2,
     }
     torch.save(state, tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    return path
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> Progress:
+def load_checkpoint(run: Run) -> Progress:
     import torch
 
     # weights_only=False is needed for the RNG states (numpy arrays, tuples); the file is one this
     # trainer wrote into the run directory, never a downloaded artefact.
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    state = torch.load(run.run_dir / LAST_CKPT, map_location="cpu", weights_only=False)
+    run.adapter.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     return Progress(**state["progress"])
 
 
-# --------------------------------------------------------------------------- batches
+def save_best_weights(run: Run) -> None:
+    from safetensors.torch import save_file
 
-class Batches:
-    """Turns example indices into model inputs for text or images."""
-
-    def __init__(self, bundle: Any, items: list[Any], labels: list[int], *, max_length: int, train: bool):
-        from modelwiz.engine import models
-
-        self.bundle, self.items, self.labels = bundle, items, labels
-        self.kind = bundle.kind
-        if self.kind == "hf-text":
-            self.encode = models.text_encoder(bundle, max_length)
-        else:
-            self.transform = models.image_transform(bundle, train=train)
-
-    def make(self, idx: list[int], device: str) -> tuple[dict[str, Any], Any]:
-        import torch
-
-        from modelwiz.engine import models
-
-        y = torch.tensor([self.labels[i] for i in idx], dtype=torch.long)
-        if self.kind == "hf-text":
-            inputs = self.encode([self.items[i] for i in idx])
-        else:
-            inputs = {"pixel_values": torch.stack([self.transform(models.load_image(self.items[i])) for i in idx])}
-        return {k: v.to(device) for k, v in inputs.items()}, y.to(device)
+    path = run.run_dir / BEST_WEIGHTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in run.adapter.model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
 
 
-def evaluate(bundle: Any, batches: Batches, batch_size: int, device: str, precision: str, num_classes: int) -> dict[str, Any]:
-    import torch
-    import torch.nn.functional as F
+def load_best_weights(run: Run) -> None:
+    from safetensors.torch import load_file
 
-    from modelwiz.engine.metrics import classification_metrics
-
-    bundle.model.eval()
-    preds: list[int] = []
-    loss_sum = 0.0
-    n = len(batches.items)
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            inputs, y = batches.make(idx, device)
-            with autocast_for(device, precision):
-                logits = bundle.logits(inputs)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-            preds.extend(logits.argmax(-1).tolist())
-    bundle.model.train()
-    m = classification_metrics(batches.labels, preds, num_classes)
-    m["val_loss"] = loss_sum / max(n, 1)
-    return m
-
-
-# --------------------------------------------------------------------------- the run
-
-class Trainer:
-    def __init__(self, run_dir: Path, resume: bool):
-        self.run_dir = run_dir
-        self.resume = resume
-        self.events = EventWriter(run_dir / "events.jsonl")
-        self.cancel_requested = False
-        self.ckpt_path = run_dir / "checkpoints" / "last.pt"
-        self.last_record: dict[str, Any] = {}    # metrics of the latest evaluation, for cancel/finish
-        self.last_eval: dict[str, Any] = {}      # full metrics (confusion matrix, per class)
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.cancel_requested = True
-
-    def check_cancel(self) -> bool:
-        return self.cancel_requested or (self.run_dir / CANCEL_FILE).exists()
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.events.emit("log", level=level, message=message)
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        run_id = self.run_dir.name
-        write_status(self.run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
-        self.events.emit("run_started", run_id=run_id, pid=os.getpid(), resumed=self.resume)
-        try:
-            result = self._train()
-        except Cancelled:
-            write_status(self.run_dir, state="cancelled")
-            self.events.emit("run_finished", status="cancelled", metrics=self.last_record,
-                             checkpoint=str(self.ckpt_path) if self.ckpt_path.exists() else None)
-            return 130
-        except UserError as exc:
-            write_status(self.run_dir, state="failed", error=str(exc))
-            self.log(str(exc), "error")
-            self.events.emit("run_finished", status="failed", metrics={}, error=str(exc), exit_code=2)
-            return 2
-        except Exception as exc:  # noqa: BLE001 - the process boundary: report, never die silently
-            traceback.print_exc()
-            message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            write_status(self.run_dir, state="failed", error=message)
-            self.log(message, "error")
-            self.events.emit("run_finished", status="failed", metrics={}, error=message, exit_code=1)
-            return 1
-        finally:
-            self.events.close()
-        return result
-
-    def _train(self) -> int:
-        cfg = load_config(self.run_dir / "config.toml")
-        tr = cfg.train
-        from modelwiz.engine.data import load_task_data
-
-        data = load_task_data(cfg.task, seed=tr.seed)
-        s = data.summary
-        self.events.emit("data", train_size=s.train_size, val_size=s.val_size, num_classes=s.num_classes,
-                         labels=data.label_names, class_counts=s.class_counts, warnings=s.warnings)
-        if tr.max_train_samples and tr.max_train_samples < len(data.train.items):
-            data.train.items = data.train.items[: tr.max_train_samples]
-            data.train.labels = data.train.labels[: tr.max_train_samples]
-
-        import torch
-        import torch.nn.functional as F
-
-        from modelwiz.engine import models
-
-        seed_everything(tr.seed)
-        device = self._device(cfg.constraints.device)
-        precision = tr.precision if tr.precision != "auto" else "fp32"
-        if precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            self.log("bf16 is not supported on this GPU; using fp16", "warning")
-            precision = "fp16"
-        if precision in ("fp16",) and device == "cpu":
-            self.log("fp16 autocast is not useful on the CPU; using fp32", "warning")
-            precision = "fp32"
-
-        t0 = time.time()
-        image_size = None if tr.image_size == "auto" else int(tr.image_size)
-        bundle = models.load_for_training(cfg.model.id, cfg.task.modality, data.label_names, image_size=image_size,
-                                          offline=cfg.constraints.offline, progress=self.log)
-        strategy = tr.strategy if tr.strategy != "auto" else "full"
-        trainable = select_trainable(bundle, strategy)
-        total_params = sum(p.numel() for p in bundle.model.parameters())
-        bundle.model.to(device)
-        bundle.model.train()
-        self.events.emit("model", model=cfg.model.id, params=total_params, trainable_params=trainable,
-                         strategy=strategy, device=device, precision=precision, load_seconds=round(time.time() - t0, 2))
-
-        batch_size = int(tr.batch_size) if tr.batch_size != "auto" else 16
-        lr = float(tr.learning_rate) if tr.learning_rate != "auto" else 5e-5
-        n_train = len(data.train.items)
-        steps_per_epoch = math.ceil(n_train / batch_size)
-        total_steps = steps_per_epoch * tr.epochs
-        self.events.emit("plan", epochs=tr.epochs, batch_size=batch_size, learning_rate=lr, total_steps=total_steps,
-                         steps_per_epoch=steps_per_epoch)
-
-        optimizer = torch.optim.AdamW([p for p in bundle.model.parameters() if p.requires_grad], lr=lr,
-                                      weight_decay=WEIGHT_DECAY)
-        scheduler = make_scheduler(optimizer, total_steps)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.startswith("cuda") else None
-        progress = Progress()
-        if self.resume:
-            if not self.ckpt_path.exists():
-                raise UserError(f"run {self.run_dir.name} has no checkpoint to resume from; start a new run")
-            progress = load_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler)
-            self.log(f"resumed from epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}, "
-                     f"step {progress.global_step}")
-        self.last_record = dict(progress.best)
-
-        train_b = Batches(bundle, data.train.items, data.train.labels, max_length=tr.max_length, train=True)
-        val_b = Batches(bundle, data.val.items, data.val.labels, max_length=tr.max_length, train=False)
-        log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
-        num_classes = len(data.label_names)
-
-        for epoch in range(progress.epoch, tr.epochs):
-            write_status(self.run_dir, epoch=epoch + 1, epochs=tr.epochs)
-            self.events.emit("epoch_started", epoch=epoch + 1)
-            order = epoch_order(n_train, tr.seed, epoch)
-            window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-            for b in range(progress.batch_in_epoch, steps_per_epoch):
-                if self.check_cancel():
-                    save_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler, progress)
-                    self.log(f"cancelled at epoch {epoch + 1}, step {progress.global_step}; checkpoint kept")
-                    raise Cancelled()
-                _inject_fault(progress.global_step)
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                inputs, y = train_b.make(idx, device)
-                with autocast_for(device, precision):
-                    logits = bundle.logits(inputs)
-                loss = F.cross_entropy(logits.float(), y)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"loss became {loss.item()} at step {progress.global_step}; "
-                                        "lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                scheduler.step()
-                progress.global_step += 1
-                progress.batch_in_epoch = b + 1
-                window_loss += loss.item() * len(idx)
-                window_n += len(idx)
-                if progress.global_step % log_every == 0 or b == steps_per_epoch - 1:
-                    elapsed = time.perf_counter() - window_t
-                    progress.train_seconds += elapsed
-                    rate = window_n / elapsed if elapsed > 0 else 0.0
-                    remaining = (total_steps - progress.global_step) * batch_size
-                    self.events.emit("step", epoch=epoch + 1, step=progress.global_step, total_steps=total_steps,
-                                     loss=round(window_loss / max(window_n, 1), 5), lr=scheduler.get_last_lr()[0],
-                                     samples_per_s=round(rate, 2), eta_s=round(remaining / rate, 1) if rate else None,
-                                     **memory_now(device))
-                    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-            metrics = evaluate(bundle, val_b, batch_size * EVAL_BATCH_MULTIPLIER, device, precision, num_classes)
-            record = {"epoch": epoch + 1, "step": progress.global_step, "val_loss": round(metrics["val_loss"], 5),
-                      "accuracy": round(metrics["accuracy"], 5), "macro_f1": round(metrics["macro_f1"], 5),
-                      "precision": round(metrics["macro_precision"], 5), "recall": round(metrics["macro_recall"], 5)}
-            self.events.emit("eval", **record, confusion_matrix=metrics["confusion_matrix"])
-            progress.history.append(record)
-            if not progress.best or record["macro_f1"] >= progress.best.get("macro_f1", -1):
-                progress.best = dict(record)
-            self.last_record = record
-            progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            save_checkpoint(self.ckpt_path, bundle.model, optimizer, scheduler, scaler, progress)
-            self.events.emit("checkpoint", epoch=epoch + 1, step=progress.global_step, path=str(self.ckpt_path))
-            write_status(self.run_dir, best_metrics={k: record[k] for k in ("accuracy", "macro_f1")},
-                         last_metrics=record)
-            self.last_eval = metrics
-
-        return self._finish(cfg, bundle, data, progress, device, precision, strategy, batch_size, lr, trainable,
-                            total_params)
-
-    def _device(self, requested: str) -> str:
-        import torch
-
-        if requested in ("auto", ""):
-            return "cuda:0" if torch.cuda.is_available() else "cpu"
-        if requested.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise UserError(f"[constraints] device = \"{requested}\" but no CUDA GPU is available; use \"auto\" or \"cpu\"")
-            idx = torch.device(requested).index or 0
-            if idx >= torch.cuda.device_count():
-                raise UserError(f"[constraints] device = \"{requested}\" but only {torch.cuda.device_count()} GPU(s) exist")
-        if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UserError("[constraints] device = \"mps\" but Apple MPS is not available; use \"auto\" or \"cpu\"")
-        return requested
-
-    def _finish(self, cfg: Any, bundle: Any, data: Any, progress: Progress, device: str, precision: str,
-                strategy: str, batch_size: int, lr: float, trainable: int, total_params: int) -> int:
-        from modelwiz.engine import models
-
-        bundle.model.to("cpu")
-        model_dir = self.run_dir / "model"
-        tmp_dir = self.run_dir / "model.partial"
-        import shutil
-
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        models.export(bundle, tmp_dir, data.label_names)
-        final = progress.history[-1] if progress.history else {}
-        last_eval = self.last_eval
-        write_model_card(tmp_dir, cfg, bundle, data, final, strategy)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(tmp_dir, model_dir)
-        self.events.emit("exported", model_path=str(model_dir))
-        report = {
-            "run_id": self.run_dir.name, "model": cfg.model.id, "status": "completed",
-            "metrics": {k: final.get(k) for k in ("accuracy", "macro_f1", "precision", "recall", "val_loss")},
-            "best": progress.best, "history": progress.history, "labels": data.label_names,
-            "confusion_matrix": last_eval.get("confusion_matrix"), "per_class": last_eval.get("per_class"),
-            "data": data.summary.to_dict(), "model_path": str(model_dir),
-            "train": {"strategy": strategy, "epochs": cfg.train.epochs, "batch_size": batch_size, "learning_rate": lr,
-                      "precision": precision, "device": device, "params": total_params, "trainable_params": trainable,
-                      "train_seconds": round(progress.train_seconds, 2),
-                      "samples_per_s": round(len(data.train.items) * cfg.train.epochs / progress.train_seconds, 2)
-                      if progress.train_seconds else None},
-        }
-        atomic_write_json(self.run_dir / "report.json", report)
-        write_status(self.run_dir, state="completed", model_path=str(model_dir), finished=time.time())
-        self.events.emit("run_finished", status="completed", metrics=report["metrics"], model_path=str(model_dir))
-        return 0
+    path = run.run_dir / BEST_WEIGHTS
+    if path.is_file():
+        run.adapter.model.load_state_dict(load_file(str(path)))
 
 
 def _inject_fault(step: int) -> None:
@@ -469,41 +276,295 @@ def _inject_fault(step: int) -> None:
         raise RuntimeError(f"injected fault at step {step}")
 
 
-def write_model_card(out_dir: Path, cfg: Any, bundle: Any, data: Any, metrics: dict[str, Any], strategy: str) -> None:
-    labels = ", ".join(data.label_names)
-    if bundle.kind == "torchvision":
-        usage = (f"```python\nimport torchvision, safetensors.torch\n"
-                 f"model = torchvision.models.get_model(\"{bundle.arch}\", weights=None, num_classes={len(data.label_names)})\n"
-                 f"model.load_state_dict(safetensors.torch.load_file(\"{out_dir.name}/model.safetensors\"))\n```\n"
-                 f"Inputs: RGB images resized to {bundle.image_size}px, normalised with mean {list(bundle.mean)} "
-                 f"and std {list(bundle.std)}. Class order: {labels}.\n")
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class Run:
+    """Everything the loop touches, built once by `setup`."""
+    run_dir: Path
+    plan: Plan
+    config: Any
+    data: Any                   # engine.data.TaskData
+    adapter: Any                # engine.adapters.base.Adapter
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    progress: Progress
+    reporter: Reporter
+    params: int
+    trainable_params: int
+    cancel_signalled: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train.items) / self.plan.effective_batch)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.plan.epochs
+
+    def cancel_requested(self) -> bool:
+        return self.cancel_signalled or (self.run_dir / CANCEL_FILE).exists()
+
+
+def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
+    """Data, model and optimizer as the plan says; on resume, the checkpoint's state."""
+    import torch
+
+    from modelwiz.engine.adapters import adapter_class
+    from modelwiz.engine.data import load_task_data
+
+    plan = read_plan(run_dir)
+    config = load_config(run_dir / "config.toml")
+    data = load_task_data(config.task, seed=plan.seed)
+    s = data.summary
+    reporter.emit(ev.DataLoaded(train_size=s.train_size, val_size=s.val_size, num_classes=s.num_classes,
+                                labels=data.label_names, class_counts=s.class_counts, warnings=s.warnings))
+    if plan.max_train_samples and plan.max_train_samples < len(data.train.items):
+        data.train.items = data.train.items[: plan.max_train_samples]
+        data.train.labels = data.train.labels[: plan.max_train_samples]
+    for note in plan.notes:
+        reporter.log(f"plan: {note}")
+
+    check_device(plan.device)
+    seed_everything(plan.seed)
+    t0 = time.time()
+    adapter = adapter_class(plan.adapter).for_training(plan, data.label_names, progress=reporter.log)
+    trainable = select_trainable(adapter, plan.strategy)
+    params = sum(p.numel() for p in adapter.model.parameters())
+    adapter.model.to(plan.device)
+    adapter.model.train()
+    reporter.emit(ev.ModelLoaded(model=plan.model_id, params=params, trainable_params=trainable,
+                                 strategy=plan.strategy, device=plan.device, precision=plan.precision,
+                                 load_seconds=round(time.time() - t0, 2)))
+
+    optimizer = torch.optim.AdamW([p for p in adapter.model.parameters() if p.requires_grad], lr=plan.learning_rate,
+                                  weight_decay=WEIGHT_DECAY)
+    run = Run(run_dir=run_dir, plan=plan, config=config, data=data, adapter=adapter, optimizer=optimizer,
+              scheduler=None, scaler=None, progress=Progress(), reporter=reporter, params=params,
+              trainable_params=trainable)
+    run.scheduler = make_scheduler(optimizer, run.total_steps)
+    if plan.precision == "fp16" and plan.device.startswith("cuda"):
+        run.scaler = torch.amp.GradScaler("cuda")
+    reporter.emit(ev.PlanStarted(plan=plan.to_dict(), epochs=plan.epochs, batch_size=plan.batch_size,
+                                 learning_rate=plan.learning_rate, total_steps=run.total_steps,
+                                 steps_per_epoch=run.steps_per_epoch, metric=plan.metric))
+    if resume:
+        if not (run_dir / LAST_CKPT).is_file():
+            raise UserError(f"run {run_dir.name} has no checkpoint to resume from; start a new run")
+        run.progress = load_checkpoint(run)
+        reporter.emit(ev.Resumed(epoch=run.progress.epoch + 1, step=run.progress.global_step))
+    return run
+
+
+def train_step(run: Run, idx: list[int]) -> float:
+    """One optimizer step over `idx`, in micro-batches of the plan's batch size; returns the
+    mean training loss."""
+    import torch
+    import torch.nn.functional as F
+
+    plan = run.plan
+    items, labels = run.data.train.items, run.data.train.labels
+    run.optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for start in range(0, len(idx), plan.batch_size):
+        micro = idx[start:start + plan.batch_size]
+        inputs = {k: v.to(plan.device) for k, v in run.adapter.collate([items[i] for i in micro], train=True).items()}
+        y = torch.tensor([labels[i] for i in micro], dtype=torch.long, device=plan.device)
+        with autocast_for(plan.device, plan.precision):
+            logits = run.adapter.logits(inputs)
+        loss = F.cross_entropy(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {run.progress.global_step}; lower the learning rate")
+        scaled = loss * (len(micro) / len(idx))
+        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+        total += loss.item() * len(micro)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
     else:
-        task = "text-classification" if bundle.kind == "hf-text" else "image-classification"
-        example = '"an example"' if bundle.kind == "hf-text" else '"image.jpg"'
-        usage = (f"```python\nfrom transformers import pipeline\nclf = pipeline(\"{task}\", model=\"PATH/TO/model\")\n"
-                 f"print(clf({example}))\n```\n")
+        run.optimizer.step()
+    run.scheduler.step()
+    return total / len(idx)
+
+
+def train_epoch(run: Run, epoch: int) -> None:
+    """The optimizer steps of one epoch, from where a resumed run left off."""
+    p, eff = run.progress, run.plan.effective_batch
+    order = epoch_order(len(run.data.train.items), run.plan.seed, epoch)
+    log_every = max(1, run.steps_per_epoch // STEP_EVENTS_PER_EPOCH)
+    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+    for s in range(p.step_in_epoch, run.steps_per_epoch):
+        if run.cancel_requested():
+            save_checkpoint(run)
+            run.reporter.log(f"cancelled at epoch {epoch + 1}, step {p.global_step}; checkpoint kept")
+            raise Cancelled()
+        _inject_fault(p.global_step)
+        idx = order[s * eff:(s + 1) * eff]
+        loss = train_step(run, idx)
+        p.global_step, p.step_in_epoch = p.global_step + 1, s + 1
+        window_loss, window_n = window_loss + loss * len(idx), window_n + len(idx)
+        if p.global_step % log_every == 0 or s == run.steps_per_epoch - 1:
+            elapsed = time.perf_counter() - window_t
+            p.train_seconds += elapsed
+            run.reporter.on_step(run, window_loss / window_n, window_n / elapsed if elapsed > 0 else 0.0)
+            window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+
+
+def evaluate(run: Run) -> dict[str, Any]:
+    """Metrics on the validation split (never augmented)."""
+    import torch
+    import torch.nn.functional as F
+
+    from modelwiz.engine.metrics import classification_metrics
+
+    plan, model = run.plan, run.adapter.model
+    items, labels = run.data.val.items, run.data.val.labels
+    size = plan.batch_size * EVAL_BATCH_MULTIPLIER
+    preds: list[int] = []
+    loss_sum = 0.0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), size):
+            inputs = {k: v.to(plan.device) for k, v in run.adapter.collate(items[start:start + size], train=False).items()}
+            y = torch.tensor(labels[start:start + size], dtype=torch.long, device=plan.device)
+            with autocast_for(plan.device, plan.precision):
+                logits = run.adapter.logits(inputs)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            preds.extend(logits.argmax(-1).tolist())
+    model.train()
+    metrics = classification_metrics(labels, preds, len(run.data.label_names))
+    metrics["val_loss"] = loss_sum / max(len(items), 1)
+    return metrics
+
+
+def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
+    """Report an epoch's metrics and keep the best weights; returns whether it is the new best."""
+    p = run.progress
+    record = {"epoch": epoch + 1, "step": p.global_step, "val_loss": round(metrics["val_loss"], 5),
+              "accuracy": round(metrics["accuracy"], 5), "macro_f1": round(metrics["macro_f1"], 5),
+              "precision": round(metrics["macro_precision"], 5), "recall": round(metrics["macro_recall"], 5)}
+    run.reporter.on_evaluate(run, record, metrics)
+    p.history.append(record)
+    best = ev.is_better(record, p.best, run.plan.metric)
+    if best:
+        p.best = {**record, "confusion_matrix": metrics["confusion_matrix"], "per_class": metrics["per_class"]}
+        save_best_weights(run)
+    return best
+
+
+def export(run: Run) -> Path:
+    """The best epoch's weights in the family's own format, a model card and report.json."""
+    load_best_weights(run)
+    run.adapter.model.to("cpu")
+    model_dir, tmp_dir = run.run_dir / "model", run.run_dir / "model.partial"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    run.adapter.export(tmp_dir)
+    write_model_card(tmp_dir, run)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp_dir, model_dir)
+    run.reporter.emit(ev.Exported(model_path=str(model_dir), epoch=run.progress.best.get("epoch", 0)))
+    atomic_write_json(run.run_dir / "report.json", report(run, model_dir))
+    return model_dir
+
+
+def best_metrics(progress: Progress) -> dict[str, Any]:
+    return {k: progress.best.get(k) for k in ("accuracy", "macro_f1", "precision", "recall", "val_loss")
+            if k in progress.best}
+
+
+def report(run: Run, model_dir: Path) -> dict[str, Any]:
+    p, plan = run.progress, run.plan
+    n = len(run.data.train.items)
+    return {
+        "run_id": run.run_dir.name, "model": plan.model_id, "status": "completed", "metric": plan.metric,
+        "metrics": best_metrics(p), "best_epoch": p.best.get("epoch"), "history": p.history,
+        "labels": run.data.label_names, "confusion_matrix": p.best.get("confusion_matrix"),
+        "per_class": p.best.get("per_class"), "data": run.data.summary.to_dict(), "model_path": str(model_dir),
+        "plan": plan.to_dict(),
+        "train": {"params": run.params, "trainable_params": run.trainable_params,
+                  "train_seconds": round(p.train_seconds, 2),
+                  "samples_per_s": round(n * plan.epochs / p.train_seconds, 2) if p.train_seconds else None},
+    }
+
+
+def train(run_dir: Path, resume: bool) -> int:
+    reporter = Reporter(run_dir)
+    run: Run | None = None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if run is not None:
+            run.cancel_signalled = True
+        else:   # still setting up: stop at the first check
+            (run_dir / CANCEL_FILE).touch()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reporter.on_start(resume)
+    try:
+        run = setup(run_dir, resume, reporter)
+        for epoch in range(run.progress.epoch, run.plan.epochs):
+            reporter.on_epoch(run, epoch)
+            train_epoch(run, epoch)
+            best = record_evaluation(run, epoch, evaluate(run))
+            run.progress.epoch, run.progress.step_in_epoch = epoch + 1, 0
+            reporter.on_save(run, save_checkpoint(run), best)
+        model_dir = export(run)
+        reporter.on_finish("completed", metrics=best_metrics(run.progress), exit_code=0, model_path=str(model_dir))
+        return 0
+    except Cancelled:
+        ckpt = run_dir / LAST_CKPT
+        reporter.on_finish("cancelled", metrics=best_metrics(run.progress) if run else {}, exit_code=130,
+                           checkpoint=str(ckpt) if ckpt.exists() else None)
+        return 130
+    except UserError as exc:
+        reporter.log(str(exc), "error")
+        reporter.on_finish("failed", metrics={}, error=str(exc), exit_code=2)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the process boundary: report, never die silently
+        traceback.print_exc()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = f"{type(exc).__name__}: {detail}"
+        reporter.log(message, "error")
+        reporter.on_finish("failed", metrics={}, error=message, exit_code=1)
+        return 1
+    finally:
+        reporter.close()
+
+
+def write_model_card(out_dir: Path, run: Run) -> None:
+    plan, adapter, data, best = run.plan, run.adapter, run.data, run.progress.best
+    labels = ", ".join(data.label_names)
+
+    def fig(key: str) -> str:
+        value = best.get(key)
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
     text = f"""---
-library_name: {"torchvision" if bundle.kind == "torchvision" else "transformers"}
-pipeline_tag: {"text-classification" if bundle.kind == "hf-text" else "image-classification"}
-base_model: {cfg.model.id}
+library_name: {adapter.library}
+pipeline_tag: {adapter.pipeline_tag}
+base_model: {plan.model_id}
 tags: [modelwiz]
 ---
-# Fine-tuned {Path(cfg.model.id).name}
+# Fine-tuned {Path(plan.model_id).name}
 
-Fine-tuned with modelwiz from `{cfg.model.id}` ({strategy} fine-tuning, {cfg.train.epochs} epochs) on
-`{Path(cfg.task.train).name}`: {data.summary.train_size} training and {data.summary.val_size} validation examples,
-{len(data.label_names)} classes ({labels}).
+Fine-tuned with modelwiz from `{plan.model_id}` ({plan.strategy} fine-tuning, {plan.epochs} epochs, batch
+{plan.effective_batch}, learning rate {plan.learning_rate:g}, {plan.precision}) on `{Path(run.config.task.train).name}`:
+{data.summary.train_size} training and {data.summary.val_size} validation examples, {len(data.label_names)} classes
+({labels}).
 
 ## Validation results
+These are the weights of epoch {best.get('epoch', '?')} of {plan.epochs}, the best by {plan.metric}.
+
 | metric | value |
 |---|---|
-| accuracy | {metrics.get('accuracy', float('nan')):.4f} |
-| macro F1 | {metrics.get('macro_f1', float('nan')):.4f} |
-| macro precision | {metrics.get('precision', float('nan')):.4f} |
-| macro recall | {metrics.get('recall', float('nan')):.4f} |
+| accuracy | {fig('accuracy')} |
+| macro F1 | {fig('macro_f1')} |
+| macro precision | {fig('precision')} |
+| macro recall | {fig('recall')} |
 
 ## How to use
-{usage}
+{adapter.usage(out_dir.name if out_dir.name != "model.partial" else "model")}
 With modelwiz: `modelwiz predict RUN_ID "some input"`.
 """
     (out_dir / "README.md").write_text(text, encoding="utf-8")
@@ -515,10 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
     run_dir = Path(args.run_dir).resolve()
-    if not (run_dir / "config.toml").is_file():
-        print(f"error: {run_dir} is not a run directory (no config.toml)", file=sys.stderr)
+    if not (run_dir / "plan.json").is_file() or not (run_dir / "config.toml").is_file():
+        print(f"error: {run_dir} is not a run directory (no plan.json / config.toml)", file=sys.stderr)
         return 2
-    return Trainer(run_dir, args.resume).run()
+    return train(run_dir, args.resume)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
+from modelwiz.engine.plan import write_plan
 from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
 
@@ -58,19 +59,14 @@ def choose(config: Config, rec: Recommendation) -> Ranked:
 
 
 def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
-    """Create the run directory with the resolved config and launch the detached trainer."""
+    """Create the run directory (the user's config with the model fixed, and the chosen plan as
+    plan.json: the trainer's only source of settings) and launch the detached trainer."""
     cfg = copy.deepcopy(config)
     plan = choice.plan
-    cfg.train.strategy = plan.strategy
-    cfg.train.batch_size = plan.batch_size
-    cfg.train.learning_rate = plan.learning_rate
-    cfg.train.precision = plan.precision
-    cfg.constraints.device = plan.device
-    if cfg.task.modality == "image":
-        cfg.train.image_size = plan.image_size
     run_dir = create_run(cfg, model_id=choice.candidate.id, runs_dir=Path(runs_dir) if runs_dir else runs_dir_for(cfg),
                          extra={"predicted": {"memory_gb": plan.memory.total_gb, "epoch_seconds": plan.epoch_seconds},
                                 "model_name": choice.candidate.name})
+    write_plan(run_dir, plan)
     launch_trainer(run_dir)
     return run_dir
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO, run_cli, write_text_data
 from modelwiz.engine.config import load_config
 from modelwiz.engine.events import read_events
-from modelwiz.engine.runs import create_run, launch_trainer, read_status, wait_for_final
+from modelwiz.engine import workflow
+from modelwiz.engine.runs import read_status, wait_for_final
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +43,9 @@ def _events(run_dir: Path) -> list[dict]:
 
 def _start(cfg_path: Path, model: Path, runs: Path) -> Path:
     cfg = load_config(cfg_path)
-    run_dir = create_run(cfg, model_id=str(model), runs_dir=runs)
-    launch_trainer(run_dir)
-    return run_dir
+    cfg.model.id = str(model)
+    rec = workflow.recommend(cfg)
+    return workflow.start_run(cfg, workflow.choose(cfg, rec), runs_dir=runs)
 
 
 def test_sigkill_then_resume_reaches_the_same_result(tmp_path, tiny_bert):

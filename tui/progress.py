@@ -12,20 +12,23 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from modelwiz.engine.events import RunState
+
 err = Console(stderr=True)
 out = Console()
 
 
 class BatchProgress:
-    """Shows a batch run's events on stderr: phases as lines, training as a progress bar."""
+    """Shows a batch run's events on stderr: phases as lines, training as a progress bar. The
+    training figures come from the engine's one reducer (engine.events.RunState)."""
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err, transient=False)
         self.task: Any = None
-        self.last_eval = ""
+        self.state = RunState()
 
-    def __enter__(self) -> "BatchProgress":
+    def __enter__(self) -> BatchProgress:
         self.progress.start()
         return self
 
@@ -36,16 +39,19 @@ class BatchProgress:
         self.progress.console.print(text)
 
     def on_event(self, ev: dict[str, Any]) -> None:
+        st = self.state.apply(ev)
         kind = ev.get("event")
         if kind == "data_checked":
-            counts = ", ".join(f"{k} {v}" for k, v in ev["class_counts"].items())
-            self._line(f"data: {ev['rows']} examples, {ev['num_classes']} classes ({counts}); "
-                       f"{ev['train_size']} train / {ev['val_size']} validation")
-            for w in ev.get("warnings", []):
+            d = ev["summary"]
+            counts = ", ".join(f"{k} {v}" for k, v in d["class_counts"].items())
+            self._line(f"data: {d['rows']} examples, {d['num_classes']} classes ({counts}); "
+                       f"{d['train_size']} train / {d['val_size']} validation")
+            for w in d.get("warnings", []):
                 self._line(f"[yellow]warning:[/] {w}")
         elif kind == "hardware":
-            gpus = ", ".join(g["name"] for g in ev.get("gpus", [])) or "no GPU"
-            self._line(f"hardware: {ev['cpu_cores_logical']} CPU threads, {ev['ram_available_gb']:.1f} GB RAM free, {gpus}")
+            h = ev["report"]
+            gpus = ", ".join(g["name"] for g in h.get("gpus", [])) or "no GPU"
+            self._line(f"hardware: {h['cpu_cores_logical']} CPU threads, {h['ram_available_gb']:.1f} GB RAM free, {gpus}")
         elif kind == "model_chosen":
             self._line(f"model: [bold]{ev['name']}[/] ({ev['source']}, score {ev['score']:.2f}, predicted peak "
                        f"{ev['est_train_memory_gb']:.1f} GB) — {ev['strategy']}, batch {ev['batch_size']}, {ev['precision']}")
@@ -55,26 +61,27 @@ class BatchProgress:
             self._line(f"loaded {count(ev['params'])} parameters ({count(ev['trainable_params'])} trainable) "
                        f"on {ev['device']} in {ev.get('load_seconds', 0):.1f} s")
         elif kind == "plan":
-            self.task = self.progress.add_task("training", total=ev["total_steps"], info="")
+            self.task = self.progress.add_task("training", total=st.total_steps, completed=st.step, info="")
+        elif kind == "resumed":
+            self._line(f"resuming from the last checkpoint: epoch {ev['epoch']}, step {ev['step']}")
         elif kind == "step" and self.task is not None:
-            info = f"epoch {ev['epoch']} · loss {ev['loss']:.3f} · {ev['samples_per_s']:.1f} samples/s{self.last_eval}"
-            self.progress.update(self.task, completed=ev["step"], info=info)
+            best = f" · best {st.metric} {st.best[st.metric]:.3f} (epoch {st.best_epoch})" if st.best else ""
+            info = f"epoch {st.epoch} · loss {st.losses[-1][1]:.3f} · {st.samples_per_s or 0:.1f} samples/s{best}"
+            self.progress.update(self.task, completed=st.step, info=info)
         elif kind == "eval":
-            self.last_eval = f" · val acc {ev['accuracy']:.3f} F1 {ev['macro_f1']:.3f}"
+            mark = " [green](best)[/]" if st.best_epoch == ev["epoch"] else ""
             self._line(f"epoch {ev['epoch']}: val loss {ev['val_loss']:.4f}, accuracy {ev['accuracy']:.4f}, "
-                       f"macro-F1 {ev['macro_f1']:.4f}")
+                       f"macro-F1 {ev['macro_f1']:.4f}{mark}")
         elif kind == "log" and ev.get("level") in ("warning", "info"):
             # errors are not echoed here: the command ends with them as its one error line
             style = {"warning": "yellow"}.get(ev["level"], "dim")
             self._line(f"[{style}]{ev['message']}[/]")
-        elif kind == "run_started" and ev.get("resumed"):
-            self._line("resuming from the last checkpoint")
 
     def print_summary(self, s: dict[str, Any]) -> None:
         m = s.get("metrics") or {}
         if s.get("status") == "completed":
-            err.print(f"[green]done[/]: accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} · "
-                      f"model in {s.get('model_path')}")
+            err.print(f"[green]done[/]: accuracy {m.get('accuracy') or 0:.4f}, macro-F1 {m.get('macro_f1') or 0:.4f} "
+                      f"(best epoch {s.get('best_epoch')}) · model in {s.get('model_path')}")
             err.print(f"try it: modelwiz predict {s['run_id']} \"your input\"")
         elif s.get("status") == "cancelled":
             err.print(f"[yellow]cancelled[/]: checkpoint kept; `modelwiz resume {s['run_id']}` continues it")
@@ -138,11 +145,14 @@ def print_runs(runs: list[Any], runs_dir: Path) -> None:
         out.print(f"no runs in {runs_dir}")
         return
     table = Table(header_style="bold")
-    for col in ("run id", "status", "model", "acc", "F1", "started"):
+    for col in ("run id", "status", "model", "acc", "F1", "best", "started"):
         table.add_column(col, no_wrap=col in ("run id", "started", "status"), overflow="ellipsis")
     for r in runs:
         acc, f1 = r.metrics.get("accuracy"), r.metrics.get("macro_f1")
         table.add_row(r.run_id, r.state, Path(r.model).name if "/" in r.model and Path(r.model).is_absolute() else r.model,
                       f"{acc:.4f}" if acc is not None else "–", f"{f1:.4f}" if f1 is not None else "–",
+                      f"ep {r.best_epoch}" if r.best_epoch else "–",
                       time.strftime("%m-%d %H:%M", time.localtime(r.created)) if r.created else "–")
     out.print(table)
+    out.print("acc and F1 are the best epoch's (by each run's [train] metric, default macro-F1): the exported model",
+              style="dim")
