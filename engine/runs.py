@@ -70,7 +70,7 @@ def create_run(config: Config, *, model_id: str, runs_dir: Path | None = None,
     config.model.id = model_id
     config.output.runs_dir = str(runs_dir)
     config.save(run_dir / "config.toml")
-    write_status(run_dir, by=LAUNCHER, run_id=run_id, state="queued", owner=LAUNCHER, model=model_id,
+    write_status(run_dir, by=LAUNCHER, new_attempt=True, run_id=run_id, state="queued", model=model_id,
                  created=time.time(), **(extra or {}))
     return run_dir
 
@@ -96,15 +96,20 @@ def _locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_status(run_dir: Path, *, by: str, **updates: Any) -> dict[str, Any] | None:
-    """Merge `updates` into status.json under the lock (atomic replace). `by` is the writer:
-    the trainer owns the file from its first write on; the launcher's writes are refused (None)
-    while a live trainer owns it."""
+def write_status(run_dir: Path, *, by: str, new_attempt: bool = False, **updates: Any) -> dict[str, Any] | None:
+    """Merge `updates` into status.json under the lock (atomic replace); None when refused.
+    `by` is the writer. The trainer owns the file from its first write on. The launcher writes
+    only while it owns the file, or to start a new attempt (`new_attempt`: a new run, or a resume),
+    which is refused while a live trainer owns the run."""
     with _locked(run_dir):
         status = read_status(run_dir)
         if by == TRAINER:
             status["owner"] = TRAINER
-        elif status.get("owner") == TRAINER and effective_state(status) in ACTIVE_STATES:
+        elif new_attempt:
+            if status.get("owner") == TRAINER and effective_state(status) in ACTIVE_STATES:
+                return None
+            status["owner"] = LAUNCHER
+        elif status.get("owner", LAUNCHER) != LAUNCHER:
             return None
         status.update(updates)
         status["updated"] = time.time()
@@ -205,15 +210,13 @@ def resolve_run(ref: str, runs_dir: Path) -> Path:
 def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] | None = None) -> int:
     """Start the trainer detached from this terminal; returns its pid."""
     run_dir = Path(run_dir)
-    if effective_state(read_status(run_dir)) in ("running", "cancelling"):
-        raise UserError(f"run {run_dir.name} is still running; `modelwiz attach {run_dir.name}` to watch it")
     cmd = [sys.executable, "-m", "modelwiz.engine.trainer", str(run_dir)]
     if resume:
         cmd.append("--resume")
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     # queued before the child exists, so no reader mistakes the previous state for the outcome
-    if write_status(run_dir, by=LAUNCHER, state="queued", owner=LAUNCHER, pid=None, error=None) is None:
+    if write_status(run_dir, by=LAUNCHER, new_attempt=True, state="queued", pid=None, error=None) is None:
         raise UserError(f"run {run_dir.name} is still running; `modelwiz attach {run_dir.name}` to watch it")
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     log = open(run_dir / "trainer.log", "ab")

@@ -166,12 +166,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from modelwiz.engine.config import load_config
+    from modelwiz.engine.errors import UserError
+    from modelwiz.engine.recommend import explain_empty
     from modelwiz.engine.workflow import recommend
 
     if args.top < 1:
         raise UsageError("--top must be at least 1")
     config = load_config(args.config)
     rec = recommend(config)
+    if not rec.ranked:
+        raise UserError(explain_empty(config))
     models = [r.to_dict() for r in rec.ranked[: args.top]]
     if args.json:
         print(json.dumps({"models": models, "data": rec.summary.to_dict(), "hardware": rec.hardware.to_dict(),

@@ -132,12 +132,37 @@ def case_cuda_requested_without_gpu(tmp):
     return _cfg(tmp, '[task]\ntrain = "d.csv"\n[constraints]\ndevice = "gpu"\n'), "device must be"
 
 
+def case_cuda_index_this_machine_lacks(tmp):
+    write_text_data(tmp / "d.csv")
+    return _cfg(tmp, '[task]\ntrain = "d.csv"\n[constraints]\ndevice = "cuda:99"\n'), 'device = "cuda:99" but'
+
+
+def case_unknown_best_metric(tmp):
+    write_text_data(tmp / "d.csv")
+    return _cfg(tmp, '[task]\ntrain = "d.csv"\n[train]\nmetric = "f1"\n'), "[train] metric must be one of"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__[5:] for c in CASES])
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
     config, expected = case(tmp_path)
+    assert_refused(tmp_path, config, expected)
+
+
+def test_cuda_without_a_gpu_is_one_line_about_the_gpu(tmp_path):
+    """Not "no candidate fits in 0.0 GB": the device itself is what is wrong."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    write_text_data(tmp_path / "d.csv")
+    config = _cfg(tmp_path, '[task]\ntrain = "d.csv"\n[constraints]\ndevice = "cuda"\n')
+    assert_refused(tmp_path, config, 'device = "cuda" but no CUDA GPU was detected')
+
+
+def assert_refused(tmp_path: Path, config: Path, expected: str) -> None:
     proc = run_cli("--batch", str(config), "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
