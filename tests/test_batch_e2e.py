@@ -71,6 +71,51 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     assert [r["run_id"] for r in listed] == [summary["run_id"]]
     assert listed[0]["status"] == "completed"
 
+    # one meaning of "best" everywhere: the summary, the runs list, the report, the model card and
+    # the exported weights are all the best epoch's by the configured metric (macro-F1 here)
+    evals = [e for e in events if e["event"] == "eval"]
+    best = max(evals, key=lambda e: (e["macro_f1"], e["epoch"]))
+    assert summary["best_epoch"] == best["epoch"] == report["best_epoch"] == listed[0]["best_epoch"]
+    assert summary["metrics"]["macro_f1"] == best["macro_f1"] == listed[0]["metrics"]["macro_f1"]
+    assert report["confusion_matrix"] == best["confusion_matrix"]
+    assert [e for e in events if e["event"] == "exported"][0]["epoch"] == best["epoch"]
+    assert f"epoch {best['epoch']} of 12, the best by macro_f1" in (run_dir / "model" / "README.md").read_text()
+
+    # every line the trainer wrote, and every line batch printed, is a declared record
+    from modelwiz.engine.events import parse_event
+
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        parse_event(json.loads(line), strict=True)
+    for obj in events:
+        parse_event(obj, strict=True)
+
+    # the plan the trainer obeyed is the one written at launch, and predict prepares inputs by it
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert [e["plan"] for e in events if e["event"] == "plan"] == [plan]
+    assert (plan["batch_size"], plan["max_length"], plan["learning_rate"], plan["epochs"]) == (16, 32, 0.002, 12)
+    assert json.loads((run_dir / "model" / "modelwiz.json").read_text())["max_length"] == plan["max_length"]
+
+
+def test_texts_longer_than_the_model_positions_train(tmp_path, tiny_bert):
+    """max_length above the model's 64 positions is clamped by the plan, not crashed on."""
+    rows = ["text,label"]
+    for i in range(30):
+        for label, words in (("sports", "goal match league"), ("weather", "rain storm wind")):
+            rows.append(f'"{" ".join([words] * 120)} {i}",{label}')
+    (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(f'[task]\ntrain = "long.csv"\n[model]\nid = "{tiny_bert}"\n'
+                   '[train]\nepochs = 1\nbatch_size = 8\nmax_length = 1024\n[output]\nruns_dir = "runs"\n')
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = parse_json_lines(proc.stdout)
+    assert events[-1]["status"] == "completed"
+    plan = json.loads((Path(events[-1]["run_dir"]) / "plan.json").read_text())
+    assert plan["max_length"] == 64
+    assert any("max_length 1024 is more than" in n for n in plan["notes"])
+    p = run_cli("predict", events[-1]["run_id"], "--runs-dir", str(tmp_path / "runs"), "goal " * 400)
+    assert p.returncode == 0, p.stderr
+
 
 def test_image_batch_learns_and_exports(tmp_path, tiny_vit):
     write_image_data(tmp_path / "images")
