@@ -13,20 +13,21 @@ from textual.widgets import DataTable
 
 from modelwiz.engine.config import load_config
 from modelwiz.engine.errors import UserError
+from modelwiz.engine.recommend import rank
 from modelwiz.tui import app as app_module
 from modelwiz.engine import demo as demo_module
 from modelwiz.engine.demo import demo_config
-from modelwiz.tui.app import ModelwizApp
-from modelwiz.tui.screens.commands import WizardCommands
+from modelwiz.tui.app import ModelwizApp, WizardCommands
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
-from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
 from modelwiz.tui.screens.help import HelpScreen
 from tui_fixtures import walk
 from tui_fixtures.walk import async_test
 from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+DEBERTA = "microsoft/deberta-v3-large"
 
 
 def table_ids(table: DataTable) -> list[str]:
@@ -109,7 +110,7 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         config, ranked = runs.started[0]
         assert config.train.epochs == 5 and ranked.plan.epochs == 5 and ranked.plan.batch_size == 16
         assert ranked.candidate.id == MINILM
-        assert dashboard.progress.final_metrics["accuracy"] == pytest.approx(0.8889)
+        assert dashboard.run.best_metrics()["accuracy"] == pytest.approx(0.8889)
         text = walk.screen_text(app)
         assert re.search(r"Accuracy\s+0\.8889", text) and "completed" in text
         assert f'modelwiz predict {RUN_ID} "some text"' in text
@@ -198,13 +199,56 @@ async def test_bad_training_settings_are_inline_errors(tmp_path: Path, monkeypat
 
 
 @async_test
+async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, runs = walk.make_app(tmp_path, start="setup", gpu=False)       # on CPU, speed moves the score
+    app.state.chosen = next(r for r in app.state.recommendation.ranked if r.candidate.id == DEBERTA)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        setup = app.screen
+        before = setup.ranked
+        assert before.plan.strategy == "linear-probe" and app.state.chosen is before
+
+        await pilot.press("shift+tab", "enter", "down", "down", "down", "enter")     # strategy: full
+        await walk.settle(pilot)
+        after = setup.ranked
+        assert app.state.config.train.strategy == "full" and after.plan.strategy == "full"
+        # a fresh ranking of the same candidate under the same settings: score, reasons, plan
+        s = app.state.data.summary
+        fresh = rank(app.state.config, app.state.hardware, train_size=s.train_size, num_classes=s.num_classes,
+                     language=s.language, candidates=[before.candidate])[0]
+        assert (after.score, after.reasons, after.plan) == (fresh.score, fresh.reasons, fresh.plan)
+        assert after.score < before.score and after.plan.epoch_seconds > before.plan.epoch_seconds
+        assert after.reasons != before.reasons and any("(full, batch" in r for r in after.reasons)
+        text = walk.screen_text(app)
+        mem = after.plan.memory.total_gb
+        assert f"Score         {fresh.score:.3f}" in text and f"{mem:.2f} of {after.plan.budget_gb:.1f} GB ✓" in text
+        assert "~43 s/epoch on cpu" in text and mem > before.plan.memory.total_gb
+        assert app.state.chosen is after                    # the app holds what the screen shows
+
+        await pilot.press("tab", "end", "ctrl+u", "5")      # epochs: time follows, score does not
+        await walk.settle(pilot)
+        assert setup.plan.epochs == 5 and setup.plan.total_seconds == pytest.approx(5 * after.plan.epoch_seconds, rel=0.01)
+        assert setup.ranked.score == after.score
+
+        await pilot.press("ctrl+r")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "dashboard"))
+        config, ranked = runs.started[0]
+        assert ranked is setup.ranked                       # the very plan shown is the one started
+        assert ranked.plan.to_dict() == setup.plan.to_dict() and ranked.plan.strategy == "full"
+        assert config.train.strategy == "full" and config.train.epochs == 5
+        assert app.state.run_dir == tmp_path / RUN_ID
+
+
+@async_test
 async def test_dashboard_cancel_asks_then_calls_cancel_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES)
     app, runs = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.shown(pilot)
         dashboard = app.screen
-        assert dashboard.progress.state == "running" and dashboard.progress.epoch == 1
+        assert dashboard.status == "running" and dashboard.run.epoch == 1
         await pilot.press("x")
         await walk.settle(pilot)
         assert isinstance(app.screen, ConfirmDialog)
@@ -216,7 +260,7 @@ async def test_dashboard_cancel_asks_then_calls_cancel_run(tmp_path: Path, monke
         await pilot.press("y")
         await walk.settle(pilot)
         assert runs.cancelled == [app.state.run_dir]
-        assert dashboard.progress.state == "cancelling"
+        assert dashboard.status == "cancelling"
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
@@ -229,21 +273,21 @@ async def test_dashboard_tails_appended_events(tmp_path: Path) -> None:
     app = ModelwizApp(None, attach=run_dir, theme_dirs=[THEMES])
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
-                              and app.screen.progress.events_seen == 6)
+                              and app.screen.run.events == 6)
         dashboard = app.screen
-        assert dashboard.standalone and dashboard.progress.step == 0
+        assert dashboard.standalone and dashboard.run.step == 0
         assert "Back" not in walk.screen_text(app)              # nowhere to go back to
         lines = (FIXTURES / "events.jsonl").read_text().splitlines(keepends=True)
         with open(run_dir / "events.jsonl", "a") as fh:         # the trainer writes on
             fh.write("".join(lines[6:10]))
             fh.write(lines[10][:20])                            # a half-written line waits
-        await walk.wait_until(pilot, lambda: dashboard.progress.step == 4)
-        assert dashboard.progress.losses == [1.1021, 1.0634, 0.9812, 0.887]
+        await walk.wait_until(pilot, lambda: dashboard.run.step == 4)
+        assert dashboard.run.losses == [(1, 1.1021), (2, 1.0634), (3, 0.9812), (4, 0.887)]
         with open(run_dir / "events.jsonl", "a") as fh:
             fh.write(lines[10][20:] + "".join(lines[11:]))
         await walk.wait_until(pilot, lambda: dashboard.done)
-        assert dashboard.progress.finished["status"] == "completed"
-        assert len(dashboard.progress.evals) == 2
+        assert dashboard.run.finished and dashboard.status == dashboard.run.status == "completed"
+        assert len(dashboard.run.evals) == 2
 
 
 @async_test

@@ -1,14 +1,20 @@
-"""Unit tests for the TUI's pure pieces: form parsing, event folding, charts, theme files."""
+"""Unit tests for the TUI's pure pieces: form parsing, the dashboard's view of a run, charts,
+theme files, and the shape of the tui package's imports."""
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from modelwiz.engine.config import TrainConfig
-from modelwiz.tui.screens.dashboard import RunProgress, confusion_text, display_model
+from modelwiz.engine.events import RunState, fold
+from modelwiz.tui.format import display_model, error_text
+from modelwiz.tui.screens.dashboard import confusion_text, confusion_title, eval_table, event_line, results_table
 from modelwiz.tui.screens.hardware import parse_constraints
 from modelwiz.tui.screens.setup import parse_train
 from modelwiz.tui.screens.task import parse_validation
@@ -75,29 +81,62 @@ def test_parse_validation(tmp_path: Path) -> None:
             parse_validation(bad)
 
 
-def test_run_progress_folds_the_recorded_run() -> None:
-    p = RunProgress()
-    logs = []
-    for line in EVENTS.read_text().splitlines():
-        logs += p.apply(json.loads(line))
-    assert (p.run_id, p.model, p.epochs, p.step, p.total_steps) == ("20250101-120000-ab12", "all-MiniLM-L6-v2", 2, 8, 8)
-    assert len(p.losses) == 8 and p.loss == pytest.approx(0.4471)
-    assert [e["epoch"] for e in p.evals] == [1, 2] and p.best_eval["accuracy"] == pytest.approx(0.8889)
-    assert p.final_metrics["macro_f1"] == pytest.approx(0.8857)
-    assert p.model_path.endswith("/model") and p.state == "completed" and p.eta_s is None
-    assert p.elapsed() == pytest.approx(12.9)
-    assert logs[0] == ("+00:00 run started (pid 4242)", "info")
-    assert logs[-1] == ("+00:12 run completed", "good")
-    assert any(level == "warning" for _, level in logs)
-    assert "technical" in confusion_text(p).splitlines()[-1]
+def render(renderable: object) -> str:
+    console = Console(width=60, file=io.StringIO(), record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text(styles=False)
 
 
-def test_run_progress_tolerates_odd_events() -> None:
-    p = RunProgress()
-    p.apply({"event": "step", "loss": None, "eta_s": None})             # missing numbers
-    p.apply({"event": "eval", "epoch": 1, "accuracy": "high"})         # wrong types
-    p.apply({"event": "mystery"})
-    assert p.loss is None and p.best_eval is None and p.events_seen == 3
+def recorded() -> list[dict]:
+    return [json.loads(line) for line in EVENTS.read_text().splitlines()]
+
+
+def test_dashboard_view_of_the_recorded_run() -> None:
+    run = RunState()
+    lines = []
+    for ev in recorded():
+        run.apply(ev)
+        line = event_line(ev, run)
+        if line is not None:
+            lines.append(line)
+    assert (run.run_id, run.epochs, run.step, run.total_steps, run.status) == ("20250101-120000-ab12", 2, 8, 8, "completed")
+    assert lines[0] == ("+00:00 run started (pid 4242)", "info")
+    assert lines[-1] == ("+00:12 run completed", "good")
+    assert ("+00:11 epoch 2 evaluated: accuracy 0.8889 · macro-F1 0.8857 · val loss 0.5127 · best so far", "good") in lines
+    assert any(level == "warning" for _, level in lines)
+    assert "best by macro-F1" in next(text for text, _ in lines if "plan:" in text)
+    results = render(results_table(run, "completed"))
+    assert "epoch 2 of 2 by macro-F1" in results and "0.8857" in results and "took 00:12" in results
+    assert confusion_text(run).splitlines()[-1].split() == ["technical", "0", "0", "2"]     # epoch 2's matrix
+    assert confusion_title(run).endswith("best epoch 2 by macro-F1 · the exported model")
+
+
+def test_best_is_the_runs_metric_not_max_accuracy() -> None:
+    """Epoch 1 has the higher accuracy, epoch 2 the higher macro-F1 (the default metric): the
+    dashboard's best (results, bold row, confusion matrix) is epoch 2, as everywhere else."""
+    def ev(epoch: int, accuracy: float, f1: float, matrix: list[list[int]]) -> dict:
+        return {"v": 2, "event": "eval", "time": 10.0 + epoch, "epoch": epoch, "step": 4 * epoch, "val_loss": 0.5,
+                "accuracy": accuracy, "macro_f1": f1, "precision": 0.5, "recall": 0.5, "confusion_matrix": matrix}
+
+    evals = [ev(1, 0.90, 0.40, [[9, 0], [1, 0]]), ev(2, 0.80, 0.70, [[6, 3], [0, 1]])]
+    run = fold(evals)
+    assert run.best_epoch == 2
+    assert "0.8000" in render(results_table(run, "running")) and "0.9000" not in render(results_table(run, "running"))
+    table = eval_table(run)
+    styles = {row: table.rows[row].style for row in range(len(table.rows))}
+    assert styles == {0: "", 1: "bold"}
+    assert confusion_text(run).splitlines()[-2].split() == ["0", "6", "3"]
+    by_accuracy = fold([{"v": 2, "event": "plan", "time": 1.0, "plan": {}, "epochs": 2, "batch_size": 8,
+                         "learning_rate": 1e-4, "total_steps": 8, "steps_per_epoch": 4, "metric": "accuracy"}, *evals])
+    assert by_accuracy.best_epoch == 1 and eval_table(by_accuracy).rows[0].style == "bold"
+
+
+def test_error_text_is_one_line() -> None:
+    from modelwiz.engine.errors import UserError
+
+    assert error_text(UserError("data.csv: no label column")) == "data.csv: no label column"
+    assert error_text(RuntimeError("boom\ntraceback...")) == "unexpected error: RuntimeError: boom"
+    assert error_text(KeyError()) == "unexpected error: KeyError"
 
 
 def test_display_model() -> None:
@@ -118,3 +157,96 @@ def test_theme_files_validate() -> None:
                          ({"name": "x", "primary": "#fff", "variables": {"mw-bar": "nope"}}, "not a colour")):
         with pytest.raises(ThemeFileError, match=message):
             theme_from_dict(raw)
+
+
+# ------------------------------------------------------------------------------ import graph
+
+TUI = Path(__file__).resolve().parent.parent / "tui"
+SCREENS = "modelwiz.tui.screens"
+
+
+def tui_modules() -> dict[str, Path]:
+    """Every module of the tui package by its installed name (tui/x/y.py -> modelwiz.tui.x.y)."""
+    out = {}
+    for path in sorted(TUI.rglob("*.py")):
+        parts = path.relative_to(TUI).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(("modelwiz", "tui", *parts))] = path
+    return out
+
+
+def tui_imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The tui modules `module` imports anywhere in its file: at the top, in functions, under
+    `if TYPE_CHECKING:` (ast.walk sees them all)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+    def resolve(name: str) -> str | None:
+        if name == "tui" or name.startswith("tui."):
+            name = "modelwiz." + name
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [resolve(alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            targets = [resolve(f"{base}.{alias.name}") for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t and t != module)
+    return found
+
+
+def tui_import_graph() -> dict[str, set[str]]:
+    modules = tui_modules()
+    return {name: tui_imports(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as a path [a, b, ..., a], or [] when there is none."""
+    done: set[str] = set()
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        if node in stack:
+            return stack[stack.index(node):] + [node]
+        if node in done:
+            return []
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            cycle = visit(target)
+            if cycle:
+                return cycle
+        stack.pop()
+        done.add(node)
+        return []
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle:
+            return cycle
+    return []
+
+
+def test_find_cycle_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_tui_imports_run_one_way() -> None:
+    graph = tui_import_graph()
+    # the parser sees what is there: the app knows its screens, a screen its shared modules
+    assert {f"{SCREENS}.task", f"{SCREENS}.dashboard", "modelwiz.tui.state"} <= graph["modelwiz.tui.app"]
+    assert {"modelwiz.tui.base", "modelwiz.tui.format"} <= graph[f"{SCREENS}.setup"]
+    assert find_cycle(graph) == []
+    for module, targets in graph.items():
+        if module.startswith(SCREENS + "."):
+            assert not {t for t in targets if t.startswith(SCREENS)}, f"{module} imports another screen"
+        assert "modelwiz.tui.app" not in targets, f"{module} imports the app module"

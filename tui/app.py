@@ -1,6 +1,6 @@
 """The modelwiz wizard: a Textual app over the engine's public API.
 
-Entry points used by `tui/cli.py`:
+Entry points used by `modelwiz.cli`:
 - `run_wizard(config, demo=..., runs_dir=...)`: the five-step wizard; returns an exit code.
 - `run_dashboard(run_dir)`: the live dashboard alone, for `modelwiz attach RUN`.
 - `ModelwizApp(config, demo=..., runs_dir=..., services=...)`: the app itself; tests inject
@@ -13,11 +13,14 @@ the trainer's event stream.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from modelwiz.engine.config import Config
@@ -25,27 +28,54 @@ from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
 from modelwiz.tui import theme as mw_theme
-from modelwiz.tui.screens.commands import WizardCommands
+from modelwiz.tui.dialogs import MessageDialog
+from modelwiz.tui.messages import (ConstraintsChanged, HardwareRead, ModelChosen, RecommendationMade, RunStarted,
+                                   StepRequested, TaskChecked, TrainingChanged)
+from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
-from modelwiz.tui.screens.dialogs import MessageDialog
 from modelwiz.tui.screens.hardware import HardwareScreen
 from modelwiz.tui.screens.help import HelpScreen, key_rows
 from modelwiz.tui.screens.recommend import RecommendScreen
 from modelwiz.tui.screens.setup import SetupScreen
-from modelwiz.tui.screens.state import STEP_TITLES, STEPS, Services, WizardState
 from modelwiz.tui.screens.task import TaskScreen
+from modelwiz.tui.state import STEP_TITLES, STEPS, Services, WizardState
 from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
 __all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_wizard"]
 
 ROOMY_HEIGHT = 34     # taller terminals get bigger charts and panes
+MAX_PALETTE_RUNS = 10
 
-STEP_SCREENS: dict[str, type[Screen]] = {
-    "task": TaskScreen,
-    "hardware": HardwareScreen,
-    "recommend": RecommendScreen,
-    "setup": SetupScreen,
-}
+
+class WizardCommands(Provider):
+    """Command palette (ctrl+p): jump to a step, switch theme, open a run's dashboard."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        app: ModelwizApp = self.app  # type: ignore[assignment]
+        commands: list[tuple[str, Callable[[], object], str]] = []
+        if not app.attach_only:
+            for i, step in enumerate(STEPS, 1):
+                if app.state.reachable(step):
+                    commands.append((f"Jump to step {i}: {STEP_TITLES[step]}", partial(app.goto_step, step),
+                                     "go to this wizard step"))
+        for name in sorted(app.available_themes):
+            if name != app.theme:
+                commands.append((f"Switch theme: {name}", partial(app.set_theme, name), "change the colours"))
+        for run in app.recent_runs(MAX_PALETTE_RUNS):
+            commands.append((f"Open run: {run.run_id} ({run.state}, {run.model})",
+                             partial(app.open_dashboard, run.run_dir), "show this run's dashboard"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, command, help_text in self._commands():
+            yield DiscoveryHit(name, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, command, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), command, help=help_text)
 
 
 class ModelwizApp(App[int]):
@@ -86,7 +116,6 @@ class ModelwizApp(App[int]):
         self._theme_dirs = theme_dirs
         self.theme_problems: list[str] = []
         self.current_step: str | None = None
-        self.saved_config: Path | None = None
         self.exit_notice = ""
         if demo:
             self.title = "modelwiz · demo"
@@ -99,7 +128,7 @@ class ModelwizApp(App[int]):
     def on_mount(self) -> None:
         self._load_themes()
         if self._attach is not None:
-            self.push_screen(DashboardScreen(self._attach, standalone=True))
+            self.push_screen(DashboardScreen(self._attach, self.services, standalone=True))
         else:
             self.goto_step(self.start_step if self.state.reachable(self.start_step) else "task")
         for title, message in self._startup_errors:
@@ -136,10 +165,10 @@ class ModelwizApp(App[int]):
         target: Screen | str
         if step == "dashboard":
             assert self.state.run_dir is not None
-            target = DashboardScreen(self.state.run_dir)
+            target = DashboardScreen(self.state.run_dir, self.services)
         else:
             if not self.is_screen_installed(step):
-                self.install_screen(STEP_SCREENS[step](), step)
+                self.install_screen(self._step_screen(step), step)
             target = step
         # dialogs or a comparison above the current step close first
         while len(self.screen_stack) > 2 and not self._is_step_screen(self.screen):
@@ -150,8 +179,17 @@ class ModelwizApp(App[int]):
             self.switch_screen(target)
         self.current_step = step
 
+    def _step_screen(self, step: str) -> Screen:
+        if step == "task":
+            return TaskScreen(self.state, self.services)
+        if step == "hardware":
+            return HardwareScreen(self.state, self.services)
+        if step == "recommend":
+            return RecommendScreen(self.state, self.services, compare=CompareScreen)
+        return SetupScreen(self.state, self.services)
+
     def _is_step_screen(self, screen: Screen) -> bool:
-        return isinstance(screen, (DashboardScreen, *STEP_SCREENS.values()))
+        return isinstance(screen, (TaskScreen, HardwareScreen, RecommendScreen, SetupScreen, DashboardScreen))
 
     def open_dashboard(self, run_dir: Path) -> None:
         """Show the dashboard of `run_dir` (a run just started, or one picked in the palette)."""
@@ -159,10 +197,49 @@ class ModelwizApp(App[int]):
         if self.attach_only:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
-            self.switch_screen(DashboardScreen(run_dir, standalone=True))
+            self.switch_screen(DashboardScreen(run_dir, self.services, standalone=True))
             return
         self.state.run_dir = run_dir
         self.goto_step("dashboard")
+
+    # ------------------------------------------------------------------ what the screens report
+
+    @on(StepRequested)
+    def _step_requested(self, message: StepRequested) -> None:
+        self.goto_step(message.step)
+
+    @on(TaskChecked)
+    def _task_checked(self, message: TaskChecked) -> None:
+        self.state.config.task = message.task
+        self.state.data = message.data
+        self.state.data_key = self.state.task_key() if message.data is not None else ""
+
+    @on(HardwareRead)
+    def _hardware_read(self, message: HardwareRead) -> None:
+        self.state.hardware = message.report
+
+    @on(ConstraintsChanged)
+    def _constraints_changed(self, message: ConstraintsChanged) -> None:
+        self.state.config.constraints = message.constraints
+
+    @on(RecommendationMade)
+    def _recommendation_made(self, message: RecommendationMade) -> None:
+        self.state.recommendation = message.recommendation
+        self.state.recommendation_key = message.key
+
+    @on(ModelChosen)
+    def _model_chosen(self, message: ModelChosen) -> None:
+        self.state.chosen = message.ranked
+        self.goto_step("setup")
+
+    @on(TrainingChanged)
+    def _training_changed(self, message: TrainingChanged) -> None:
+        self.state.config.train = message.train
+        self.state.chosen = message.ranked
+
+    @on(RunStarted)
+    def _run_started(self, message: RunStarted) -> None:
+        self.open_dashboard(message.run_dir)
 
     def recent_runs(self, limit: int) -> list[RunInfo]:
         try:

@@ -1,4 +1,4 @@
-"""Deterministic stand-ins for the engine calls the wizard makes (see modelwiz.tui.screens.state.Services).
+"""Deterministic stand-ins for the engine calls the wizard makes (see modelwiz.tui.state.Services).
 
 - hardware: a fixed report ("Test CPU", 8 cores, 32 GB RAM, one "Fake GPU 24GB" or none);
 - data: tests/tui_fixtures/tickets.csv through the real modelwiz.engine.data checks (41 rows, 3 classes);
@@ -23,7 +23,7 @@ from modelwiz.engine.hardware import GPUInfo, HardwareReport
 from modelwiz.engine.recommend import Ranked, rank
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation, check_data
-from modelwiz.tui.screens.state import Services
+from modelwiz.tui.state import Services
 
 FIXTURES = Path(__file__).resolve().parent
 CSV_NAME = "tickets.csv"

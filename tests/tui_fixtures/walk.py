@@ -13,7 +13,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 
 from modelwiz.engine.workflow import check_data
 from modelwiz.tui.app import ModelwizApp
-from modelwiz.tui.screens.state import WizardState
+from modelwiz.tui.state import WizardState
 
 from .fakes import RUN_ID, THEMES, RecordedRuns, fake_hardware, fake_recommend, make_config, make_services, write_run
 
@@ -96,7 +96,7 @@ async def shown(pilot: Pilot) -> None:
     elif step == "setup":
         await wait_until(pilot, lambda: on_step(app, "setup") and app.screen.plan is not None)
     elif step == "dashboard":
-        await wait_until(pilot, lambda: on_step(app, "dashboard") and app.screen.progress.events_seen > 0)
+        await wait_until(pilot, lambda: on_step(app, "dashboard") and app.screen.run.events > 0)
     await settle(pilot)
 
 
@@ -130,7 +130,7 @@ async def to_dashboard(pilot: Pilot) -> None:
     await to_setup(pilot)
     await pilot.press("ctrl+r")
     await wait_until(pilot, lambda: on_step(pilot.app, "dashboard"))
-    await wait_until(pilot, lambda: pilot.app.screen.progress.events_seen > 0)
+    await wait_until(pilot, lambda: pilot.app.screen.run.events > 0)
     await settle(pilot)
 
 

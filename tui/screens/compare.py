@@ -13,9 +13,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from modelwiz.engine.recommend import Ranked
-from modelwiz.tui.screens.base import ModelwizScreen
-from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
-from modelwiz.tui.screens.state import step_label
+from modelwiz.tui.base import ModelwizScreen
+from modelwiz.tui.format import fmt_params, fmt_seconds
+from modelwiz.tui.state import step_label
 
 
 def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:

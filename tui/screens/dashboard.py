@@ -2,263 +2,165 @@
 
 The trainer is a separate process; this screen is only a reader. Every 0.5 s a thread worker reads
 the complete events appended since the last byte offset (modelwiz.engine.events.read_events) and the
-status, and posts them as one message; the screen folds them into a `RunProgress` and redraws.
-Attaching late replays the whole history from offset 0.
+status, and posts them as one message; the screen folds them with the engine's one reducer,
+`RunState` (so "best" means here what it means in `modelwiz runs`, the report and the exported
+model: the best evaluation on the run's metric), and redraws. Attaching late replays the whole
+history from offset 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, RichLog, Static
-from textual.worker import get_current_worker
 
-from modelwiz.engine.events import read_events
+from modelwiz.engine.events import RunState, read_events
 from modelwiz.engine.runs import ACTIVE_STATES, FINAL_STATES, effective_state, read_status
-from modelwiz.tui.screens.base import ModelwizScreen, error_text
-from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog
-from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
-from modelwiz.tui.screens.state import step_label
+from modelwiz.tui.base import EngineReply, ModelwizScreen
+from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog
+from modelwiz.tui.format import (DASH, display_model, fmt_elapsed, fmt_metric, fmt_params, fmt_seconds, metric_name,
+                                 number)
+from modelwiz.tui.messages import StepRequested
+from modelwiz.tui.state import Services, step_label
 from modelwiz.tui.widgets import LossSparkline
 
 POLL_SECONDS = 0.5
 MAX_EVAL_ROWS = 5
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "precision": "precision", "recall": "recall",
-                "val_loss": "val loss"}
+LOG_STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def read_run(run_dir: Path, offset: int) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """The complete events after byte `offset`, the offset to go on from, and status.json."""
+    events, end = read_events(run_dir / "events.jsonl", offset)
+    return events, end, read_status(run_dir)
 
 
-def fmt_elapsed(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+def elapsed(run: RunState) -> float:
+    """Seconds from the run's start to its latest event (the events' own clock, not ours)."""
+    if run.started is None or run.last_time is None:
+        return 0.0
+    return run.last_time - run.started
 
 
-@dataclass
-class RunProgress:
-    """Everything the dashboard shows, folded from the event stream (no clocks: times are the
-    events' own, relative to run_started)."""
-
-    run_id: str = ""
-    model: str = ""
-    state: str = "queued"
-    epoch: int = 0
-    epochs: int = 0
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    lr: float | None = None
-    samples_per_s: float | None = None
-    eta_s: float | None = None
-    mem_allocated_gb: float | None = None
-    mem_device_gb: float | None = None
-    mem_total_gb: float | None = None
-    losses: list[float] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    params: int = 0
-    trainable_params: int = 0
-    strategy: str = ""
-    device: str = ""
-    precision: str = ""
-    batch_size: int | None = None
-    t0: float | None = None
-    t_last: float | None = None
-    finished: dict[str, Any] | None = None
-    model_path: str = ""
-    events_seen: int = 0
-
-    @property
-    def final_metrics(self) -> dict[str, Any]:
-        if self.finished is None:
-            return {}
-        metrics = self.finished.get("metrics")
-        return metrics if isinstance(metrics, dict) else {}
-
-    @property
-    def best_eval(self) -> dict[str, Any] | None:
-        scored = [e for e in self.evals if _num(e.get("accuracy")) is not None]
-        return max(scored, key=lambda e: e["accuracy"]) if scored else None
-
-    def elapsed(self) -> float:
-        if self.t0 is None or self.t_last is None:
-            return 0.0
-        return self.t_last - self.t0
-
-    def stamp(self, ev: dict[str, Any]) -> str:
-        t = _num(ev.get("time"))
-        return "" if t is None or self.t0 is None else f"+{fmt_elapsed(t - self.t0)} "
-
-    def apply(self, ev: dict[str, Any]) -> list[tuple[str, str]]:
-        """Fold one event in; returns log lines as (text, level)."""
-        kind = ev.get("event")
-        self.events_seen += 1
-        t = _num(ev.get("time"))
-        if t is not None:
-            if self.t0 is None:
-                self.t0 = t
-            self.t_last = t
-        out: list[tuple[str, str]] = []
-        if kind == "run_started":
-            self.run_id = str(ev.get("run_id") or self.run_id)
-            if self.state in ("queued", "unknown"):
-                self.state = "running"
-            out.append(("run resumed from checkpoint" if ev.get("resumed") else f"run started (pid {ev.get('pid')})",
-                        "info"))
-        elif kind == "data":
-            self.labels = [str(x) for x in ev.get("labels") or []]
-            out.append((f"data: {ev.get('train_size')} train / {ev.get('val_size')} validation · "
-                        f"{ev.get('num_classes')} classes", "info"))
-        elif kind == "model":
-            if not self.model:
-                self.model = display_model(str(ev.get("model") or ""))
-            self.params = int(_num(ev.get("params")) or 0)
-            self.trainable_params = int(_num(ev.get("trainable_params")) or 0)
-            self.strategy = str(ev.get("strategy") or "")
-            self.device = str(ev.get("device") or "")
-            self.precision = str(ev.get("precision") or "")
-            out.append((f"model {display_model(str(ev.get('model') or '?'))}: {fmt_params(self.params)}M params, "
-                        f"{fmt_params(self.trainable_params)}M trainable · {self.strategy} · {self.device} · "
-                        f"{self.precision}", "info"))
-        elif kind == "plan":
-            self.epochs = int(_num(ev.get("epochs")) or self.epochs)
-            self.total_steps = int(_num(ev.get("total_steps")) or self.total_steps)
-            self.batch_size = int(_num(ev.get("batch_size")) or 0) or None
-            lr = _num(ev.get("learning_rate"))
-            epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
-            lr_text = f" · lr {lr:.1e}" if lr is not None else ""
-            out.append((f"plan: {epochs} · batch {self.batch_size}{lr_text} · {self.total_steps} steps", "info"))
-        elif kind == "epoch_started":
-            self.epoch = int(_num(ev.get("epoch")) or self.epoch)
-        elif kind == "step":
-            self.epoch = int(_num(ev.get("epoch")) or self.epoch)
-            self.step = int(_num(ev.get("step")) or self.step)
-            self.total_steps = int(_num(ev.get("total_steps")) or self.total_steps)
-            loss = _num(ev.get("loss"))
-            if loss is not None:
-                self.loss = loss
-                self.losses.append(loss)
-            for name in ("lr", "samples_per_s", "eta_s", "mem_allocated_gb", "mem_device_gb", "mem_total_gb"):
-                value = _num(ev.get(name))
-                if value is not None:
-                    setattr(self, name, value)
-        elif kind == "eval":
-            self.evals.append(dict(ev))
-            parts = [f"{METRIC_NAMES[k]} {ev[k]:.4f}" for k in ("accuracy", "macro_f1", "val_loss")
-                     if _num(ev.get(k)) is not None]
-            out.append((f"epoch {ev.get('epoch')} evaluated: " + " · ".join(parts), "good"))
-        elif kind == "checkpoint":
-            out.append((f"checkpoint saved (epoch {ev.get('epoch')}, step {ev.get('step')})", "info"))
-        elif kind == "exported":
-            self.model_path = str(ev.get("model_path") or "")
-            out.append((f"model exported to {self.model_path}", "good"))
-        elif kind == "log":
-            level = str(ev.get("level") or "info").lower()
-            out.append((str(ev.get("message", "")), "warning" if level.startswith("warn") else
-                        "error" if level in ("error", "critical") else "info"))
-        elif kind == "run_finished":
-            self.finished = dict(ev)
-            if ev.get("model_path") and not self.model_path:
-                self.model_path = str(ev["model_path"])
-            status = str(ev.get("status") or "completed")
-            self.state = status
-            self.eta_s = None
-            error = ev.get("error")
-            out.append((f"run {status}" + (f": {error}" if error else ""),
-                        "good" if status == "completed" else "error"))
-        return [(self.stamp(ev) + text, level) for text, level in out]
+def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
+    """The log line for one event already folded into `run`: (text, level), or None for none."""
+    kind = ev.get("event")
+    if kind == "run_started":
+        text, level = f"run started (pid {ev.get('pid')})", "info"
+        if ev.get("resumed"):
+            text = "run resumed from its checkpoint"
+    elif kind == "resumed":
+        text, level = f"resumed at epoch {ev.get('epoch')}, step {ev.get('step')}", "info"
+    elif kind == "data":
+        text = (f"data: {ev.get('train_size')} train / {ev.get('val_size')} validation · "
+                f"{ev.get('num_classes')} classes")
+        level = "info"
+    elif kind == "model":
+        text = (f"model {display_model(run.model or '?')}: {fmt_params(run.params)}M params, "
+                f"{fmt_params(run.trainable_params)}M trainable · {run.strategy} · {run.device} · {run.precision}")
+        level = "info"
+    elif kind == "plan":
+        epochs = f"{run.epochs} epoch{'s' if run.epochs != 1 else ''}"
+        lr = number(ev.get("learning_rate"))
+        lr_text = f" · lr {lr:.1e}" if lr is not None else ""
+        text = (f"plan: {epochs} · batch {ev.get('batch_size')}{lr_text} · {run.total_steps} steps · "
+                f"best by {metric_name(run.metric)}")
+        level = "info"
+    elif kind == "eval":
+        parts = [f"{metric_name(k)} {fmt_metric(ev.get(k))}" for k in ("accuracy", "macro_f1", "val_loss")
+                 if number(ev.get(k)) is not None]
+        best = " · best so far" if ev.get("epoch") == run.best_epoch else ""
+        text, level = f"epoch {ev.get('epoch')} evaluated: " + " · ".join(parts) + best, "good"
+    elif kind == "checkpoint":
+        text, level = f"checkpoint saved (epoch {ev.get('epoch')}, step {ev.get('step')})", "info"
+    elif kind == "exported":
+        text, level = f"model of epoch {ev.get('epoch')} exported to {ev.get('model_path')}", "good"
+    elif kind == "log":
+        lvl = str(ev.get("level") or "info").lower()
+        level = "warning" if lvl.startswith("warn") else "error" if lvl in ("error", "critical") else "info"
+        text = str(ev.get("message", ""))
+    elif kind == "run_finished":
+        status = str(ev.get("status") or "completed")
+        text = f"run {status}" + (f": {ev['error']}" if ev.get("error") else "")
+        level = "good" if status == "completed" else "error"
+    else:
+        return None
+    t = number(ev.get("time"))
+    stamp = "" if t is None or run.started is None else f"+{fmt_elapsed(t - run.started)} "
+    return stamp + text, level
 
 
-def training_table(p: RunProgress) -> Table:
+def training_table(run: RunState) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    dash = "—"
-    loss = f"{p.loss:.4f}" if p.loss is not None else dash
-    lr = f" (lr {p.lr:.1e})" if p.lr is not None else ""
-    table.add_row("Loss", loss + lr)
-    table.add_row("Speed", f"{p.samples_per_s:.1f} samples/s" if p.samples_per_s is not None else dash)
-    if p.finished is None:
-        table.add_row("ETA", fmt_seconds(p.eta_s) if p.eta_s else dash)
-    else:
-        table.add_row("Took", fmt_elapsed(p.elapsed()))
-    table.add_row("Memory", f"{p.mem_allocated_gb:.2f} GB allocated" if p.mem_allocated_gb is not None else dash)
-    if p.mem_device_gb is not None and p.mem_total_gb:
-        table.add_row("Device", f"{p.mem_device_gb:.1f} of {p.mem_total_gb:.1f} GB in use")
-    else:
-        table.add_row("Device", dash)
+    mem = run.memory
+    table.add_row("Loss", f"{run.losses[-1][1]:.4f}" if run.losses else DASH)
+    table.add_row("Speed", f"{run.samples_per_s:.1f} samples/s" if run.samples_per_s is not None else DASH)
+    table.add_row("ETA", fmt_seconds(run.eta_s) if run.eta_s else DASH)
+    allocated = number(mem.get("mem_allocated_gb"))
+    table.add_row("Memory", f"{allocated:.2f} GB allocated" if allocated is not None else DASH)
+    used, total = number(mem.get("mem_device_gb")), number(mem.get("mem_total_gb"))
+    table.add_row("Device", f"{used:.1f} of {total:.1f} GB in use" if used is not None and total else DASH)
     return table
 
 
-def results_table(p: RunProgress) -> Table:
+def results_table(run: RunState, status: str) -> Table:
+    """The finished run: its status and the best evaluation's figures (the exported model's)."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    status = str((p.finished or {}).get("status", p.state))
-    style = "bold green" if status == "completed" else "bold red"
-    table.add_row("Status", Text(status, style=style))
-    metrics = p.final_metrics
-
-    def metric(key: str) -> str:
-        value = _num(metrics.get(key))
-        return "—" if value is None else f"{value:.4f}"
-
-    table.add_row("Accuracy", Text(metric("accuracy"), style="bold"))
-    table.add_row("Macro-F1", Text(metric("macro_f1"), style="bold"))
-    table.add_row("Prec / rec", f"{metric('precision')} / {metric('recall')}")
-    table.add_row("Val loss", metric("val_loss"))
-    table.add_row("Took", fmt_elapsed(p.elapsed()))
+    table.add_row("Status", Text.assemble((status, "bold green" if status == "completed" else "bold red"),
+                                          f" · took {fmt_elapsed(elapsed(run))}"))
+    best = run.best_metrics()
+    epoch = f"epoch {run.best_epoch} of {run.epochs}" if run.best_epoch is not None else DASH
+    table.add_row("Best", f"{epoch} by {metric_name(run.metric)}")
+    table.add_row("Accuracy", Text(fmt_metric(best.get("accuracy")), style="bold"))
+    table.add_row("Macro-F1", Text(fmt_metric(best.get("macro_f1")), style="bold"))
+    table.add_row("Prec / rec", f"{fmt_metric(best.get('precision'))} / {fmt_metric(best.get('recall'))}")
+    table.add_row("Val loss", fmt_metric(best.get("val_loss")))
     return table
 
 
-def eval_table(p: RunProgress) -> Table:
+def eval_table(run: RunState) -> Table:
+    """The latest evaluations, the best one (on the run's metric) in bold."""
     table = Table(box=None, pad_edge=False, expand=True, show_edge=False)
     for name in ("epoch", "accuracy", "macro-F1", "val loss"):
         table.add_column(name, justify="right", no_wrap=True)
-    best = p.best_eval
-    for ev in p.evals[-MAX_EVAL_ROWS:]:
-        style = "bold" if ev is best else ""
-
-        def cell(key: str) -> str:
-            value = _num(ev.get(key))
-            return f"{value:.4f}" if value is not None else "—"
-
-        table.add_row(str(ev.get("epoch", "?")), cell("accuracy"), cell("macro_f1"), cell("val_loss"), style=style)
-    if not p.evals:
-        table.add_row("—", "—", "—", "—")
+    for ev in run.evals[-MAX_EVAL_ROWS:]:
+        table.add_row(str(ev.get("epoch", "?")), fmt_metric(ev.get("accuracy")), fmt_metric(ev.get("macro_f1")),
+                      fmt_metric(ev.get("val_loss")), style="bold" if ev.get("epoch") == run.best_epoch else "")
+    if not run.evals:
+        table.add_row(DASH, DASH, DASH, DASH)
     return table
 
 
-def display_model(model: str) -> str:
-    """A short name for a model id: Hub ids stay, a local folder becomes its last meaningful part."""
-    if model.startswith(("/", "~", ".")):
-        parts = [x for x in model.rstrip("/").split("/") if x and x not in ("model", "models", "snapshots")]
-        return parts[-1] if parts else model
-    return model
+def best_label(run: RunState) -> str:
+    """Which evaluation is 'best', in words: 'best: epoch 2 by macro-F1'."""
+    if run.best_epoch is None:
+        return ""
+    return f"best: epoch {run.best_epoch} by {metric_name(run.metric)}"
 
 
-def confusion_text(p: RunProgress) -> str:
-    matrix = p.final_metrics.get("confusion_matrix")
-    if matrix is None:
-        last = next((e for e in reversed(p.evals) if e.get("confusion_matrix")), None)
-        matrix = last.get("confusion_matrix") if last else None
+def confusion_title(run: RunState) -> str:
+    exported = " · the exported model" if run.exported_epoch is not None and run.exported_epoch == run.best_epoch else ""
+    return f"Confusion matrix · best epoch {run.best_epoch} by {metric_name(run.metric)}{exported}"
+
+
+def confusion_text(run: RunState) -> str:
+    """The best evaluation's confusion matrix as a small table ('' when there is none to show)."""
+    matrix = run.best_eval.get("confusion_matrix")
     if not isinstance(matrix, list) or not matrix or len(matrix) > 6:
         return ""
-    labels = p.labels if len(p.labels) == len(matrix) else [str(i) for i in range(len(matrix))]
+    labels = run.labels if len(run.labels) == len(matrix) else [str(i) for i in range(len(matrix))]
     width = max(4, max(len(x) for x in labels[:6]))
     lines = ["rows: true class · columns: predicted"]
     lines.append(" " * (width + 1) + " ".join(x[:width].rjust(width) for x in labels))
@@ -272,6 +174,8 @@ class DashboardScreen(ModelwizScreen):
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
         "Training runs in its own process: quitting leaves it running; `modelwiz attach RUN_ID` re-opens this view.",
         "x asks the trainer to stop after the current step (a checkpoint is kept; `modelwiz resume` continues).",
+        "Best: the evaluation with the highest value of the run's metric (default macro-F1); its weights are "
+        "the exported model, and its figures are the results shown here.",
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("x", "cancel_run", "Cancel run"),
@@ -280,29 +184,19 @@ class DashboardScreen(ModelwizScreen):
         Binding("ctrl+b,escape", "back", "Back"),
     ]
 
-    class Tailed(Message):
-        """New events and the current status, read by the tail worker."""
+    class Tailed(EngineReply):
+        """`value`: (new events, the offset after them, status.json); `tag`: the offset read from."""
 
-        def __init__(self, start: int, end: int, events: list[dict[str, Any]], status: dict[str, Any],
-                     state: str) -> None:
-            super().__init__()
-            self.start = start
-            self.end = end
-            self.events = events
-            self.status = status
-            self.state = state
+    class CancelAnswered(EngineReply):
+        """`value`: what `cancel_run` returned (False: the run was no longer active)."""
 
-    class CancelAnswered(Message):
-        def __init__(self, ok: bool, error: str) -> None:
-            super().__init__()
-            self.ok = ok
-            self.error = error
-
-    def __init__(self, run_dir: Path, *, standalone: bool = False) -> None:
+    def __init__(self, run_dir: Path, services: Services, *, standalone: bool = False) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.services = services
         self.standalone = standalone
-        self.progress = RunProgress(run_id=self.run_dir.name)
+        self.run = RunState(run_id=self.run_dir.name)
+        self.status = "queued"     # shown: the run's own once finished, else status.json's (or cancelling)
         self.run_status: dict[str, Any] = {}
         self.byte_offset = 0
         self.done = False          # run_finished seen (or the run ended without saying so)
@@ -340,19 +234,19 @@ class DashboardScreen(ModelwizScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "back" and self.standalone:
             return False
-        if action == "confusion" and not confusion_text(self.progress):
+        if action == "confusion" and not confusion_text(self.run):
             return False
         if action == "cancel_run" and not self.active:
             return None         # shown dimmed: nothing to cancel
         return True
 
     async def action_quit(self) -> None:
-        await self.mw.action_quit()
+        await self.app.action_quit()        # shares the footer entry of the app's ctrl+q
 
     def action_confusion(self) -> None:
-        text = confusion_text(self.progress)
+        text = confusion_text(self.run)
         if text:
-            self.app.push_screen(MessageDialog("Confusion matrix (last evaluation)", text, error=False))
+            self.app.push_screen(MessageDialog(confusion_title(self.run), text, error=False))
 
     # ------------------------------------------------------------------ tailing
 
@@ -361,92 +255,89 @@ class DashboardScreen(ModelwizScreen):
             if self._timer is not None:
                 self._timer.stop()
             return
-        self._tail(self.byte_offset)
-
-    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
-    def _tail(self, offset: int) -> None:
-        worker = get_current_worker()
-        events, end = read_events(self.run_dir / "events.jsonl", offset)
-        status = read_status(self.run_dir)
-        state = effective_state(status) if status else "unknown"
-        if not worker.is_cancelled:
-            self.post_message(self.Tailed(offset, end, events, status, state))
+        self.call_engine(self.Tailed, read_run, self.run_dir, self.byte_offset, group="tail", tag=self.byte_offset)
 
     @on(Tailed)
-    def _tailed(self, message: Tailed) -> None:
-        if message.start != self.byte_offset:
-            return      # a stale read overtaken by a newer one
-        self.byte_offset = message.end
-        self.run_status = message.status
+    def _tailed(self, reply: Tailed) -> None:
         log = self.query_one("#log", RichLog)
-        styles = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
-        for ev in message.events:
-            for text, level in self.progress.apply(ev):
-                log.write(Text(text, style=styles.get(level, "")))
-        p = self.progress
-        if message.status:
-            p.run_id = str(message.status.get("run_id") or p.run_id)
-            if message.status.get("model_name"):
-                p.model = str(message.status["model_name"])
-            elif not p.model and message.status.get("model"):
-                p.model = display_model(str(message.status["model"]))
-            if p.finished is None:
-                p.state = message.state
-                if self.cancel_requested and p.state in ("queued", "running"):
-                    p.state = "cancelling"
-        if p.finished is not None or (p.state in FINAL_STATES and message.state in FINAL_STATES):
+        if reply.value is None:         # e.g. events written by a newer modelwiz: say so once, stop
             self.done = True
-            if p.finished is None:
-                reason = message.status.get("error") or "the trainer stopped without a final event"
-                log.write(Text(f"run {p.state}: {reason}", style="bold red"))
+            log.write(Text(f"cannot read this run: {reply.error}", style=LOG_STYLES["error"]))
+            return
+        if reply.tag != self.byte_offset:
+            return      # a stale read overtaken by a newer one
+        events, self.byte_offset, self.run_status = reply.value
+        run, status = self.run, self.run_status
+        for ev in events:
+            run.apply(ev)
+            line = event_line(ev, run)
+            if line is not None:
+                log.write(Text(line[0], style=LOG_STYLES[line[1]]))
+        state = effective_state(status) if status else run.status
+        if run.finished:
+            self.status = run.status
+        else:
+            self.status = "cancelling" if self.cancel_requested and state in ("queued", "running") else state
+        if run.finished or state in FINAL_STATES:
+            self.done = True
+            if not run.finished:
+                reason = status.get("error") or "the trainer stopped without a final event"
+                log.write(Text(f"run {state}: {reason}", style=LOG_STYLES["error"]))
         self._redraw()
         self.refresh_bindings()
 
     # ------------------------------------------------------------------ drawing
 
+    @property
+    def model_name(self) -> str:
+        name = self.run_status.get("model_name") or self.run.model or self.run_status.get("model") or "?"
+        return display_model(str(name))
+
     def _redraw(self) -> None:
-        p = self.progress
+        run = self.run
         colors = {"completed": "$success", "running": "$accent", "queued": "$text-muted", "cancelling": "$warning",
                   "cancelled": "$warning", "failed": "$error", "interrupted": "$error"}
-        head = Content.assemble(("Run ", "bold"), p.run_id or self.run_dir.name,
-                                f" · {p.model or '?'} · ", ("● " + p.state, colors.get(p.state, "")))
+        head = Content.assemble(("Run ", "bold"), run.run_id or self.run_dir.name,
+                                f" · {self.model_name} · ", ("● " + self.status, colors.get(self.status, "")))
         self.query_one("#run-head", Static).update(head)
         bar = self.query_one("#progress", ProgressBar)
-        if p.total_steps:
-            bar.update(total=p.total_steps, progress=min(p.step, p.total_steps))
-        epochs = f"epoch {p.epoch}/{p.epochs}" if p.epochs else (f"epoch {p.epoch}" if p.epoch else "waiting")
-        steps = f" · step {p.step}/{p.total_steps}" if p.total_steps else ""
+        if run.total_steps:
+            bar.update(total=run.total_steps, progress=min(run.step, run.total_steps))
+        epochs = f"epoch {run.epoch}/{run.epochs}" if run.epochs else (f"epoch {run.epoch}" if run.epoch else "waiting")
+        steps = f" · step {run.step}/{run.total_steps}" if run.total_steps else ""
         self.query_one("#progress-label", Label).update(epochs + steps)
         train_box = self.query_one("#train-box")
-        if p.finished is None:
-            train_box.border_title = "Training"
-            self.query_one("#train-info", Static).update(training_table(p))
-        else:
+        if run.finished:
             train_box.border_title = "Results"
-            self.query_one("#train-info", Static).update(results_table(p))
-        self.query_one("#val-info", Static).update(eval_table(p))
+            self.query_one("#train-info", Static).update(results_table(run, self.status))
+        else:
+            train_box.border_title = "Training"
+            self.query_one("#train-info", Static).update(training_table(run))
+        self.query_one("#val-info", Static).update(eval_table(run))
+        self.query_one("#val-box").border_subtitle = best_label(run)
+        losses = [loss for _, loss in run.losses]
         sparkline = self.query_one("#loss", LossSparkline)
-        if len(sparkline.values) != len(p.losses):
-            sparkline.set_values(p.losses)
-        if p.loss is not None:
-            lo, hi = min(p.losses), max(p.losses)
-            self.query_one("#loss-box").border_subtitle = f"last {p.loss:.4f} · min {lo:.4f} · max {hi:.4f}"
+        if sparkline.values != losses:
+            sparkline.set_values(losses)
+        if losses:
+            self.query_one("#loss-box").border_subtitle = (f"last {losses[-1]:.4f} · min {min(losses):.4f} · "
+                                                           f"max {max(losses):.4f}")
         nxt = self.query_one("#next-steps", Static)
-        if p.finished is not None:
+        if run.finished:
             nxt.display = True
             nxt.update(self._next_steps())
-            self.query_one("#confusion", Static).update(Content(confusion_text(p)))
+            matrix = confusion_text(run)
+            self.query_one("#confusion", Static).update(
+                Content(confusion_title(run) + "\n" + matrix) if matrix else Content(""))
 
     def _next_steps(self) -> Content:
-        p = self.progress
-        run_id = p.run_id or self.run_dir.name
-        status = (p.finished or {}).get("status", p.state)
+        run_id = self.run.run_id or self.run_dir.name
         lines: list[Content] = []
-        if p.model_path:
-            lines.append(Content.assemble(("Model  ", "bold"), p.model_path))
-        if status == "completed":
+        if self.run.model_path:
+            lines.append(Content.assemble(("Model  ", "bold"), self.run.model_path))
+        if self.status == "completed":
             lines.append(Content.assemble(("Use it ", "bold"), f'modelwiz predict {run_id} "some text"'))
-        elif status in ("cancelled", "interrupted", "failed"):
+        elif self.status in ("cancelled", "interrupted", "failed"):
             lines.append(Content.assemble(("Resume ", "bold"), f"modelwiz resume {run_id}"))
         return Content("\n").join(lines)
 
@@ -454,38 +345,30 @@ class DashboardScreen(ModelwizScreen):
 
     @property
     def active(self) -> bool:
-        return self.progress.finished is None and self.progress.state in ACTIVE_STATES
+        return not self.run.finished and self.status in ACTIVE_STATES
 
     def action_cancel_run(self) -> None:
         if not self.active:
-            self.notify(f"This run is not running ({self.progress.state}).", timeout=3)
+            self.notify(f"This run is not running ({self.status}).", timeout=3)
             return
-        run_id = self.progress.run_id or self.run_dir.name
+        run_id = self.run.run_id or self.run_dir.name
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._cancel()
+                self.call_engine(self.CancelAnswered, self.services.cancel_run, self.run_dir, group="cancel")
 
         self.app.push_screen(ConfirmDialog(
             "Cancel training?",
             f"Stop run {run_id} after the current step? Its checkpoint is kept: `modelwiz resume {run_id}` "
             "continues it.", yes="Cancel run", no="Keep training"), confirmed)
 
-    @work(thread=True, exclusive=True, group="cancel", exit_on_error=False)
-    def _cancel(self) -> None:
-        try:
-            result, error = self.mw.services.cancel_run(self.run_dir), ""
-        except Exception as exc:
-            result, error = False, error_text(exc)
-        self.post_message(self.CancelAnswered(result is not False, error))
-
     @on(CancelAnswered)
-    def _cancel_answered(self, message: CancelAnswered) -> None:
-        if message.error:
-            self.notify(f"Could not cancel: {message.error}", severity="error", timeout=5)
-        elif message.ok:
+    def _cancel_answered(self, reply: CancelAnswered) -> None:
+        if reply.error:
+            self.notify(f"Could not cancel: {reply.error}", severity="error", timeout=5)
+        elif reply.value is not False:
             self.cancel_requested = True
-            self.progress.state = "cancelling"
+            self.status = "cancelling"
             self._redraw()
             self.notify("Cancel requested: the trainer stops after the current step.", timeout=4)
         else:
@@ -497,4 +380,4 @@ class DashboardScreen(ModelwizScreen):
         if self.active:
             self.notify("Training continues in the background; Step 5 in the palette (ctrl+p) returns here.",
                         timeout=4)
-        self.mw.goto_step("setup")
+        self.post_message(StepRequested("setup"))

@@ -8,19 +8,20 @@ from typing import ClassVar, Iterable
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, LoadingIndicator, Select, Static, Switch
-from textual.worker import get_current_worker
 
-from modelwiz.engine.config import Config, ConstraintsConfig
+from modelwiz.engine.config import ConstraintsConfig
 from modelwiz.engine.hardware import HardwareReport
 from modelwiz.engine.plan import memory_budget
-from modelwiz.tui.screens.base import StepScreen, error_text
+from modelwiz.tui.base import EngineReply, StepScreen
+from modelwiz.tui.format import fmt_limit
+from modelwiz.tui.messages import ConstraintsChanged, HardwareRead
+from modelwiz.tui.state import Services, WizardState
 
 
 def _positive(text: str, what: str) -> float | None:
@@ -49,10 +50,6 @@ def parse_constraints(device: str, max_memory: str, max_params: str, licenses: s
         licenses=licenses_list,
         offline=offline,
     )
-
-
-def _fmt_limit(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
 
 
 def hardware_table(hw: HardwareReport) -> Table:
@@ -91,11 +88,12 @@ class HardwareScreen(StepScreen):
     ]
     error: str = ""
 
-    class HardwareRead(Message):
-        def __init__(self, report: HardwareReport | None, error: str) -> None:
-            super().__init__()
-            self.report = report
-            self.error = error
+    class ProbeReply(EngineReply):
+        """`value`: the HardwareReport."""
+
+    def __init__(self, state: WizardState, services: Services) -> None:
+        super().__init__(state, services)
+        self.hardware: HardwareReport | None = state.hardware      # the report shown here
 
     def compose_body(self) -> Iterable[Widget]:
         con = self.state.config.constraints
@@ -108,14 +106,14 @@ class HardwareScreen(StepScreen):
                 box.border_title = "Constraints"
                 with Horizontal(classes="form-row"):
                     yield Label("Device", classes="field-label")
-                    yield Select(self._device_options(None), value=self._device_value(None), allow_blank=False,
+                    yield Select(self._device_options(None), value=con.device or "auto", allow_blank=False,
                                  compact=True, id="device")
                 with Horizontal(classes="form-row"):
                     yield Label("Max memory GB", classes="field-label")
-                    yield Input(_fmt_limit(con.max_memory_gb), id="max-memory", compact=True, placeholder="all available")
+                    yield Input(fmt_limit(con.max_memory_gb), id="max-memory", compact=True, placeholder="all available")
                 with Horizontal(classes="form-row"):
                     yield Label("Max params M", classes="field-label")
-                    yield Input(_fmt_limit(con.max_params_m), id="max-params", compact=True, placeholder="no limit")
+                    yield Input(fmt_limit(con.max_params_m), id="max-params", compact=True, placeholder="no limit")
                 with Horizontal(classes="form-row"):
                     yield Label("Licenses", classes="field-label")
                     yield Input(", ".join(con.licenses), id="licenses", compact=True, placeholder="any (e.g. apache-2.0, mit)")
@@ -128,10 +126,10 @@ class HardwareScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.query_one("#device", Select).focus()
-        if self.state.hardware is None:
+        if self.hardware is None:
             self.action_detect()
         else:
-            self._show_hardware(self.state.hardware)
+            self._show_hardware(self.hardware)
 
     # ------------------------------------------------------------------ hardware
 
@@ -147,34 +145,23 @@ class HardwareScreen(StepScreen):
             options.append((current, current))
         return options
 
-    def _device_value(self, hw: HardwareReport | None) -> str:
-        return self.state.config.constraints.device or "auto"
-
     def action_detect(self) -> None:
         self.query_one("#hw-loading").display = True
         self.query_one("#hw-info").display = False
-        self._detect(copy.deepcopy(self.state.config))
+        self.call_engine(self.ProbeReply, self.services.read_hardware, copy.deepcopy(self.state.config),
+                         group="hardware")
 
-    @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
-    def _detect(self, config: Config) -> None:
-        worker = get_current_worker()
-        try:
-            report, error = self.services.read_hardware(config), ""
-        except Exception as exc:
-            report, error = None, error_text(exc)
-        if not worker.is_cancelled:
-            self.post_message(self.HardwareRead(report, error))
-
-    @on(HardwareRead)
-    def _hardware_read(self, message: HardwareRead) -> None:
+    @on(ProbeReply)
+    def _hardware_read(self, reply: ProbeReply) -> None:
         self.query_one("#hw-loading").display = False
         info = self.query_one("#hw-info", Static)
         info.display = True
-        if message.report is None:
-            info.update(Content.styled(f"✗ {message.error}\nF5 tries again.", "$error"))
+        if reply.value is None:
+            info.update(Content.styled(f"✗ {reply.error}\nF5 tries again.", "$error"))
             return
-        self.state.hardware = message.report
-        self._show_hardware(message.report)
+        self.hardware = reply.value
+        self.post_message(HardwareRead(reply.value))
+        self._show_hardware(reply.value)
 
     def _show_hardware(self, hw: HardwareReport) -> None:
         self.query_one("#hw-loading").display = False
@@ -210,7 +197,7 @@ class HardwareScreen(StepScreen):
             status.set_classes("status-line -error")
             return False
         self.error = ""
-        self.state.config.constraints = constraints
+        self.post_message(ConstraintsChanged(constraints))
         self.query_one("#offline-text", Static).update(self._offline_text(constraints.offline))
         status.update("")
         status.set_classes("status-line")
@@ -222,7 +209,7 @@ class HardwareScreen(StepScreen):
         return Content(" on: disk only" if on else " off")
 
     def _budget_text(self, con: ConstraintsConfig) -> Content:
-        hw = self.state.hardware
+        hw = self.hardware
         if hw is None:
             return Content.styled("Reading the hardware …", "$text-muted")
         device, available, budget_gb = memory_budget(hw, con)
@@ -247,7 +234,7 @@ class HardwareScreen(StepScreen):
     def action_next_step(self) -> None:
         if not self._validate():
             return
-        if self.state.hardware is None:
+        if self.hardware is None:
             self.notify("Still reading the hardware; a moment please (F5 re-detects).", severity="warning", timeout=3)
             return
-        self.mw.goto_step("recommend")
+        self.goto("recommend")

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from modelwiz.tui.screens.base import ModalBase
+from modelwiz.tui.base import ModalBase
 
 GENERAL_NOTES = (
     "tab / shift+tab move between fields; arrows move in tables and lists.",

@@ -6,23 +6,21 @@ import copy
 from typing import Callable, ClassVar, Iterable
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.message import Message
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, LoadingIndicator, Static
-from textual.worker import get_current_worker
 
-from modelwiz.engine.config import Config
-from modelwiz.engine.data import TaskData
-from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.recommend import format_seconds as fmt_seconds
 from modelwiz.engine.recommend import Ranked, explain_empty
 from modelwiz.engine.workflow import Recommendation
-from modelwiz.tui.screens.base import StepScreen, error_text
-from modelwiz.tui.screens.dialogs import ConfirmDialog
+from modelwiz.tui.base import EngineReply, StepScreen
+from modelwiz.tui.dialogs import ConfirmDialog
+from modelwiz.tui.format import fmt_params, fmt_seconds
+from modelwiz.tui.messages import ModelChosen, RecommendationMade
+from modelwiz.tui.state import Services, WizardState
 
 MAX_COMPARE = 4
 
@@ -43,13 +41,6 @@ COLUMNS = (("rank", "#"), ("name", "Model"), ("source", "Source"), ("params", "P
 WIDE_ONLY = {"source", "epoch"}
 WIDE_TABLE = 100        # terminal width from which every column is shown
 MARK = "●"
-
-
-def fmt_params(params: int) -> str:
-    if not params:
-        return "?"
-    m = params / 1e6
-    return f"{m:.0f}" if m >= 100 else f"{m:.1f}"
 
 
 def details_content(r: Ranked) -> Content:
@@ -82,15 +73,14 @@ class RecommendScreen(StepScreen):
     sort_key: str = "rank"
     reverse: bool = False
 
-    class RankingDone(Message):
-        def __init__(self, key: str, rec: Recommendation | None, error: str) -> None:
-            super().__init__()
-            self.key = key
-            self.rec = rec
-            self.error = error
+    class RankingReply(EngineReply):
+        """`value`: the Recommendation; `tag`: the ranking key it was asked for."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: WizardState, services: Services, *,
+                 compare: Callable[[list[Ranked]], Screen[str | None]]) -> None:
+        """`compare` makes the comparison screen for marked models (dismissed with a model id)."""
+        super().__init__(state, services)
+        self.compare = compare
         self.rows: list[Ranked] = []        # in ranked order
         self.marked: list[str] = []         # candidate ids, in marking order
         self.error = ""
@@ -124,8 +114,11 @@ class RecommendScreen(StepScreen):
                 table.add_column(label, key=key)
 
     def on_screen_resume(self) -> None:
-        if self.state.recommendation is None or self.state.recommendation_key != self.state.ranking_key():
+        rec = self.state.recommendation
+        if rec is None or self.state.recommendation_key != self.state.ranking_key():
             self.action_rerank()
+        elif not self.rows:
+            self._show_ranking(rec)     # ranked before this screen existed
         self.query_one("#models", DataTable).focus()
 
     # ------------------------------------------------------------------ ranking
@@ -137,32 +130,25 @@ class RecommendScreen(StepScreen):
         self.query_one("#rec-loading").display = True
         self.query_one("#models").display = False
         self._status("Ranking models for your data and hardware …", "busy")
-        self._rank(copy.deepcopy(state.config), state.data, state.hardware, state.ranking_key())
+        self.call_engine(self.RankingReply, self.services.recommend, copy.deepcopy(state.config), state.data,
+                         state.hardware, group="recommend", tag=state.ranking_key())
 
-    @work(thread=True, exclusive=True, group="recommend", exit_on_error=False)
-    def _rank(self, config: Config, data: TaskData, hardware: HardwareReport, key: str) -> None:
-        worker = get_current_worker()
-        try:
-            rec, error = self.services.recommend(config, data, hardware), ""
-        except Exception as exc:
-            rec, error = None, error_text(exc)
-        if not worker.is_cancelled:
-            self.post_message(self.RankingDone(key, rec, error))
-
-    @on(RankingDone)
-    def _ranking_done(self, message: RankingDone) -> None:
-        if message.key != self.state.ranking_key():
+    @on(RankingReply)
+    def _ranking_done(self, reply: RankingReply) -> None:
+        if reply.tag != self.state.ranking_key():
             return
         self.query_one("#rec-loading").display = False
         self.query_one("#models").display = True
-        if message.rec is None:
+        if reply.value is None:
             self.rows = []
             self._fill()
-            self._status(message.error, "error")
+            self._status(reply.error, "error")
             return
-        self.state.recommendation = message.rec
-        self.state.recommendation_key = message.key
-        self.rows = list(message.rec.ranked)
+        self.post_message(RecommendationMade(reply.value, reply.tag))
+        self._show_ranking(reply.value)
+
+    def _show_ranking(self, rec: Recommendation) -> None:
+        self.rows = list(rec.ranked)
         ids = {r.candidate.id for r in self.rows}
         self.marked = [m for m in self.marked if m in ids]
         chosen = self.state.chosen.candidate.id if self.state.chosen else None
@@ -285,8 +271,6 @@ class RecommendScreen(StepScreen):
         self._update_status()
 
     def action_compare(self) -> None:
-        from modelwiz.tui.screens.compare import CompareScreen
-
         by_id = {r.candidate.id: r for r in self.rows}
         models = [by_id[m] for m in self.marked if m in by_id]
         if len(models) < 2:
@@ -301,7 +285,7 @@ class RecommendScreen(StepScreen):
             if model_id and model_id in by_id:
                 self._choose_checked(by_id[model_id])
 
-        self.app.push_screen(CompareScreen(models), picked)
+        self.app.push_screen(self.compare(models), picked)
 
     def action_next_step(self) -> None:
         self.action_choose()
@@ -330,5 +314,4 @@ class RecommendScreen(StepScreen):
             confirmed)
 
     def _choose(self, r: Ranked) -> None:
-        self.state.chosen = r
-        self.mw.goto_step("setup")
+        self.post_message(ModelChosen(r))

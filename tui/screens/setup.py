@@ -1,5 +1,7 @@
-"""Step 4 · Training setup: strategy, epochs, learning rate, batch size, precision, with the
-predicted memory and time recomputed (modelwiz.engine.plan.make_plan, pure Python) as values change."""
+"""Step 4 · Training setup: strategy, epochs, learning rate, batch size, precision. As values
+change, the chosen model is re-ranked and re-planned (`Services.rerank`: the engine's `rank` for
+one candidate, pure Python), so its score, reasons, fit, memory and time are never stale; the
+plan shown is the very object `start_run` receives (the run's plan.json)."""
 
 from __future__ import annotations
 
@@ -13,19 +15,21 @@ from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
-from textual.worker import get_current_worker
 
 from modelwiz.engine.config import PRECISIONS, STRATEGIES, Config, TrainConfig
+from modelwiz.engine.hardware import HardwareReport
 from modelwiz.engine.plan import Plan
 from modelwiz.engine.recommend import Ranked
-from modelwiz.tui.screens.base import StepScreen, error_text
-from modelwiz.tui.screens.dialogs import ConfirmDialog, MessageDialog, PathDialog
-from modelwiz.tui.screens.recommend import fmt_params, fmt_seconds
+from modelwiz.tui.base import EngineReply, StepScreen
+from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from modelwiz.tui.format import error_text, fmt_params, fmt_seconds
+from modelwiz.tui.messages import RunStarted, TrainingChanged
+from modelwiz.tui.state import Services, WizardState
 
 DEFAULT_SAVE_NAME = "modelwiz.toml"
+READY = "ctrl+r starts training · ctrl+s saves the config"
 
 
 def _int(text: str, what: str, lo: int, hi: int) -> int:
@@ -67,7 +71,17 @@ def parse_train(base: TrainConfig, *, modality: str, strategy: str, epochs: str,
     return out
 
 
-def plan_table(plan: Plan, r: Ranked, train: TrainConfig, hardware_name: str) -> Table:
+def gpu_name(plan: Plan, hardware: HardwareReport | None) -> str:
+    """The name of the GPU the plan trains on ('' for CPU, MPS or unknown)."""
+    if hardware is None or not plan.device.startswith("cuda"):
+        return ""
+    idx = int(plan.device.split(":")[1]) if ":" in plan.device else 0
+    return next((g.name for g in hardware.gpus if g.index == idx), "")
+
+
+def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -> Table:
+    """The chosen model's score, plan and reasons under the settings `train`."""
+    plan = r.plan
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
@@ -76,8 +90,9 @@ def plan_table(plan: Plan, r: Ranked, train: TrainConfig, hardware_name: str) ->
         return f"{value} (auto)" if setting == "auto" else value
 
     m = plan.memory
-    device = plan.device + (f" · {hardware_name}" if hardware_name else "")
-    table.add_row("Device", Text(device))
+    name = gpu_name(plan, hardware)
+    table.add_row("Score", f"{r.score:.3f}")
+    table.add_row("Device", Text(plan.device + (f" · {name}" if name else "")))
     table.add_row("Strategy", auto(plan.strategy, train.strategy))
     table.add_row("Batch size", auto(str(plan.batch_size), train.batch_size))
     table.add_row("Precision", auto(plan.precision, train.precision))
@@ -90,13 +105,16 @@ def plan_table(plan: Plan, r: Ranked, train: TrainConfig, hardware_name: str) ->
     table.add_row("Trainable", f"{fmt_params(m.trainable_params)} M of {fmt_params(r.candidate.params)} M params")
     table.add_row("Time/epoch", f"≈ {fmt_seconds(plan.epoch_seconds)}")
     table.add_row("Total", f"≈ {fmt_seconds(plan.total_seconds)} for {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}")
+    for i, reason in enumerate(r.reasons):
+        table.add_row("Why" if i == 0 else "", Text("• " + reason))
     return table
 
 
 class SetupScreen(StepScreen):
     STEP = "setup"
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
-        "Predicted memory and time update as you type; 'auto' picks a value for this model and hardware.",
+        "Score, reasons, predicted memory and time update as you type; 'auto' picks a value for this "
+        "model and hardware.",
         "Strategy: linear-probe trains only a new head; partial also the top third; full everything.",
         "ctrl+s saves the config as TOML (for `modelwiz --batch`); ctrl+r starts training in a separate "
         "process that survives closing the terminal.",
@@ -107,18 +125,20 @@ class SetupScreen(StepScreen):
         Binding("ctrl+n", "next_step", "Next", show=False),
     ]
 
-    class RunStarted(Message):
-        def __init__(self, run_dir: Path | None, error: str) -> None:
-            super().__init__()
-            self.run_dir = run_dir
-            self.error = error
+    class StartReply(EngineReply):
+        """`value`: the new run's directory."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, state: WizardState, services: Services) -> None:
+        super().__init__(state, services)
         self.error = ""
-        self.plan: Plan | None = None
+        self.config: Config | None = None       # the wizard's config with this form's settings
+        self.ranked: Ranked | None = None       # the chosen model ranked under `config`: what is shown
         self.starting = False
         self._filled_for: tuple[str, str] | None = None
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.ranked.plan if self.ranked else None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("", id="setup-model")
@@ -195,37 +215,37 @@ class SetupScreen(StepScreen):
         )
 
     def _recompute(self) -> bool:
-        """Validate the form into the config and redraw the predicted figures."""
-        status = self.query_one("#setup-status", Static)
-        if self.state.chosen is None:
+        """Read the form, re-rank the chosen model under it, redraw, and tell the app. False (with
+        the reason on the status line) when the form is invalid or the model cannot be ranked."""
+        chosen, data, hardware = self.state.chosen, self.state.data, self.state.hardware
+        if chosen is None or data is None or hardware is None:
             return False
         try:
             train = self._read_form()
-        except ValueError as exc:
-            self.error = str(exc)
-            status.update(Content("✗ " + self.error))
-            status.set_classes("status-line -error")
-            return False
+            config = copy.deepcopy(self.state.config)
+            config.train = train
+            ranked = self.services.rerank(config, data, hardware, chosen.candidate)
+        except ValueError as exc:       # the form: one line naming the field
+            return self._failed(str(exc))
+        except Exception as exc:        # a model that cannot be planned is shown, never raised
+            return self._failed(error_text(exc))
         self.error = ""
-        self.state.config.train = train
-        try:
-            self.plan = self.state.plan_for(self.state.chosen, train)
-        except Exception as exc:      # a plan that cannot be computed is shown, never raised
-            self.error = error_text(exc)
-            status.update(Content("✗ " + self.error))
-            status.set_classes("status-line -error")
-            return False
-        hw = self.state.hardware
-        name = ""
-        if hw is not None and self.plan.device.startswith("cuda"):
-            idx = int(self.plan.device.split(":")[1]) if ":" in self.plan.device else 0
-            name = next((g.name for g in hw.gpus if g.index == idx), "")
-        self.query_one("#plan", Static).update(plan_table(self.plan, self.state.chosen, train, name))
-        if self.starting:
-            return True
-        status.update(Content("ctrl+r starts training · ctrl+s saves the config"))
-        status.set_classes("status-line -info")
+        self.config, self.ranked = config, ranked
+        self.post_message(TrainingChanged(train, ranked))
+        self.query_one("#plan", Static).update(plan_table(ranked, train, hardware))
+        if not self.starting:
+            self._status(READY, "info")
         return True
+
+    def _failed(self, error: str) -> bool:
+        self.error = error
+        self._status("✗ " + error, "error")
+        return False
+
+    def _status(self, text: str, kind: str) -> None:
+        status = self.query_one("#setup-status", Static)
+        status.update(Content(text))
+        status.set_classes(f"status-line -{kind}")
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -245,11 +265,11 @@ class SetupScreen(StepScreen):
     def action_start(self) -> None:
         if self.starting:
             return
-        if not self._recompute():
+        if not self._recompute() or self.config is None or self.ranked is None:
             self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
             return
-        config, ranked = self.state.run_choice()
-        if ranked.plan.fits:
+        config, ranked = copy.deepcopy(self.config), self.ranked
+        if ranked.fits:
             self._begin(config, ranked)
             return
 
@@ -263,36 +283,27 @@ class SetupScreen(StepScreen):
             "may run out of memory. Start anyway?"), confirmed)
 
     def _begin(self, config: Config, ranked: Ranked) -> None:
+        """Start the run of `ranked`: the plan on screen is the plan the run gets."""
         self.starting = True
-        status = self.query_one("#setup-status", Static)
-        status.update(Content("… Starting the trainer …"))
-        status.set_classes("status-line -busy")
-        self._start_worker(config, ranked)
+        self._status("… Starting the trainer …", "busy")
+        self.call_engine(self.StartReply, self.services.start_run, config, ranked, group="start-run")
 
-    @work(thread=True, exclusive=True, group="start-run", exit_on_error=False)
-    def _start_worker(self, config: Config, ranked: Ranked) -> None:
-        worker = get_current_worker()
-        try:
-            run_dir, error = self.services.start_run(config, ranked), ""   # type: ignore[misc]
-        except Exception as exc:
-            run_dir, error = None, error_text(exc)
-        if not worker.is_cancelled:
-            self.post_message(self.RunStarted(Path(run_dir) if run_dir else None, error))
-
-    @on(RunStarted)
-    def _run_started(self, message: RunStarted) -> None:
+    @on(StartReply)
+    def _run_started(self, reply: StartReply) -> None:
         self.starting = False
-        self._recompute()
-        if message.run_dir is None:
-            self.app.push_screen(MessageDialog("Could not start training", message.error))
+        self._status(READY, "info")
+        if reply.value is None:
+            self.app.push_screen(MessageDialog("Could not start training", reply.error))
             return
-        self.mw.open_dashboard(message.run_dir)
+        self.post_message(RunStarted(Path(reply.value)))
 
     @work(exclusive=True, group="save")
     async def action_save(self) -> None:
-        if not self._recompute():
+        if not self._recompute() or self.config is None or self.ranked is None:
             self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
             return
+        config = copy.deepcopy(self.config)     # what a `--batch` run needs to repeat this session
+        config.model.id = self.ranked.candidate.id
         answer = await self.app.push_screen_wait(PathDialog(
             "Save the config as TOML", DEFAULT_SAVE_NAME,
             hint="A path, relative to the current folder · enter saves · Esc / ctrl+b cancels"))
@@ -308,10 +319,9 @@ class SetupScreen(StepScreen):
                 self.notify("Not saved: the existing file was kept.", timeout=3)
                 return
         try:
-            self.state.config_to_save().save(path)
+            config.save(path)
         except OSError as exc:
             await self.app.push_screen_wait(MessageDialog(
                 "Could not save", f"cannot write {path}: {exc.strerror or exc}"))
             return
-        self.mw.saved_config = path
         self.notify(f"Saved {path}. Run it headless: modelwiz --batch {path}", timeout=6)

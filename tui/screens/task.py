@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import ClassVar, Iterable
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static
-from textual.worker import get_current_worker
 
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
-from modelwiz.tui.screens.base import StepScreen, error_text
+from modelwiz.tui.base import EngineReply, StepScreen
+from modelwiz.tui.messages import TaskChecked
+from modelwiz.tui.state import task_key
 from modelwiz.tui.widgets import ClassBalance
 
 PREVIEW_TEXT_CHARS = 72
@@ -87,6 +87,8 @@ class TaskScreen(StepScreen):
     STEP = "task"
     error: str = ""
     """The error shown now ('' when none)."""
+    _checking: str = ""
+    """The task key of the latest data check asked for."""
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
         "Data: a .csv/.tsv/.jsonl file with a text and a label column, or (images) a folder with one "
         "sub-folder per class. Press enter (or F5) to check it; → accepts a path completion.",
@@ -98,15 +100,8 @@ class TaskScreen(StepScreen):
         Binding("f5", "check", "Check data"),
     ]
 
-    class DataChecked(Message):
-        """Posted by the check worker: the data, or the error to show."""
-
-        def __init__(self, key: str, data: TaskData | None, error: str, advance: bool) -> None:
-            super().__init__()
-            self.key = key
-            self.data = data
-            self.error = error
-            self.advance = advance
+    class DataCheckReply(EngineReply):
+        """`value`: the TaskData; `tag`: (task key, the config checked, advance afterwards?)."""
 
     def compose_body(self) -> Iterable[Widget]:
         task = self.state.config.task
@@ -150,9 +145,10 @@ class TaskScreen(StepScreen):
     def _toggle_columns(self, modality: str) -> None:
         self.query_one("#columns-row").display = modality == "text"
 
-    def _read_form(self) -> str:
-        """Copy the form into the config; return an error message or ''."""
-        task = self.state.config.task
+    def _read_form(self) -> tuple[Config, str]:
+        """The wizard's config with this form's task settings; and an error message or ''."""
+        config = copy.deepcopy(self.state.config)
+        task = config.task
         modality = self.query_one("#modality", Select).value
         task.modality = str(modality) if modality in ("text", "image") else "text"
         path = self.query_one("#path", Input).value.strip()
@@ -173,10 +169,10 @@ class TaskScreen(StepScreen):
         try:
             task.validation = parse_validation(self.query_one("#validation", Input).value)
         except ValueError as exc:
-            return str(exc)
+            return config, str(exc)
         if not task.train:
-            return "enter the path of your data: a .csv/.tsv/.jsonl file, or a folder of class folders for images"
-        return ""
+            return config, "enter the path of your data: a .csv/.tsv/.jsonl file, or a folder of class folders for images"
+        return config, ""
 
     def _status(self, text: str, kind: str) -> None:
         line = self.query_one("#task-status", Static)
@@ -202,47 +198,39 @@ class TaskScreen(StepScreen):
     # ------------------------------------------------------------------ actions
 
     def action_check(self, advance: bool = False) -> None:
-        problem = self._read_form()
+        config, problem = self._read_form()
         if problem:
             self._status(problem, "error")
             return
-        if self.state.data_ok:
-            self._show_data(self.state.data)
+        key = task_key(config)
+        if self.state.data is not None and key == self.state.data_key:
+            self._show_data(self.state.data)        # checked with these settings already
             if advance:
-                self.mw.goto_step("hardware")
+                self.goto("hardware")
             return
-        self._status(f"Checking {self.state.config.task.train} …", "busy")
-        self._check(copy.deepcopy(self.state.config), self.state.task_key(), advance)
+        self._checking = key
+        self._status(f"Checking {config.task.train} …", "busy")
+        self.call_engine(self.DataCheckReply, self.services.check_data, config, group="check-data",
+                         tag=(key, config, advance))
 
     def action_next_step(self) -> None:
         self.action_check(advance=True)
 
-    @work(thread=True, exclusive=True, group="check-data", exit_on_error=False)
-    def _check(self, config: Config, key: str, advance: bool) -> None:
-        worker = get_current_worker()
-        try:
-            data, error = self.services.check_data(config), ""
-        except Exception as exc:   # every problem is shown on the screen, never as a traceback
-            data, error = None, error_text(exc)
-        if not worker.is_cancelled:
-            self.post_message(self.DataChecked(key, data, error, advance))
-
-    @on(DataChecked)
-    def _checked(self, message: DataChecked) -> None:
-        if message.key != self.state.task_key():
+    @on(DataCheckReply)
+    def _checked(self, reply: DataCheckReply) -> None:
+        key, config, advance = reply.tag
+        if key != self._checking:
             return      # the form changed while checking: a newer check follows
-        if message.data is None:
-            self.state.data = None
-            self.state.data_key = ""
-            self._status(message.error, "error")
+        data: TaskData | None = reply.value
+        self.post_message(TaskChecked(config.task, data))
+        if data is None:
+            self._status(reply.error, "error")
             self._clear_data()
             self.query_one("#path", Input).focus()
             return
-        self.state.data = message.data
-        self.state.data_key = message.key
-        self._show_data(message.data)
-        if message.advance:
-            self.mw.goto_step("hardware")
+        self._show_data(data)
+        if advance:
+            self.goto("hardware")
 
     # ------------------------------------------------------------------ display
 

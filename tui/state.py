@@ -1,7 +1,8 @@
 """What the wizard accumulates, and the engine calls it makes (injectable for tests).
 
 `WizardState` holds the same `modelwiz.engine.config.Config` that `--batch` builds from a TOML file, plus
-the results of each step. `Services` are the engine entry points the screens call; tests replace
+the results of each step. The app owns it: screens read it and report changes as messages
+(`modelwiz.tui.messages`). `Services` are the engine entry points the screens call; tests replace
 them with fakes (fixed hardware, fixed candidates, a start_run that copies a recorded run).
 """
 
@@ -15,10 +16,11 @@ from typing import Any, Callable
 from modelwiz.engine import workflow
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
+from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.plan import Plan, make_plan
-from modelwiz.engine.recommend import Ranked
+from modelwiz.engine.recommend import Ranked, rank
 from modelwiz.engine.runs import request_cancel
+from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation
 
 STEPS: tuple[str, ...] = ("task", "hardware", "recommend", "setup", "dashboard")
@@ -35,17 +37,36 @@ def step_label(step: str) -> str:
     return f"Step {STEPS.index(step) + 1}/{len(STEPS)} · {STEP_TITLES[step]}"
 
 
+def task_key(config: Config) -> str:
+    """The settings a data check depends on: equal keys, same checked data."""
+    t = config.task
+    return repr((t.modality, t.train, t.validation, t.text_column, t.label_column, config.train.seed))
+
+
 def _default_recommend(config: Config, data: TaskData, hardware: HardwareReport) -> Recommendation:
     return workflow.recommend(config, data=data, hardware=hardware)
 
 
+def rank_one(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked:
+    """`candidate` ranked afresh under `config`: its score, plan (fit, memory, time) and reasons."""
+    s = data.summary
+    ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
+                  candidates=[candidate])
+    if not ranked:
+        raise UserError(f"{candidate.name} no longer meets the constraints (size, license or offline); "
+                        "go back to the models (ctrl+b) and choose again")
+    return ranked[0]
+
+
 @dataclass
 class Services:
-    """Engine calls made by the screens. Every callable runs in a thread worker."""
+    """Engine calls made by the screens. All but `rerank` (pure Python, fast: it runs as values are
+    typed) run in thread workers."""
 
     check_data: Callable[[Config], TaskData] = workflow.check_data
     read_hardware: Callable[[Config], HardwareReport] = workflow.read_hardware
     recommend: Callable[[Config, TaskData, HardwareReport], Recommendation] = _default_recommend
+    rerank: Callable[[Config, TaskData, HardwareReport, Candidate], Ranked] = rank_one
     start_run: Callable[[Config, Ranked], Path] | None = None
     cancel_run: Callable[[Path], Any] = request_cancel
 
@@ -70,12 +91,11 @@ class WizardState:
     hardware: HardwareReport | None = None
     recommendation: Recommendation | None = None
     recommendation_key: str = ""    # the settings `recommendation` was computed with
-    chosen: Ranked | None = None
+    chosen: Ranked | None = None    # re-ranked by the setup step as its values change
     run_dir: Path | None = None
 
     def task_key(self) -> str:
-        t = self.config.task
-        return repr((t.modality, t.train, t.validation, t.text_column, t.label_column, self.config.train.seed))
+        return task_key(self.config)
 
     def ranking_key(self) -> str:
         return repr((self.task_key(), self.config.constraints, self.config.train, self.config.model.id,
@@ -98,25 +118,3 @@ class WizardState:
         if step == "dashboard":
             return self.run_dir is not None
         return False
-
-    def plan_for(self, ranked: Ranked, train_cfg: Any | None = None) -> Plan:
-        """The plan for `ranked` under the current (or given) training settings."""
-        assert self.data is not None
-        s = self.data.summary
-        return make_plan(ranked.candidate, train_cfg or self.config.train, self.config.constraints, self.hardware,
-                         train_size=s.train_size, num_classes=s.num_classes)
-
-    def run_choice(self) -> tuple[Config, Ranked]:
-        """A copy of the config and the chosen model re-planned with the current settings: what
-        `start_run` receives."""
-        assert self.chosen is not None
-        cfg = copy.deepcopy(self.config)
-        plan = self.plan_for(self.chosen, cfg.train)
-        return cfg, Ranked(self.chosen.candidate, self.chosen.score, plan, list(self.chosen.reasons))
-
-    def config_to_save(self) -> Config:
-        """The config a `--batch` run would need to repeat this wizard session."""
-        cfg = copy.deepcopy(self.config)
-        if self.chosen is not None:
-            cfg.model.id = self.chosen.candidate.id
-        return cfg

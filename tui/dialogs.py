@@ -1,4 +1,4 @@
-"""Small modal dialogs: confirm, message/error, ask for a path."""
+"""Small modal dialogs any screen may open: confirm, message/error, ask for a path."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
-from modelwiz.tui.screens.base import ModalBase
+from modelwiz.tui.base import ModalBase
 
 
 class ConfirmDialog(ModalBase[bool]):

@@ -1,0 +1,74 @@
+"""What the screens tell the app. The app owns `WizardState` and navigation: a screen never
+assigns to the state or switches screens itself; it posts one of these (they bubble from the
+screen to the app, whose `@on` handlers update the state and navigate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+from modelwiz.engine.config import ConstraintsConfig, TaskConfig, TrainConfig
+from modelwiz.engine.data import TaskData
+from modelwiz.engine.hardware import HardwareReport
+from modelwiz.engine.recommend import Ranked
+from modelwiz.engine.workflow import Recommendation
+
+
+class StepRequested(Message):
+    """Show wizard step `step` (back, next, or a jump)."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+
+
+class TaskChecked(Message):
+    """The data of `task` was checked: `data`, or None when the check failed."""
+
+    def __init__(self, task: TaskConfig, data: TaskData | None) -> None:
+        super().__init__()
+        self.task = task
+        self.data = data
+
+
+class HardwareRead(Message):
+    def __init__(self, report: HardwareReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class ConstraintsChanged(Message):
+    def __init__(self, constraints: ConstraintsConfig) -> None:
+        super().__init__()
+        self.constraints = constraints
+
+
+class RecommendationMade(Message):
+    """Models ranked for the settings whose `WizardState.ranking_key()` was `key`."""
+
+    def __init__(self, recommendation: Recommendation, key: str) -> None:
+        super().__init__()
+        self.recommendation = recommendation
+        self.key = key
+
+
+class ModelChosen(Message):
+    def __init__(self, ranked: Ranked) -> None:
+        super().__init__()
+        self.ranked = ranked
+
+
+class TrainingChanged(Message):
+    """New training settings, and the chosen model re-ranked and re-planned under them."""
+
+    def __init__(self, train: TrainConfig, ranked: Ranked) -> None:
+        super().__init__()
+        self.train = train
+        self.ranked = ranked
+
+
+class RunStarted(Message):
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
