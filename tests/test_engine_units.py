@@ -237,3 +237,15 @@ def test_unsupported_nproc_is_refused_not_ignored():
     with pytest.raises(UserError, match="not supported yet"):
         config_from_dict({"train": {"nproc": 2}})
     assert config_from_dict({"train": {"nproc": 1}}).train.nproc == 1
+
+
+def test_usable_positions_follow_the_model_and_its_tokenizer(tmp_path):
+    from modelwiz.engine.sources.local import usable_positions
+
+    assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 512
+    # RoBERTa's position table starts after the padding index: 514 rows, 512 usable tokens
+    assert usable_positions(tmp_path, {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 128}')
+    assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 128
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000000019884624838656}')
+    assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 512

@@ -9,6 +9,7 @@ for the license and languages.
 from __future__ import annotations
 
 import json
+from typing import Any
 import re
 import struct
 import sys
@@ -120,9 +121,28 @@ def candidate_from_folder(folder: Path, source: str = "local", model_id: str | N
         num_heads=int(cfg.get("num_attention_heads") or cfg.get("n_heads") or 0),
         intermediate_size=int(cfg.get("intermediate_size") or cfg.get("hidden_dim") or 0),
         vocab_size=int(cfg.get("vocab_size") or 0),
-        max_length=int(cfg.get("max_position_embeddings") or 512),
+        max_length=usable_positions(folder, cfg),
         image_size=int(image_size or 224),
     )
+
+
+def usable_positions(folder: Path, cfg: dict[str, Any]) -> int:
+    """Tokens per example the model accepts: its position table, less the offset RoBERTa-style
+    models reserve (positions start after the padding index), capped by the tokenizer's own
+    model_max_length when it states one."""
+    positions = cfg.get("max_position_embeddings")
+    limit = int(positions) if isinstance(positions, int) and positions > 0 else 512
+    if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart") or \
+            str(cfg.get("position_embedding_type", "")) == "roberta":
+        limit -= int(cfg.get("pad_token_id") or 1) + 1
+    try:
+        tok = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        stated = tok.get("model_max_length") if isinstance(tok, dict) else None
+        if isinstance(stated, int) and 0 < stated < limit:
+            limit = stated
+    except (OSError, ValueError):
+        pass
+    return max(limit, 1)
 
 
 def scan(paths: list[Path] | None = None) -> list[Candidate]:
