@@ -10,21 +10,20 @@ from pathlib import Path
 import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from tui_fixtures import walk
+from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
+from tui_fixtures.walk import async_test
 
+from modelwiz.engine import demo as demo_module
 from modelwiz.engine.config import load_config
+from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.recommend import rank
-from modelwiz.tui import app as app_module
-from modelwiz.engine import demo as demo_module
-from modelwiz.engine.demo import demo_config
 from modelwiz.tui.app import ModelwizApp, WizardCommands
+from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
-from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
 from modelwiz.tui.screens.help import HelpScreen
-from tui_fixtures import walk
-from tui_fixtures.walk import async_test
-from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DEBERTA = "microsoft/deberta-v3-large"
@@ -66,15 +65,15 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         assert len(ranked_ids) == 6 and "Qwen/Qwen2.5-7B" not in ranked_ids
         assert table_ids(table) == ranked_ids
 
-        await pilot.press("s")      # sort by score, best first
+        await pilot.press("s")  # sort by score, best first
         scores = [next(r.score for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
         assert screen.sort_key == "score" and scores == sorted(scores, reverse=True)
-        await pilot.press("s")      # by size, smallest first
+        await pilot.press("s")  # by size, smallest first
         params = [next(r.candidate.params for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
         assert screen.sort_key == "params" and params == sorted(params)
         assert table_ids(table)[0] == MINILM
 
-        await pilot.press("space", "space")         # mark the two smallest
+        await pilot.press("space", "space")  # mark the two smallest
         assert screen.marked == table_ids(table)[:2]
         await pilot.press("c")
         await walk.settle(pilot)
@@ -85,7 +84,7 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         await walk.settle(pilot)
         assert app.screen is screen
 
-        await pilot.press("up", "up", "enter")      # back on the smallest model; choose it
+        await pilot.press("up", "up", "enter")  # back on the smallest model; choose it
         await walk.wait_until(pilot, lambda: walk.on_step(app, "setup"))
         await walk.settle(pilot)
         assert app.state.chosen.candidate.id == MINILM
@@ -98,7 +97,7 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         assert app.state.config.train.epochs == 5
         assert setup.plan.epochs == 5 and setup.plan.total_seconds == pytest.approx(5 * before.epoch_seconds)
         assert "for 5 epochs" in walk.screen_text(app)
-        await pilot.press("tab", "tab", "end", "ctrl+u", *"16")     # batch size 16
+        await pilot.press("tab", "tab", "end", "ctrl+u", *"16")  # batch size 16
         assert setup.plan.batch_size == 16 and setup.plan.memory.total_gb < before.memory.total_gb
 
         # 5 · train: the fake start_run writes the recorded run; the dashboard shows its results
@@ -119,7 +118,7 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
-    assert app.exit_notice == ""        # the run had finished: nothing left in the background
+    assert app.exit_notice == ""  # the run had finished: nothing left in the background
 
 
 @async_test
@@ -128,7 +127,7 @@ async def test_bad_data_path_stays_on_task(tmp_path: Path, monkeypatch: pytest.M
     app, _ = walk.make_app(tmp_path, train="")
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.settle(pilot)
-        await pilot.press("ctrl+n")                 # nothing typed yet
+        await pilot.press("ctrl+n")  # nothing typed yet
         await walk.settle(pilot)
         assert walk.on_step(app, "task") and "enter the path" in app.screen.error
 
@@ -146,8 +145,7 @@ async def test_bad_data_path_stays_on_task(tmp_path: Path, monkeypatch: pytest.M
         # a folder means image data: the modality follows, and this folder has no class folders
         assert "no class sub-folders" in app.screen.error and app.state.data is None
         assert app.state.config.task.modality == "image"
-        await pilot.press("ctrl+u", *"tickets.csv", "shift+tab", "ctrl+u", *"lots",
-                          "enter")
+        await pilot.press("ctrl+u", *"tickets.csv", "shift+tab", "ctrl+u", *"lots", "enter")
         await walk.settle(pilot)
         assert "validation" in app.screen.error and walk.on_step(app, "task")
 
@@ -163,7 +161,7 @@ async def test_bad_constraints_are_inline_errors(tmp_path: Path, monkeypatch: py
     app, _ = walk.make_app(tmp_path, start="hardware")
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.shown(pilot)
-        await pilot.press("tab", *"lots")                     # max memory
+        await pilot.press("tab", *"lots")  # max memory
         assert "not a number" in app.screen.error
         await pilot.pause()
         assert "'lots' is not a" in walk.screen_text(app)
@@ -184,14 +182,14 @@ async def test_bad_training_settings_are_inline_errors(tmp_path: Path, monkeypat
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.shown(pilot)
         setup = app.screen
-        await pilot.press("end", "ctrl+u", *"ten")            # epochs
+        await pilot.press("end", "ctrl+u", *"ten")  # epochs
         assert "epochs" in setup.error and "not a whole number" in setup.error
         await pilot.pause()
         assert "not a whole" in walk.screen_text(app)
-        await pilot.press("ctrl+r")                            # refused: nothing starts
+        await pilot.press("ctrl+r")  # refused: nothing starts
         await walk.settle(pilot)
         assert walk.on_step(app, "setup") and runs.started == []
-        await pilot.press("ctrl+u", "2", "tab", "end", "ctrl+u", "0")   # learning rate 0
+        await pilot.press("ctrl+u", "2", "tab", "end", "ctrl+u", "0")  # learning rate 0
         assert "learning rate" in setup.error
         await pilot.press("ctrl+u", *"3e-5")
         assert setup.error == "" and app.state.config.train.learning_rate == 3e-5
@@ -199,10 +197,11 @@ async def test_bad_training_settings_are_inline_errors(tmp_path: Path, monkeypat
 
 
 @async_test
-async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(FIXTURES)
-    app, runs = walk.make_app(tmp_path, start="setup", gpu=False)       # on CPU, speed moves the score
+    app, runs = walk.make_app(tmp_path, start="setup", gpu=False)  # on CPU, speed moves the score
     app.state.chosen = next(r for r in app.state.recommendation.ranked if r.candidate.id == DEBERTA)
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.shown(pilot)
@@ -210,14 +209,20 @@ async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(tmp_path
         before = setup.ranked
         assert before.plan.strategy == "linear-probe" and app.state.chosen is before
 
-        await pilot.press("shift+tab", "enter", "down", "down", "down", "enter")     # strategy: full
+        await pilot.press("shift+tab", "enter", "down", "down", "down", "enter")  # strategy: full
         await walk.settle(pilot)
         after = setup.ranked
         assert app.state.config.train.strategy == "full" and after.plan.strategy == "full"
         # a fresh ranking of the same candidate under the same settings: score, reasons, plan
         s = app.state.data.summary
-        fresh = rank(app.state.config, app.state.hardware, train_size=s.train_size, num_classes=s.num_classes,
-                     language=s.language, candidates=[before.candidate])[0]
+        fresh = rank(
+            app.state.config,
+            app.state.hardware,
+            train_size=s.train_size,
+            num_classes=s.num_classes,
+            language=s.language,
+            candidates=[before.candidate],
+        )[0]
         assert (after.score, after.reasons, after.plan) == (fresh.score, fresh.reasons, fresh.plan)
         assert after.score < before.score and after.plan.epoch_seconds > before.plan.epoch_seconds
         assert after.reasons != before.reasons and any("(full, batch" in r for r in after.reasons)
@@ -225,17 +230,19 @@ async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(tmp_path
         mem = after.plan.memory.total_gb
         assert f"Score         {fresh.score:.3f}" in text and f"{mem:.2f} of {after.plan.budget_gb:.1f} GB ✓" in text
         assert "~43 s/epoch on cpu" in text and mem > before.plan.memory.total_gb
-        assert app.state.chosen is after                    # the app holds what the screen shows
+        assert app.state.chosen is after  # the app holds what the screen shows
 
-        await pilot.press("tab", "end", "ctrl+u", "5")      # epochs: time follows, score does not
+        await pilot.press("tab", "end", "ctrl+u", "5")  # epochs: time follows, score does not
         await walk.settle(pilot)
-        assert setup.plan.epochs == 5 and setup.plan.total_seconds == pytest.approx(5 * after.plan.epoch_seconds, rel=0.01)
+        assert setup.plan.epochs == 5 and setup.plan.total_seconds == pytest.approx(
+            5 * after.plan.epoch_seconds, rel=0.01
+        )
         assert setup.ranked.score == after.score
 
         await pilot.press("ctrl+r")
         await walk.wait_until(pilot, lambda: walk.on_step(app, "dashboard"))
         config, ranked = runs.started[0]
-        assert ranked is setup.ranked                       # the very plan shown is the one started
+        assert ranked is setup.ranked  # the very plan shown is the one started
         assert ranked.plan.to_dict() == setup.plan.to_dict() and ranked.plan.strategy == "full"
         assert config.train.strategy == "full" and config.train.epochs == 5
         assert app.state.run_dir == tmp_path / RUN_ID
@@ -252,7 +259,7 @@ async def test_dashboard_cancel_asks_then_calls_cancel_run(tmp_path: Path, monke
         await pilot.press("x")
         await walk.settle(pilot)
         assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("n")                                  # keep training
+        await pilot.press("n")  # keep training
         await walk.settle(pilot)
         assert app.screen is dashboard and runs.cancelled == []
         await pilot.press("x")
@@ -272,15 +279,14 @@ async def test_dashboard_tails_appended_events(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / RUN_ID, state="running", lines=6, pid=__import__("os").getpid())
     app = ModelwizApp(None, attach=run_dir, theme_dirs=[THEMES])
     async with app.run_test(size=(80, 24)) as pilot:
-        await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
-                              and app.screen.run.events == 6)
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.run.events == 6)
         dashboard = app.screen
         assert dashboard.standalone and dashboard.run.step == 0
-        assert "Back" not in walk.screen_text(app)              # nowhere to go back to
+        assert "Back" not in walk.screen_text(app)  # nowhere to go back to
         lines = (FIXTURES / "events.jsonl").read_text().splitlines(keepends=True)
-        with open(run_dir / "events.jsonl", "a") as fh:         # the trainer writes on
+        with open(run_dir / "events.jsonl", "a") as fh:  # the trainer writes on
             fh.write("".join(lines[6:10]))
-            fh.write(lines[10][:20])                            # a half-written line waits
+            fh.write(lines[10][:20])  # a half-written line waits
         await walk.wait_until(pilot, lambda: dashboard.run.step == 4)
         assert dashboard.run.losses == [(1, 1.1021), (2, 1.0634), (3, 0.9812), (4, 0.887)]
         with open(run_dir / "events.jsonl", "a") as fh:
@@ -299,7 +305,7 @@ async def test_save_config_asks_before_overwriting(tmp_path: Path, monkeypatch: 
         await pilot.press("end", "ctrl+u", "4", "ctrl+s")
         await walk.settle(pilot)
         assert isinstance(app.screen, PathDialog)
-        await pilot.press("enter")                              # default: modelwiz.toml here
+        await pilot.press("enter")  # default: modelwiz.toml here
         await walk.settle(pilot)
         saved = tmp_path / "modelwiz.toml"
         cfg = load_config(saved)
@@ -310,7 +316,7 @@ async def test_save_config_asks_before_overwriting(tmp_path: Path, monkeypatch: 
         await walk.settle(pilot)
         await pilot.press("enter")
         await walk.settle(pilot)
-        assert isinstance(app.screen, ConfirmDialog)           # never overwrite silently
+        assert isinstance(app.screen, ConfirmDialog)  # never overwrite silently
         await pilot.press("n")
         await walk.settle(pilot)
         assert load_config(saved).train.epochs == 4
@@ -336,7 +342,7 @@ async def test_help_and_back_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         described = dict((d, k) for k, d in app.screen.rows)
         for desc in ("Choose", "Mark", "Compare", "Sort", "Back", "Quit", "Help"):
             assert desc in described
-        await pilot.press("q")                                  # closes the help, not the app
+        await pilot.press("q")  # closes the help, not the app
         await walk.settle(pilot)
         assert walk.on_step(app, "recommend")
         await pilot.press("ctrl+b")
@@ -365,8 +371,12 @@ async def test_command_palette_jumps_and_switches_theme(tmp_path: Path, monkeypa
         prompts = [str(h.match_display) async for h in provider.search("theme modelwiz-light")]
         assert any("Switch theme: modelwiz-light" in p for p in prompts)
         jumps = [str(h.display) async for h in provider.discover() if "Jump" in str(h.display)]
-        assert jumps == ["Jump to step 1: Task", "Jump to step 2: Hardware", "Jump to step 3: Models",
-                         "Jump to step 4: Training setup"]            # no run yet: no dashboard
+        assert jumps == [
+            "Jump to step 1: Task",
+            "Jump to step 2: Hardware",
+            "Jump to step 3: Models",
+            "Jump to step 4: Training setup",
+        ]  # no run yet: no dashboard
         theme_hits = [h async for h in provider.search("switch theme: modelwiz-light")]
         max(theme_hits, key=lambda h: h.score).command()
         assert app.theme == "modelwiz-light"
@@ -400,9 +410,9 @@ async def test_themes_from_files_with_bad_ones_collected(tmp_path: Path) -> None
     async with app.run_test(size=(80, 24)) as pilot:
         await walk.settle(pilot)
         assert "mine" in app.available_themes
-        assert app.theme == "textual-dark"                      # no modelwiz-dark here: built-in
+        assert app.theme == "textual-dark"  # no modelwiz-dark here: built-in
         assert sorted(p.split(":")[0] for p in app.theme_problems) == ["broken.toml", "nocolor.toml"]
-        assert len(app._notifications) == 1                     # one notification for all of them
+        assert len(app._notifications) == 1  # one notification for all of them
 
 
 @async_test
@@ -421,9 +431,16 @@ async def test_demo_without_demo_config_shows_a_dialog(tmp_path: Path, monkeypat
 
 
 def test_ui_never_imports_torch() -> None:
-    code = ("import modelwiz.tui.app, sys; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'torchvision')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import modelwiz.tui.app, sys; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'torchvision')])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-
 from tui_fixtures import walk
 from tui_fixtures.fakes import FIXTURES
 

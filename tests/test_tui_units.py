@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from tui_fixtures.fakes import EVENTS, THEMES
 
 from modelwiz.engine.config import TrainConfig
 from modelwiz.engine.events import RunState, fold
@@ -21,14 +22,13 @@ from modelwiz.tui.screens.task import parse_validation
 from modelwiz.tui.theme import ThemeFileError, load_themes, theme_from_dict
 from modelwiz.tui.widgets.class_balance import bar
 from modelwiz.tui.widgets.loss_chart import downsample
-from tui_fixtures.fakes import EVENTS, THEMES
 
 
 def test_downsample_keeps_shape_and_bounds() -> None:
     values = [float(i) for i in range(1000)]
     out = downsample(values, 80)
     assert len(out) == 80
-    assert out[0] == pytest.approx(sum(range(12)) / 12)     # first bucket's mean
+    assert out[0] == pytest.approx(sum(range(12)) / 12)  # first bucket's mean
     assert out == sorted(out)
     assert downsample([1.0, 2.0], 80) == [1.0, 2.0]
     assert downsample([], 10) == []
@@ -38,14 +38,19 @@ def test_bar_eighths() -> None:
     assert bar(1.0, 4) == "████"
     assert bar(0.5, 4) == "██"
     assert bar(0.0, 4) == ""
-    assert bar(0.01, 4) == "▏"           # tiny but not zero stays visible
+    assert bar(0.01, 4) == "▏"  # tiny but not zero stays visible
     assert len(bar(0.3, 10)) == 3
 
 
 def test_parse_constraints() -> None:
     con = parse_constraints("cuda:0", " 12 ", "", "Apache-2.0, mit", True)
-    assert (con.device, con.max_memory_gb, con.max_params_m, con.licenses, con.offline) == \
-        ("cuda:0", 12.0, None, ["apache-2.0", "mit"], True)
+    assert (con.device, con.max_memory_gb, con.max_params_m, con.licenses, con.offline) == (
+        "cuda:0",
+        12.0,
+        None,
+        ["apache-2.0", "mit"],
+        True,
+    )
     for bad in ("abc", "-1", "0", "nan", "inf"):
         with pytest.raises(ValueError):
             parse_constraints("auto", bad, "", "", False)
@@ -55,18 +60,53 @@ def test_parse_constraints() -> None:
 
 def test_parse_train() -> None:
     base = TrainConfig()
-    out = parse_train(base, modality="text", strategy="partial", epochs="5", learning_rate="3e-5",
-                      batch_size="16", precision="bf16", length="256")
-    assert (out.strategy, out.epochs, out.learning_rate, out.batch_size, out.precision, out.max_length) == \
-        ("partial", 5, 3e-5, 16, "bf16", 256)
-    assert base.epochs == 3                                  # the base is not modified
-    auto = parse_train(base, modality="image", strategy="auto", epochs="1", learning_rate="auto",
-                       batch_size="", precision="auto", length="auto")
+    out = parse_train(
+        base,
+        modality="text",
+        strategy="partial",
+        epochs="5",
+        learning_rate="3e-5",
+        batch_size="16",
+        precision="bf16",
+        length="256",
+    )
+    assert (out.strategy, out.epochs, out.learning_rate, out.batch_size, out.precision, out.max_length) == (
+        "partial",
+        5,
+        3e-5,
+        16,
+        "bf16",
+        256,
+    )
+    assert base.epochs == 3  # the base is not modified
+    auto = parse_train(
+        base,
+        modality="image",
+        strategy="auto",
+        epochs="1",
+        learning_rate="auto",
+        batch_size="",
+        precision="auto",
+        length="auto",
+    )
     assert (auto.learning_rate, auto.batch_size, auto.image_size) == ("auto", "auto", "auto")
-    for field, value in (("epochs", "ten"), ("epochs", "0"), ("learning_rate", "fast"), ("learning_rate", "2"),
-                         ("batch_size", "1.5"), ("length", "4")):
-        kwargs = dict(modality="text", strategy="auto", epochs="3", learning_rate="auto", batch_size="auto",
-                      precision="auto", length="128")
+    for field, value in (
+        ("epochs", "ten"),
+        ("epochs", "0"),
+        ("learning_rate", "fast"),
+        ("learning_rate", "2"),
+        ("batch_size", "1.5"),
+        ("length", "4"),
+    ):
+        kwargs = dict(
+            modality="text",
+            strategy="auto",
+            epochs="3",
+            learning_rate="auto",
+            batch_size="auto",
+            precision="auto",
+            length="128",
+        )
         kwargs[field] = value
         with pytest.raises(ValueError):
             parse_train(base, **kwargs)
@@ -99,24 +139,45 @@ def test_dashboard_view_of_the_recorded_run() -> None:
         line = event_line(ev, run)
         if line is not None:
             lines.append(line)
-    assert (run.run_id, run.epochs, run.step, run.total_steps, run.status) == ("20250101-120000-ab12", 2, 8, 8, "completed")
+    assert (run.run_id, run.epochs, run.step, run.total_steps, run.status) == (
+        "20250101-120000-ab12",
+        2,
+        8,
+        8,
+        "completed",
+    )
     assert lines[0] == ("+00:00 run started (pid 4242)", "info")
     assert lines[-1] == ("+00:12 run completed", "good")
-    assert ("+00:11 epoch 2 evaluated: accuracy 0.8889 · macro-F1 0.8857 · val loss 0.5127 · best so far", "good") in lines
+    assert (
+        "+00:11 epoch 2 evaluated: accuracy 0.8889 · macro-F1 0.8857 · val loss 0.5127 · best so far",
+        "good",
+    ) in lines
     assert any(level == "warning" for _, level in lines)
     assert "best by macro-F1" in next(text for text, _ in lines if "plan:" in text)
     results = render(results_table(run, "completed"))
     assert "epoch 2 of 2 by macro-F1" in results and "0.8857" in results and "took 00:12" in results
-    assert confusion_text(run).splitlines()[-1].split() == ["technical", "0", "0", "2"]     # epoch 2's matrix
+    assert confusion_text(run).splitlines()[-1].split() == ["technical", "0", "0", "2"]  # epoch 2's matrix
     assert confusion_title(run).endswith("best epoch 2 by macro-F1 · the exported model")
 
 
 def test_best_is_the_runs_metric_not_max_accuracy() -> None:
     """Epoch 1 has the higher accuracy, epoch 2 the higher macro-F1 (the default metric): the
     dashboard's best (results, bold row, confusion matrix) is epoch 2, as everywhere else."""
+
     def ev(epoch: int, accuracy: float, f1: float, matrix: list[list[int]]) -> dict:
-        return {"v": 2, "event": "eval", "time": 10.0 + epoch, "epoch": epoch, "step": 4 * epoch, "val_loss": 0.5,
-                "accuracy": accuracy, "macro_f1": f1, "precision": 0.5, "recall": 0.5, "confusion_matrix": matrix}
+        return {
+            "v": 2,
+            "event": "eval",
+            "time": 10.0 + epoch,
+            "epoch": epoch,
+            "step": 4 * epoch,
+            "val_loss": 0.5,
+            "accuracy": accuracy,
+            "macro_f1": f1,
+            "precision": 0.5,
+            "recall": 0.5,
+            "confusion_matrix": matrix,
+        }
 
     evals = [ev(1, 0.90, 0.40, [[9, 0], [1, 0]]), ev(2, 0.80, 0.70, [[6, 3], [0, 1]])]
     run = fold(evals)
@@ -126,8 +187,23 @@ def test_best_is_the_runs_metric_not_max_accuracy() -> None:
     styles = {row: table.rows[row].style for row in range(len(table.rows))}
     assert styles == {0: "", 1: "bold"}
     assert confusion_text(run).splitlines()[-2].split() == ["0", "6", "3"]
-    by_accuracy = fold([{"v": 2, "event": "plan", "time": 1.0, "plan": {}, "epochs": 2, "batch_size": 8,
-                         "learning_rate": 1e-4, "total_steps": 8, "steps_per_epoch": 4, "metric": "accuracy"}, *evals])
+    by_accuracy = fold(
+        [
+            {
+                "v": 2,
+                "event": "plan",
+                "time": 1.0,
+                "plan": {},
+                "epochs": 2,
+                "batch_size": 8,
+                "learning_rate": 1e-4,
+                "total_steps": 8,
+                "steps_per_epoch": 4,
+                "metric": "accuracy",
+            },
+            *evals,
+        ]
+    )
     assert by_accuracy.best_epoch == 1 and eval_table(by_accuracy).rows[0].style == "bold"
 
 
@@ -150,11 +226,14 @@ def test_theme_files_validate() -> None:
     assert {t.name for t in themes} >= {"modelwiz-dark", "modelwiz-light"} and problems == []
     dark = next(t for t in themes if t.name == "modelwiz-dark")
     assert dark.dark and "mw-loss-curve" in dark.variables
-    for raw, message in (({"primary": "#fff"}, "name"), ({"name": "x"}, "primary"),
-                         ({"name": "x", "primary": "#fff", "colour": "red"}, "unknown key"),
-                         ({"name": "x", "primary": "blurple"}, "not a colour"),
-                         ({"name": "x", "primary": "#fff", "dark": "yes"}, "true or false"),
-                         ({"name": "x", "primary": "#fff", "variables": {"mw-bar": "nope"}}, "not a colour")):
+    for raw, message in (
+        ({"primary": "#fff"}, "name"),
+        ({"name": "x"}, "primary"),
+        ({"name": "x", "primary": "#fff", "colour": "red"}, "unknown key"),
+        ({"name": "x", "primary": "blurple"}, "not a colour"),
+        ({"name": "x", "primary": "#fff", "dark": "yes"}, "true or false"),
+        ({"name": "x", "primary": "#fff", "variables": {"mw-bar": "nope"}}, "not a colour"),
+    ):
         with pytest.raises(ThemeFileError, match=message):
             theme_from_dict(raw)
 
@@ -216,7 +295,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
     def visit(node: str) -> list[str]:
         if node in stack:
-            return stack[stack.index(node):] + [node]
+            return stack[stack.index(node) :] + [node]
         if node in done:
             return []
         stack.append(node)

@@ -13,9 +13,10 @@ the trainer's event stream.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import App
@@ -29,8 +30,16 @@ from modelwiz.engine.errors import UserError
 from modelwiz.engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
 from modelwiz.tui import theme as mw_theme
 from modelwiz.tui.dialogs import MessageDialog
-from modelwiz.tui.messages import (ConstraintsChanged, HardwareRead, ModelChosen, RecommendationMade, RunStarted,
-                                   StepRequested, TaskChecked, TrainingChanged)
+from modelwiz.tui.messages import (
+    ConstraintsChanged,
+    HardwareRead,
+    ModelChosen,
+    RecommendationMade,
+    RunStarted,
+    StepRequested,
+    TaskChecked,
+    TrainingChanged,
+)
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.hardware import HardwareScreen
@@ -43,7 +52,7 @@ from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
 __all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_wizard"]
 
-ROOMY_HEIGHT = 34     # taller terminals get bigger charts and panes
+ROOMY_HEIGHT = 34  # taller terminals get bigger charts and panes
 MAX_PALETTE_RUNS = 10
 
 
@@ -56,14 +65,24 @@ class WizardCommands(Provider):
         if not app.attach_only:
             for i, step in enumerate(STEPS, 1):
                 if app.state.reachable(step):
-                    commands.append((f"Jump to step {i}: {STEP_TITLES[step]}", partial(app.goto_step, step),
-                                     "go to this wizard step"))
+                    commands.append(
+                        (
+                            f"Jump to step {i}: {STEP_TITLES[step]}",
+                            partial(app.goto_step, step),
+                            "go to this wizard step",
+                        )
+                    )
         for name in sorted(app.available_themes):
             if name != app.theme:
                 commands.append((f"Switch theme: {name}", partial(app.set_theme, name), "change the colours"))
         for run in app.recent_runs(MAX_PALETTE_RUNS):
-            commands.append((f"Open run: {run.run_id} ({run.state}, {run.model})",
-                             partial(app.open_dashboard, run.run_dir), "show this run's dashboard"))
+            commands.append(
+                (
+                    f"Open run: {run.run_id} ({run.state}, {run.model})",
+                    partial(app.open_dashboard, run.run_dir),
+                    "show this run's dashboard",
+                )
+            )
         return commands
 
     async def discover(self) -> Hits:
@@ -83,17 +102,28 @@ class ModelwizApp(App[int]):
     TITLE = "modelwiz"
     COMMANDS = App.COMMANDS | {WizardCommands}
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-too-narrow"), (MIN_WIDTH, "-wide-enough")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-too-short"), (MIN_HEIGHT, "-tall-enough"),
-                                                              (ROOMY_HEIGHT, "-roomy")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-too-short"),
+        (MIN_HEIGHT, "-tall-enough"),
+        (ROOMY_HEIGHT, "-roomy"),
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1,question_mark", "help", "Help"),
     ]
 
-    def __init__(self, config: Config | None = None, *, demo: bool = False, runs_dir: Path | None = None,
-                 services: Services | None = None, attach: Path | None = None,
-                 theme_dirs: list[Path] | None = None, state: WizardState | None = None,
-                 start_step: str = "task") -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        demo: bool = False,
+        runs_dir: Path | None = None,
+        services: Services | None = None,
+        attach: Path | None = None,
+        theme_dirs: list[Path] | None = None,
+        state: WizardState | None = None,
+        start_step: str = "task",
+    ) -> None:
         """`attach`: show only the dashboard of this run directory. `theme_dirs`: where to look for
         theme files (default: themes/ and $MODELWIZ_HOME/themes). `state` and `start_step` resume a
         wizard at a later step (tests use them to show a screen without walking to it)."""
@@ -143,8 +173,9 @@ class ModelwizApp(App[int]):
         self.theme = mw_theme.DEFAULT_THEME if mw_theme.DEFAULT_THEME in names else mw_theme.FALLBACK_THEME
         self.theme_problems = problems
         if problems:
-            self.notify("Some theme files were skipped:\n" + "\n".join(problems), title="Themes",
-                        severity="warning", timeout=8)
+            self.notify(
+                "Some theme files were skipped:\n" + "\n".join(problems), title="Themes", severity="warning", timeout=8
+            )
 
     def set_theme(self, name: str) -> None:
         if name in self.available_themes:
@@ -159,8 +190,11 @@ class ModelwizApp(App[int]):
         if self.attach_only:
             return
         if not self.state.reachable(step):
-            self.notify(f"{STEP_TITLES[step]} is not available yet: finish the earlier steps first.",
-                        severity="warning", timeout=3)
+            self.notify(
+                f"{STEP_TITLES[step]} is not available yet: finish the earlier steps first.",
+                severity="warning",
+                timeout=3,
+            )
             return
         target: Screen | str
         if step == "dashboard":

@@ -3,7 +3,8 @@ too-small notice, and `call_engine`, the one way a screen runs an engine call of
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -38,7 +39,7 @@ class ModelwizScreen(Screen):
     """A full screen: header, body (`compose_body`), too-small notice, footer."""
 
     STEP: ClassVar[str] = ""
-    FOOTER_PALETTE: ClassVar[bool] = True     # show "^p palette" at the right of the footer
+    FOOTER_PALETTE: ClassVar[bool] = True  # show "^p palette" at the right of the footer
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -55,8 +56,9 @@ class ModelwizScreen(Screen):
         if self.STEP and self.sub_title is None:
             self.sub_title = step_label(self.STEP)
 
-    def call_engine(self, reply: type[EngineReply], fn: Callable[..., Any], *args: Any, group: str,
-                    tag: Any = None) -> Worker[None]:
+    def call_engine(
+        self, reply: type[EngineReply], fn: Callable[..., Any], *args: Any, group: str, tag: Any = None
+    ) -> Worker[None]:
         """Run `fn(*args)` in a thread worker and post one `reply(value, error, tag)` to this screen.
         A newer call in the same `group` cancels the older one, whose reply is then never posted;
         an exception becomes `error` (a UserError's own line), never a traceback."""

@@ -11,12 +11,27 @@ from typing import Any
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.recommend import format_seconds as fmt_seconds
 
-__all__ = ["DASH", "display_model", "error_text", "fmt_elapsed", "fmt_limit", "fmt_metric", "fmt_params",
-           "fmt_seconds", "metric_name", "number"]
+__all__ = [
+    "DASH",
+    "display_model",
+    "error_text",
+    "fmt_elapsed",
+    "fmt_limit",
+    "fmt_metric",
+    "fmt_params",
+    "fmt_seconds",
+    "metric_name",
+    "number",
+]
 
-DASH = "—"          # a figure not known (yet)
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "precision": "precision", "recall": "recall",
-                "val_loss": "val loss"}
+DASH = "—"  # a figure not known (yet)
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "precision": "precision",
+    "recall": "recall",
+    "val_loss": "val loss",
+}
 
 
 def number(value: Any) -> float | None:

@@ -9,9 +9,10 @@ them with fakes (fixed hardware, fixed candidates, a start_run that copies a rec
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelwiz.engine import workflow
 from modelwiz.engine.config import Config
@@ -50,11 +51,19 @@ def _default_recommend(config: Config, data: TaskData, hardware: HardwareReport)
 def rank_one(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked:
     """`candidate` ranked afresh under `config`: its score, plan (fit, memory, time) and reasons."""
     s = data.summary
-    ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
-                  candidates=[candidate])
+    ranked = rank(
+        config,
+        hardware,
+        train_size=s.train_size,
+        num_classes=s.num_classes,
+        language=s.language,
+        candidates=[candidate],
+    )
     if not ranked:
-        raise UserError(f"{candidate.name} no longer meets the constraints (size, license or offline); "
-                        "go back to the models (ctrl+b) and choose again")
+        raise UserError(
+            f"{candidate.name} no longer meets the constraints (size, license or offline); "
+            "go back to the models (ctrl+b) and choose again"
+        )
     return ranked[0]
 
 
@@ -70,7 +79,7 @@ class Services:
     start_run: Callable[[Config, Ranked], Path] | None = None
     cancel_run: Callable[[Path], Any] = request_cancel
 
-    def with_runs_dir(self, runs_dir: Path | None) -> "Services":
+    def with_runs_dir(self, runs_dir: Path | None) -> Services:
         """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""
         if self.start_run is not None:
             return self
@@ -87,19 +96,27 @@ class Services:
 class WizardState:
     config: Config = field(default_factory=Config)
     data: TaskData | None = None
-    data_key: str = ""              # the task settings `data` was checked with
+    data_key: str = ""  # the task settings `data` was checked with
     hardware: HardwareReport | None = None
     recommendation: Recommendation | None = None
-    recommendation_key: str = ""    # the settings `recommendation` was computed with
-    chosen: Ranked | None = None    # re-ranked by the setup step as its values change
+    recommendation_key: str = ""  # the settings `recommendation` was computed with
+    chosen: Ranked | None = None  # re-ranked by the setup step as its values change
     run_dir: Path | None = None
 
     def task_key(self) -> str:
         return task_key(self.config)
 
     def ranking_key(self) -> str:
-        return repr((self.task_key(), self.config.constraints, self.config.train, self.config.model.id,
-                     id(self.data), id(self.hardware)))
+        return repr(
+            (
+                self.task_key(),
+                self.config.constraints,
+                self.config.train,
+                self.config.model.id,
+                id(self.data),
+                id(self.hardware),
+            )
+        )
 
     @property
     def data_ok(self) -> bool:

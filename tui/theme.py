@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 DEFAULT_THEME = "modelwiz-dark"
-FALLBACK_THEME = "textual-dark"     # built into Textual
+FALLBACK_THEME = "textual-dark"  # built into Textual
 
 # modelwiz's app colours; a theme's [variables] table may override them.
 VARIABLE_DEFAULTS: dict[str, str] = {
@@ -30,8 +31,19 @@ VARIABLE_DEFAULTS: dict[str, str] = {
     "mw-bar": "#0178D4",
 }
 
-COLOR_KEYS = ("primary", "secondary", "accent", "background", "surface", "panel", "foreground",
-              "success", "warning", "error", "boost")
+COLOR_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "background",
+    "surface",
+    "panel",
+    "foreground",
+    "success",
+    "warning",
+    "error",
+    "boost",
+)
 FLOAT_KEYS = ("luminosity_spread", "text_alpha")
 ALLOWED_KEYS = {"name", "dark", "variables", "ansi", *COLOR_KEYS, *FLOAT_KEYS}
 _VARIABLE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -72,7 +84,7 @@ def theme_from_dict(raw: dict[str, Any]) -> Theme:
             kwargs[key] = float(value)
     variables = raw.get("variables", {})
     if not isinstance(variables, dict):
-        raise ThemeFileError("[variables] must be a table of name = \"colour\"")
+        raise ThemeFileError('[variables] must be a table of name = "colour"')
     checked: dict[str, str] = {}
     for key, value in variables.items():
         if not _VARIABLE_NAME.match(key):

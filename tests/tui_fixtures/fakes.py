@@ -34,59 +34,146 @@ THEMES = FIXTURES.parent.parent / "themes"
 
 def fake_hardware(gpu: bool = True) -> HardwareReport:
     return HardwareReport(
-        cpu_model="Test CPU", cpu_cores_physical=8, cpu_cores_logical=16, ram_total_gb=32.0,
-        ram_available_gb=28.0, disk_path="/data/modelwiz", disk_free_gb=120.0,
-        gpus=[GPUInfo(index=0, name="Fake GPU 24GB", total_gb=24.0, free_gb=23.5, compute_capability="8.9",
-                      bf16=True)] if gpu else [],
-        mps=False, torch_version="2.5.0", cuda_version="12.4" if gpu else "",
+        cpu_model="Test CPU",
+        cpu_cores_physical=8,
+        cpu_cores_logical=16,
+        ram_total_gb=32.0,
+        ram_available_gb=28.0,
+        disk_path="/data/modelwiz",
+        disk_free_gb=120.0,
+        gpus=[GPUInfo(index=0, name="Fake GPU 24GB", total_gb=24.0, free_gb=23.5, compute_capability="8.9", bf16=True)]
+        if gpu
+        else [],
+        mps=False,
+        torch_version="2.5.0",
+        cuda_version="12.4" if gpu else "",
     )
 
 
-def _text(id_: str, source: str, arch: str, params: float, hidden: int, layers: int, heads: int, vocab: int,
-          license_: str, quality: float | None, note: str, *, on_disk: bool = False,
-          languages: tuple[str, ...] = ("en",)) -> Candidate:
+def _text(
+    id_: str,
+    source: str,
+    arch: str,
+    params: float,
+    hidden: int,
+    layers: int,
+    heads: int,
+    vocab: int,
+    license_: str,
+    quality: float | None,
+    note: str,
+    *,
+    on_disk: bool = False,
+    languages: tuple[str, ...] = ("en",),
+) -> Candidate:
     return Candidate(
-        id=id_, name=id_.split("/")[-1], source=source, modality="text", arch=arch, params=int(params * 1e6),
-        license=license_, languages=list(languages), on_disk=on_disk,
-        path=f"/models/{id_.split('/')[-1]}" if on_disk else None, quality=quality, quality_note=note,
-        hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=4 * hidden, vocab_size=vocab,
+        id=id_,
+        name=id_.split("/")[-1],
+        source=source,
+        modality="text",
+        arch=arch,
+        params=int(params * 1e6),
+        license=license_,
+        languages=list(languages),
+        on_disk=on_disk,
+        path=f"/models/{id_.split('/')[-1]}" if on_disk else None,
+        quality=quality,
+        quality_note=note,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=4 * hidden,
+        vocab_size=vocab,
         max_length=512,
     )
 
 
 CANDIDATES: list[Candidate] = [
-    _text("sentence-transformers/all-MiniLM-L6-v2", "local", "bert", 22.7, 384, 6, 12, 30522, "apache-2.0", 0.55,
-          "MTEB classification 63.1", on_disk=True),
-    _text("distilbert/distilbert-base-uncased", "catalog", "distilbert", 66.4, 768, 6, 12, 30522, "apache-2.0", 0.53,
-          "GLUE 77.0"),
-    _text("google-bert/bert-base-uncased", "catalog", "bert", 109.5, 768, 12, 12, 30522, "apache-2.0", 0.61,
-          "GLUE 79.6"),
+    _text(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "local",
+        "bert",
+        22.7,
+        384,
+        6,
+        12,
+        30522,
+        "apache-2.0",
+        0.55,
+        "MTEB classification 63.1",
+        on_disk=True,
+    ),
+    _text(
+        "distilbert/distilbert-base-uncased",
+        "catalog",
+        "distilbert",
+        66.4,
+        768,
+        6,
+        12,
+        30522,
+        "apache-2.0",
+        0.53,
+        "GLUE 77.0",
+    ),
+    _text(
+        "google-bert/bert-base-uncased", "catalog", "bert", 109.5, 768, 12, 12, 30522, "apache-2.0", 0.61, "GLUE 79.6"
+    ),
     _text("FacebookAI/roberta-base", "catalog", "roberta", 124.6, 768, 12, 12, 50265, "mit", 0.83, "GLUE 86.4"),
-    _text("FacebookAI/xlm-roberta-base", "catalog", "xlm-roberta", 278.0, 768, 12, 12, 250002, "mit", 0.50,
-          "XNLI 76.2", languages=("multilingual",)),
-    _text("microsoft/deberta-v3-large", "catalog", "deberta-v2", 435.0, 1024, 24, 16, 128100, "mit", 0.98,
-          "GLUE 91.4"),
+    _text(
+        "FacebookAI/xlm-roberta-base",
+        "catalog",
+        "xlm-roberta",
+        278.0,
+        768,
+        12,
+        12,
+        250002,
+        "mit",
+        0.50,
+        "XNLI 76.2",
+        languages=("multilingual",),
+    ),
+    _text("microsoft/deberta-v3-large", "catalog", "deberta-v2", 435.0, 1024, 24, 16, 128100, "mit", 0.98, "GLUE 91.4"),
     _text("Qwen/Qwen2.5-7B", "catalog", "qwen2", 7615.6, 3584, 28, 28, 152064, "apache-2.0", None, ""),
 ]
 
 
 def fake_recommend(config: Config, data: TaskData, hardware: HardwareReport) -> Recommendation:
     s = data.summary
-    ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
-                  candidates=copy.deepcopy(CANDIDATES))
+    ranked = rank(
+        config,
+        hardware,
+        train_size=s.train_size,
+        num_classes=s.num_classes,
+        language=s.language,
+        candidates=copy.deepcopy(CANDIDATES),
+    )
     return Recommendation(data, hardware, ranked)
 
 
-def write_run(run_dir: Path, *, state: str = "completed", lines: int | None = None, model: str = "all-MiniLM-L6-v2",
-              pid: int | None = None) -> Path:
+def write_run(
+    run_dir: Path,
+    *,
+    state: str = "completed",
+    lines: int | None = None,
+    model: str = "all-MiniLM-L6-v2",
+    pid: int | None = None,
+) -> Path:
     """A run directory holding the recorded events (the first `lines` of them) and a status.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     events = EVENTS.read_text(encoding="utf-8").splitlines(keepends=True)
     if lines is not None:
         events = events[:lines]
     (run_dir / "events.jsonl").write_text("".join(events), encoding="utf-8")
-    status: dict[str, Any] = {"run_id": run_dir.name, "state": state, "model": model, "model_name": model,
-                              "created": 1735732800.0, "updated": 1735732812.9}
+    status: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "state": state,
+        "model": model,
+        "model_name": model,
+        "created": 1735732800.0,
+        "updated": 1735732812.9,
+    }
     if pid is not None:
         status["pid"] = pid
     if state == "completed":
@@ -108,8 +195,9 @@ class RecordedRuns:
     def start_run(self, config: Config, ranked: Ranked) -> Path:
         self.started.append((config, ranked))
         pid = os.getpid() if self.state == "running" else None
-        return write_run(self.runs_dir / RUN_ID, state=self.state, lines=self.lines, model=ranked.candidate.name,
-                         pid=pid)
+        return write_run(
+            self.runs_dir / RUN_ID, state=self.state, lines=self.lines, model=ranked.candidate.name, pid=pid
+        )
 
     def cancel_run(self, run_dir: Path) -> bool:
         self.cancelled.append(Path(run_dir))
@@ -122,8 +210,13 @@ def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float
             time.sleep(hardware_delay)
         return fake_hardware(gpu)
 
-    return Services(check_data=check_data, read_hardware=read_hardware, recommend=fake_recommend,
-                    start_run=runs.start_run, cancel_run=runs.cancel_run)
+    return Services(
+        check_data=check_data,
+        read_hardware=read_hardware,
+        recommend=fake_recommend,
+        start_run=runs.start_run,
+        cancel_run=runs.cancel_run,
+    )
 
 
 def make_config(train: str = CSV_NAME) -> Config:

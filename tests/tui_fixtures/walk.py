@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled, WorkerFailed
@@ -28,14 +28,27 @@ def async_test(fn: Callable) -> Callable:
     return wrapper
 
 
-def make_app(runs_dir: Path, *, train: str = "tickets.csv", state: str = "completed", lines: int | None = None,
-             gpu: bool = True, start: str = "task") -> tuple[ModelwizApp, RecordedRuns]:
+def make_app(
+    runs_dir: Path,
+    *,
+    train: str = "tickets.csv",
+    state: str = "completed",
+    lines: int | None = None,
+    gpu: bool = True,
+    start: str = "task",
+) -> tuple[ModelwizApp, RecordedRuns]:
     """The wizard on fake services. `start` other than "task" begins at that step with the earlier
     steps' results filled in (as if walked), so a snapshot does not pay for mounting every screen."""
     runs = RecordedRuns(runs_dir, state=state, lines=lines)
     wizard = prefilled(runs, start, train=train, gpu=gpu) if start != "task" else None
-    app = ModelwizApp(make_config(train), runs_dir=runs_dir, services=make_services(runs, gpu=gpu),
-                      theme_dirs=[THEMES], state=wizard, start_step=start)
+    app = ModelwizApp(
+        make_config(train),
+        runs_dir=runs_dir,
+        services=make_services(runs, gpu=gpu),
+        theme_dirs=[THEMES],
+        state=wizard,
+        start_step=start,
+    )
     return app, runs
 
 
@@ -49,8 +62,12 @@ def prefilled(runs: RecordedRuns, step: str, *, train: str = "tickets.csv", gpu:
         wizard.recommendation, wizard.recommendation_key = rec, wizard.ranking_key()
         wizard.chosen = rec.ranked[0]
     if step == "dashboard":
-        wizard.run_dir = write_run(runs.runs_dir / RUN_ID, state=runs.state, lines=runs.lines,
-                                   pid=os.getpid() if runs.state == "running" else None)
+        wizard.run_dir = write_run(
+            runs.runs_dir / RUN_ID,
+            state=runs.state,
+            lines=runs.lines,
+            pid=os.getpid() if runs.state == "running" else None,
+        )
     return wizard
 
 
@@ -91,8 +108,14 @@ async def shown(pilot: Pilot) -> None:
     elif step == "hardware":
         await wait_until(pilot, lambda: on_step(app, "hardware"))
     elif step == "recommend":
-        await wait_until(pilot, lambda: on_step(app, "recommend") and app.state.recommendation is not None
-                         and app.state.recommendation_key == app.state.ranking_key())
+        await wait_until(
+            pilot,
+            lambda: (
+                on_step(app, "recommend")
+                and app.state.recommendation is not None
+                and app.state.recommendation_key == app.state.ranking_key()
+            ),
+        )
     elif step == "setup":
         await wait_until(pilot, lambda: on_step(app, "setup") and app.screen.plan is not None)
     elif step == "dashboard":
@@ -141,10 +164,16 @@ def screen_text(app: ModelwizApp) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
-                      legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens,
-                                                       simplify=True))
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens, simplify=True))
     return console.export_text()
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable
+from collections.abc import Iterable
+from typing import ClassVar
 
 from rich import box
 from rich.table import Table
@@ -32,8 +33,13 @@ def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
         ("Memory", [Text(f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB") for r in models]),
         ("Fits", [fits(r) for r in models]),
         ("Time/epoch", [Text(fmt_seconds(r.plan.epoch_seconds)) for r in models]),
-        ("Plan", [Text(f"{r.plan.strategy} · batch {r.plan.batch_size} · {r.plan.precision} · {r.plan.device}")
-                  for r in models]),
+        (
+            "Plan",
+            [
+                Text(f"{r.plan.strategy} · batch {r.plan.batch_size} · {r.plan.precision} · {r.plan.device}")
+                for r in models
+            ],
+        ),
         ("Benchmark", [Text(r.candidate.quality_note or "none known") for r in models]),
         ("License", [Text(r.candidate.license) for r in models]),
         ("Languages", [Text(", ".join(r.candidate.languages) or "?") for r in models]),

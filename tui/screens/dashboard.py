@@ -10,8 +10,9 @@ history from offset 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -26,8 +27,16 @@ from modelwiz.engine.events import RunState, read_events
 from modelwiz.engine.runs import ACTIVE_STATES, FINAL_STATES, effective_state, read_status
 from modelwiz.tui.base import EngineReply, ModelwizScreen
 from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog
-from modelwiz.tui.format import (DASH, display_model, fmt_elapsed, fmt_metric, fmt_params, fmt_seconds, metric_name,
-                                 number)
+from modelwiz.tui.format import (
+    DASH,
+    display_model,
+    fmt_elapsed,
+    fmt_metric,
+    fmt_params,
+    fmt_seconds,
+    metric_name,
+    number,
+)
 from modelwiz.tui.messages import StepRequested
 from modelwiz.tui.state import Services, step_label
 from modelwiz.tui.widgets import LossSparkline
@@ -60,23 +69,29 @@ def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
     elif kind == "resumed":
         text, level = f"resumed at epoch {ev.get('epoch')}, step {ev.get('step')}", "info"
     elif kind == "data":
-        text = (f"data: {ev.get('train_size')} train / {ev.get('val_size')} validation · "
-                f"{ev.get('num_classes')} classes")
+        text = f"data: {ev.get('train_size')} train / {ev.get('val_size')} validation · {ev.get('num_classes')} classes"
         level = "info"
     elif kind == "model":
-        text = (f"model {display_model(run.model or '?')}: {fmt_params(run.params)}M params, "
-                f"{fmt_params(run.trainable_params)}M trainable · {run.strategy} · {run.device} · {run.precision}")
+        text = (
+            f"model {display_model(run.model or '?')}: {fmt_params(run.params)}M params, "
+            f"{fmt_params(run.trainable_params)}M trainable · {run.strategy} · {run.device} · {run.precision}"
+        )
         level = "info"
     elif kind == "plan":
         epochs = f"{run.epochs} epoch{'s' if run.epochs != 1 else ''}"
         lr = number(ev.get("learning_rate"))
         lr_text = f" · lr {lr:.1e}" if lr is not None else ""
-        text = (f"plan: {epochs} · batch {ev.get('batch_size')}{lr_text} · {run.total_steps} steps · "
-                f"best by {metric_name(run.metric)}")
+        text = (
+            f"plan: {epochs} · batch {ev.get('batch_size')}{lr_text} · {run.total_steps} steps · "
+            f"best by {metric_name(run.metric)}"
+        )
         level = "info"
     elif kind == "eval":
-        parts = [f"{metric_name(k)} {fmt_metric(ev.get(k))}" for k in ("accuracy", "macro_f1", "val_loss")
-                 if number(ev.get(k)) is not None]
+        parts = [
+            f"{metric_name(k)} {fmt_metric(ev.get(k))}"
+            for k in ("accuracy", "macro_f1", "val_loss")
+            if number(ev.get(k)) is not None
+        ]
         best = " · best so far" if ev.get("epoch") == run.best_epoch else ""
         text, level = f"epoch {ev.get('epoch')} evaluated: " + " · ".join(parts) + best, "good"
     elif kind == "checkpoint":
@@ -118,8 +133,12 @@ def results_table(run: RunState, status: str) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    table.add_row("Status", Text.assemble((status, "bold green" if status == "completed" else "bold red"),
-                                          f" · took {fmt_elapsed(elapsed(run))}"))
+    table.add_row(
+        "Status",
+        Text.assemble(
+            (status, "bold green" if status == "completed" else "bold red"), f" · took {fmt_elapsed(elapsed(run))}"
+        ),
+    )
     best = run.best_metrics()
     epoch = f"epoch {run.best_epoch} of {run.epochs}" if run.best_epoch is not None else DASH
     table.add_row("Best", f"{epoch} by {metric_name(run.metric)}")
@@ -136,8 +155,13 @@ def eval_table(run: RunState) -> Table:
     for name in ("epoch", "accuracy", "macro-F1", "val loss"):
         table.add_column(name, justify="right", no_wrap=True)
     for ev in run.evals[-MAX_EVAL_ROWS:]:
-        table.add_row(str(ev.get("epoch", "?")), fmt_metric(ev.get("accuracy")), fmt_metric(ev.get("macro_f1")),
-                      fmt_metric(ev.get("val_loss")), style="bold" if ev.get("epoch") == run.best_epoch else "")
+        table.add_row(
+            str(ev.get("epoch", "?")),
+            fmt_metric(ev.get("accuracy")),
+            fmt_metric(ev.get("macro_f1")),
+            fmt_metric(ev.get("val_loss")),
+            style="bold" if ev.get("epoch") == run.best_epoch else "",
+        )
     if not run.evals:
         table.add_row(DASH, DASH, DASH, DASH)
     return table
@@ -151,7 +175,9 @@ def best_label(run: RunState) -> str:
 
 
 def confusion_title(run: RunState) -> str:
-    exported = " · the exported model" if run.exported_epoch is not None and run.exported_epoch == run.best_epoch else ""
+    exported = (
+        " · the exported model" if run.exported_epoch is not None and run.exported_epoch == run.best_epoch else ""
+    )
     return f"Confusion matrix · best epoch {run.best_epoch} by {metric_name(run.metric)}{exported}"
 
 
@@ -164,7 +190,7 @@ def confusion_text(run: RunState) -> str:
     width = max(4, max(len(x) for x in labels[:6]))
     lines = ["rows: true class · columns: predicted"]
     lines.append(" " * (width + 1) + " ".join(x[:width].rjust(width) for x in labels))
-    for name, row in zip(labels, matrix):
+    for name, row in zip(labels, matrix, strict=True):
         lines.append(name[:width].ljust(width) + " " + " ".join(str(v).rjust(width) for v in row))
     return "\n".join(lines)
 
@@ -196,10 +222,10 @@ class DashboardScreen(ModelwizScreen):
         self.services = services
         self.standalone = standalone
         self.run = RunState(run_id=self.run_dir.name)
-        self.status = "queued"     # shown: the run's own once finished, else status.json's (or cancelling)
+        self.status = "queued"  # shown: the run's own once finished, else status.json's (or cancelling)
         self.run_status: dict[str, Any] = {}
         self.byte_offset = 0
-        self.done = False          # run_finished seen (or the run ended without saying so)
+        self.done = False  # run_finished seen (or the run ended without saying so)
         self.cancel_requested = False
         self._timer = None
 
@@ -225,7 +251,7 @@ class DashboardScreen(ModelwizScreen):
         yield log
 
     def on_mount(self) -> None:
-        self.sub_title = (f"Dashboard · {self.run_dir.name}" if self.standalone else step_label("dashboard"))
+        self.sub_title = f"Dashboard · {self.run_dir.name}" if self.standalone else step_label("dashboard")
         self.query_one("#next-steps").display = False
         self._redraw()
         self.poll()
@@ -237,11 +263,11 @@ class DashboardScreen(ModelwizScreen):
         if action == "confusion" and not confusion_text(self.run):
             return False
         if action == "cancel_run" and not self.active:
-            return None         # shown dimmed: nothing to cancel
+            return None  # shown dimmed: nothing to cancel
         return True
 
     async def action_quit(self) -> None:
-        await self.app.action_quit()        # shares the footer entry of the app's ctrl+q
+        await self.app.action_quit()  # shares the footer entry of the app's ctrl+q
 
     def action_confusion(self) -> None:
         text = confusion_text(self.run)
@@ -260,12 +286,12 @@ class DashboardScreen(ModelwizScreen):
     @on(Tailed)
     def _tailed(self, reply: Tailed) -> None:
         log = self.query_one("#log", RichLog)
-        if reply.value is None:         # e.g. events written by a newer modelwiz: say so once, stop
+        if reply.value is None:  # e.g. events written by a newer modelwiz: say so once, stop
             self.done = True
             log.write(Text(f"cannot read this run: {reply.error}", style=LOG_STYLES["error"]))
             return
         if reply.tag != self.byte_offset:
-            return      # a stale read overtaken by a newer one
+            return  # a stale read overtaken by a newer one
         events, self.byte_offset, self.run_status = reply.value
         run, status = self.run, self.run_status
         for ev in events:
@@ -295,10 +321,21 @@ class DashboardScreen(ModelwizScreen):
 
     def _redraw(self) -> None:
         run = self.run
-        colors = {"completed": "$success", "running": "$accent", "queued": "$text-muted", "cancelling": "$warning",
-                  "cancelled": "$warning", "failed": "$error", "interrupted": "$error"}
-        head = Content.assemble(("Run ", "bold"), run.run_id or self.run_dir.name,
-                                f" · {self.model_name} · ", ("● " + self.status, colors.get(self.status, "")))
+        colors = {
+            "completed": "$success",
+            "running": "$accent",
+            "queued": "$text-muted",
+            "cancelling": "$warning",
+            "cancelled": "$warning",
+            "failed": "$error",
+            "interrupted": "$error",
+        }
+        head = Content.assemble(
+            ("Run ", "bold"),
+            run.run_id or self.run_dir.name,
+            f" · {self.model_name} · ",
+            ("● " + self.status, colors.get(self.status, "")),
+        )
         self.query_one("#run-head", Static).update(head)
         bar = self.query_one("#progress", ProgressBar)
         if run.total_steps:
@@ -320,15 +357,17 @@ class DashboardScreen(ModelwizScreen):
         if sparkline.values != losses:
             sparkline.set_values(losses)
         if losses:
-            self.query_one("#loss-box").border_subtitle = (f"last {losses[-1]:.4f} · min {min(losses):.4f} · "
-                                                           f"max {max(losses):.4f}")
+            self.query_one("#loss-box").border_subtitle = (
+                f"last {losses[-1]:.4f} · min {min(losses):.4f} · max {max(losses):.4f}"
+            )
         nxt = self.query_one("#next-steps", Static)
         if run.finished:
             nxt.display = True
             nxt.update(self._next_steps())
             matrix = confusion_text(run)
             self.query_one("#confusion", Static).update(
-                Content(confusion_title(run) + "\n" + matrix) if matrix else Content(""))
+                Content(confusion_title(run) + "\n" + matrix) if matrix else Content("")
+            )
 
     def _next_steps(self) -> Content:
         run_id = self.run.run_id or self.run_dir.name
@@ -357,10 +396,16 @@ class DashboardScreen(ModelwizScreen):
             if yes:
                 self.call_engine(self.CancelAnswered, self.services.cancel_run, self.run_dir, group="cancel")
 
-        self.app.push_screen(ConfirmDialog(
-            "Cancel training?",
-            f"Stop run {run_id} after the current step? Its checkpoint is kept: `modelwiz resume {run_id}` "
-            "continues it.", yes="Cancel run", no="Keep training"), confirmed)
+        self.app.push_screen(
+            ConfirmDialog(
+                "Cancel training?",
+                f"Stop run {run_id} after the current step? Its checkpoint is kept: `modelwiz resume {run_id}` "
+                "continues it.",
+                yes="Cancel run",
+                no="Keep training",
+            ),
+            confirmed,
+        )
 
     @on(CancelAnswered)
     def _cancel_answered(self, reply: CancelAnswered) -> None:
@@ -378,6 +423,5 @@ class DashboardScreen(ModelwizScreen):
         if self.standalone:
             return
         if self.active:
-            self.notify("Training continues in the background; Step 5 in the palette (ctrl+p) returns here.",
-                        timeout=4)
+            self.notify("Training continues in the background; Step 5 in the palette (ctrl+p) returns here.", timeout=4)
         self.post_message(StepRequested("setup"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import ClassVar, Iterable
+from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -93,7 +94,7 @@ class HardwareScreen(StepScreen):
 
     def __init__(self, state: WizardState, services: Services) -> None:
         super().__init__(state, services)
-        self.hardware: HardwareReport | None = state.hardware      # the report shown here
+        self.hardware: HardwareReport | None = state.hardware  # the report shown here
 
     def compose_body(self) -> Iterable[Widget]:
         con = self.state.config.constraints
@@ -106,17 +107,26 @@ class HardwareScreen(StepScreen):
                 box.border_title = "Constraints"
                 with Horizontal(classes="form-row"):
                     yield Label("Device", classes="field-label")
-                    yield Select(self._device_options(None), value=con.device or "auto", allow_blank=False,
-                                 compact=True, id="device")
+                    yield Select(
+                        self._device_options(None),
+                        value=con.device or "auto",
+                        allow_blank=False,
+                        compact=True,
+                        id="device",
+                    )
                 with Horizontal(classes="form-row"):
                     yield Label("Max memory GB", classes="field-label")
-                    yield Input(fmt_limit(con.max_memory_gb), id="max-memory", compact=True, placeholder="all available")
+                    yield Input(
+                        fmt_limit(con.max_memory_gb), id="max-memory", compact=True, placeholder="all available"
+                    )
                 with Horizontal(classes="form-row"):
                     yield Label("Max params M", classes="field-label")
                     yield Input(fmt_limit(con.max_params_m), id="max-params", compact=True, placeholder="no limit")
                 with Horizontal(classes="form-row"):
                     yield Label("Licenses", classes="field-label")
-                    yield Input(", ".join(con.licenses), id="licenses", compact=True, placeholder="any (e.g. apache-2.0, mit)")
+                    yield Input(
+                        ", ".join(con.licenses), id="licenses", compact=True, placeholder="any (e.g. apache-2.0, mit)"
+                    )
                 with Horizontal(classes="form-row"):
                     yield Label("Offline only", classes="field-label")
                     yield Switch(con.offline, id="offline")
@@ -148,8 +158,9 @@ class HardwareScreen(StepScreen):
     def action_detect(self) -> None:
         self.query_one("#hw-loading").display = True
         self.query_one("#hw-info").display = False
-        self.call_engine(self.ProbeReply, self.services.read_hardware, copy.deepcopy(self.state.config),
-                         group="hardware")
+        self.call_engine(
+            self.ProbeReply, self.services.read_hardware, copy.deepcopy(self.state.config), group="hardware"
+        )
 
     @on(ProbeReply)
     def _hardware_read(self, reply: ProbeReply) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Callable, ClassVar, Iterable
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -36,10 +37,20 @@ SORTS: dict[str, tuple[str, Callable[[tuple[int, Ranked]], object], bool]] = {
 }
 SORT_ORDER = tuple(SORTS)
 
-COLUMNS = (("rank", "#"), ("name", "Model"), ("source", "Source"), ("params", "Params"), ("memory", "Mem GB"),
-           ("fits", "Fits"), ("score", "Score"), ("epoch", "Epoch"), ("license", "License"), ("disk", "Disk"))
+COLUMNS = (
+    ("rank", "#"),
+    ("name", "Model"),
+    ("source", "Source"),
+    ("params", "Params"),
+    ("memory", "Mem GB"),
+    ("fits", "Fits"),
+    ("score", "Score"),
+    ("epoch", "Epoch"),
+    ("license", "License"),
+    ("disk", "Disk"),
+)
 WIDE_ONLY = {"source", "epoch"}
-WIDE_TABLE = 100        # terminal width from which every column is shown
+WIDE_TABLE = 100  # terminal width from which every column is shown
 MARK = "●"
 
 
@@ -54,7 +65,7 @@ def details_content(r: Ranked) -> Content:
 
 class RecommendScreen(StepScreen):
     STEP = "recommend"
-    FOOTER_PALETTE = False      # the footer needs the room for this screen's keys
+    FOOTER_PALETTE = False  # the footer needs the room for this screen's keys
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
         "Models that fit the memory budget come first; the details pane says why each is where it is.",
         "s cycles the sort column, r reverses it; space marks models, c compares the marked ones.",
@@ -76,13 +87,14 @@ class RecommendScreen(StepScreen):
     class RankingReply(EngineReply):
         """`value`: the Recommendation; `tag`: the ranking key it was asked for."""
 
-    def __init__(self, state: WizardState, services: Services, *,
-                 compare: Callable[[list[Ranked]], Screen[str | None]]) -> None:
+    def __init__(
+        self, state: WizardState, services: Services, *, compare: Callable[[list[Ranked]], Screen[str | None]]
+    ) -> None:
         """`compare` makes the comparison screen for marked models (dismissed with a model id)."""
         super().__init__(state, services)
         self.compare = compare
-        self.rows: list[Ranked] = []        # in ranked order
-        self.marked: list[str] = []         # candidate ids, in marking order
+        self.rows: list[Ranked] = []  # in ranked order
+        self.marked: list[str] = []  # candidate ids, in marking order
         self.error = ""
         self._wide = False
 
@@ -118,7 +130,7 @@ class RecommendScreen(StepScreen):
         if rec is None or self.state.recommendation_key != self.state.ranking_key():
             self.action_rerank()
         elif not self.rows:
-            self._show_ranking(rec)     # ranked before this screen existed
+            self._show_ranking(rec)  # ranked before this screen existed
         self.query_one("#models", DataTable).focus()
 
     # ------------------------------------------------------------------ ranking
@@ -130,8 +142,15 @@ class RecommendScreen(StepScreen):
         self.query_one("#rec-loading").display = True
         self.query_one("#models").display = False
         self._status("Ranking models for your data and hardware …", "busy")
-        self.call_engine(self.RankingReply, self.services.recommend, copy.deepcopy(state.config), state.data,
-                         state.hardware, group="recommend", tag=state.ranking_key())
+        self.call_engine(
+            self.RankingReply,
+            self.services.recommend,
+            copy.deepcopy(state.config),
+            state.data,
+            state.hardware,
+            group="recommend",
+            tag=state.ranking_key(),
+        )
 
     @on(RankingReply)
     def _ranking_done(self, reply: RankingReply) -> None:
@@ -175,8 +194,11 @@ class RecommendScreen(StepScreen):
         label = SORTS[self.sort_key][0]
         arrow = "↑" if self._ascending() else "↓"
         marked = f" · {len(self.marked)} marked" if self.marked else ""
-        self._status(f"{len(self.rows)} models · {fits} fit {plan.budget_gb:.1f} GB on {plan.device} · "
-                     f"sorted by {label} {arrow}{marked}", "info")
+        self._status(
+            f"{len(self.rows)} models · {fits} fit {plan.budget_gb:.1f} GB on {plan.device} · "
+            f"sorted by {label} {arrow}{marked}",
+            "info",
+        )
 
     def _ascending(self) -> bool:
         descending = SORTS[self.sort_key][2]
@@ -200,11 +222,15 @@ class RecommendScreen(StepScreen):
         lic = c.license if len(c.license) <= 12 else c.license[:11] + "…"
         cells = {
             "rank": Text.assemble((mark, "bold"), str(rank).rjust(2), no_wrap=True),
-            "name": cell(name), "source": cell(c.source),
-            "params": cell(fmt_params(c.params), 6), "memory": cell(f"{plan.memory.total_gb:.1f}/{plan.budget_gb:.0f}", 6),
+            "name": cell(name),
+            "source": cell(c.source),
+            "params": cell(fmt_params(c.params), 6),
+            "memory": cell(f"{plan.memory.total_gb:.1f}/{plan.budget_gb:.0f}", 6),
             "fits": cell(" ✓", style="green") if r.fits else cell(" ✗", style="bold red"),
-            "score": cell(f"{r.score:.3f}", 5), "epoch": cell(fmt_seconds(plan.epoch_seconds), 6),
-            "license": cell(lic), "disk": cell("yes" if c.on_disk else "no"),
+            "score": cell(f"{r.score:.3f}", 5),
+            "epoch": cell(fmt_seconds(plan.epoch_seconds), 6),
+            "license": cell(lic),
+            "disk": cell("yes" if c.on_disk else "no"),
         }
         return [cells[key] for key, _ in COLUMNS if self._wide or key not in WIDE_ONLY]
 
@@ -274,8 +300,11 @@ class RecommendScreen(StepScreen):
         by_id = {r.candidate.id: r for r in self.rows}
         models = [by_id[m] for m in self.marked if m in by_id]
         if len(models) < 2:
-            self.notify(f"Mark at least two models with space to compare them ({len(models)} marked).",
-                        severity="warning", timeout=4)
+            self.notify(
+                f"Mark at least two models with space to compare them ({len(models)} marked).",
+                severity="warning",
+                timeout=4,
+            )
             return
         if len(models) > MAX_COMPARE:
             self.notify(f"Comparing the first {MAX_COMPARE} marked models.", timeout=3)
@@ -307,11 +336,14 @@ class RecommendScreen(StepScreen):
             if yes:
                 self._choose(r)
 
-        self.app.push_screen(ConfirmDialog(
-            "Model may not fit",
-            f"{r.candidate.name}: predicted training peak {r.plan.memory.total_gb:.1f} GB exceeds the "
-            f"{r.plan.budget_gb:.1f} GB budget. Choose it anyway? (Lower the batch size in the next step.)"),
-            confirmed)
+        self.app.push_screen(
+            ConfirmDialog(
+                "Model may not fit",
+                f"{r.candidate.name}: predicted training peak {r.plan.memory.total_gb:.1f} GB exceeds the "
+                f"{r.plan.budget_gb:.1f} GB budget. Choose it anyway? (Lower the batch size in the next step.)",
+            ),
+            confirmed,
+        )
 
     def _choose(self, r: Ranked) -> None:
         self.post_message(ModelChosen(r))

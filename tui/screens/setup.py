@@ -6,8 +6,9 @@ plan shown is the very object `start_run` receives (the run's plan.json)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -43,8 +44,17 @@ def _int(text: str, what: str, lo: int, hi: int) -> int:
     return value
 
 
-def parse_train(base: TrainConfig, *, modality: str, strategy: str, epochs: str, learning_rate: str,
-                batch_size: str, precision: str, length: str) -> TrainConfig:
+def parse_train(
+    base: TrainConfig,
+    *,
+    modality: str,
+    strategy: str,
+    epochs: str,
+    learning_rate: str,
+    batch_size: str,
+    precision: str,
+    length: str,
+) -> TrainConfig:
     """The setup form as a TrainConfig (other fields kept from `base`). Raises ValueError."""
     out = copy.deepcopy(base)
     out.strategy = strategy if strategy in STRATEGIES else "auto"
@@ -99,12 +109,19 @@ def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -
     table.add_row("Learning rate", auto(f"{plan.learning_rate:.0e}", train.learning_rate))
     fits = Text(" ✓ fits", style="green") if plan.fits else Text(" ✗ does not fit", style="bold red")
     table.add_row("Memory", Text.assemble(f"{m.total_gb:.2f} of {plan.budget_gb:.1f} GB", fits))
-    table.add_row("", Text(f"weights {m.weights_gb:.2f} · grads {m.gradients_gb:.2f} · optimizer "
-                           f"{m.optimizer_gb:.2f} · activations {m.activations_gb:.2f} · other {m.overhead_gb:.2f}",
-                           style="dim"))
+    table.add_row(
+        "",
+        Text(
+            f"weights {m.weights_gb:.2f} · grads {m.gradients_gb:.2f} · optimizer "
+            f"{m.optimizer_gb:.2f} · activations {m.activations_gb:.2f} · other {m.overhead_gb:.2f}",
+            style="dim",
+        ),
+    )
     table.add_row("Trainable", f"{fmt_params(m.trainable_params)} M of {fmt_params(r.candidate.params)} M params")
     table.add_row("Time/epoch", f"≈ {fmt_seconds(plan.epoch_seconds)}")
-    table.add_row("Total", f"≈ {fmt_seconds(plan.total_seconds)} for {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}")
+    table.add_row(
+        "Total", f"≈ {fmt_seconds(plan.total_seconds)} for {plan.epochs} epoch{'s' if plan.epochs != 1 else ''}"
+    )
     for i, reason in enumerate(r.reasons):
         table.add_row("Why" if i == 0 else "", Text("• " + reason))
     return table
@@ -131,8 +148,8 @@ class SetupScreen(StepScreen):
     def __init__(self, state: WizardState, services: Services) -> None:
         super().__init__(state, services)
         self.error = ""
-        self.config: Config | None = None       # the wizard's config with this form's settings
-        self.ranked: Ranked | None = None       # the chosen model ranked under `config`: what is shown
+        self.config: Config | None = None  # the wizard's config with this form's settings
+        self.ranked: Ranked | None = None  # the chosen model ranked under `config`: what is shown
         self.starting = False
         self._filled_for: tuple[str, str] | None = None
 
@@ -147,8 +164,9 @@ class SetupScreen(StepScreen):
                 form.border_title = "Settings"
                 with Horizontal(classes="form-row"):
                     yield Label("Strategy", classes="field-label")
-                    yield Select([(s, s) for s in STRATEGIES], value="auto", allow_blank=False, compact=True,
-                                 id="strategy")
+                    yield Select(
+                        [(s, s) for s in STRATEGIES], value="auto", allow_blank=False, compact=True, id="strategy"
+                    )
                 with Horizontal(classes="form-row"):
                     yield Label("Epochs", classes="field-label")
                     yield Input("3", id="epochs", compact=True)
@@ -160,8 +178,9 @@ class SetupScreen(StepScreen):
                     yield Input("auto", id="batch-size", compact=True, placeholder="auto or e.g. 16")
                 with Horizontal(classes="form-row"):
                     yield Label("Precision", classes="field-label")
-                    yield Select([(p, p) for p in PRECISIONS], value="auto", allow_blank=False, compact=True,
-                                 id="precision")
+                    yield Select(
+                        [(p, p) for p in PRECISIONS], value="auto", allow_blank=False, compact=True, id="precision"
+                    )
                 with Horizontal(classes="form-row"):
                     yield Label("Max length", classes="field-label", id="length-label")
                     yield Input("128", id="length", compact=True)
@@ -196,9 +215,14 @@ class SetupScreen(StepScreen):
         self.query_one("#length-label", Label).update("Image size" if image else "Max length")
         c = self.state.chosen.candidate if self.state.chosen else None
         if c is not None:
-            self.query_one("#setup-model", Static).update(Content.assemble(
-                ("Model ", "bold"), c.name, f" · {c.source} · {fmt_params(c.params)}M params · license {c.license}",
-                (" · on disk" if c.on_disk else " · will be downloaded", "$text-muted")))
+            self.query_one("#setup-model", Static).update(
+                Content.assemble(
+                    ("Model ", "bold"),
+                    c.name,
+                    f" · {c.source} · {fmt_params(c.params)}M params · license {c.license}",
+                    (" · on disk" if c.on_disk else " · will be downloaded", "$text-muted"),
+                )
+            )
 
     def _read_form(self) -> TrainConfig:
         def select(id_: str) -> str:
@@ -206,8 +230,10 @@ class SetupScreen(StepScreen):
             return value if isinstance(value, str) else "auto"
 
         return parse_train(
-            self.state.config.train, modality=self.state.config.task.modality,
-            strategy=select("#strategy"), precision=select("#precision"),
+            self.state.config.train,
+            modality=self.state.config.task.modality,
+            strategy=select("#strategy"),
+            precision=select("#precision"),
             epochs=self.query_one("#epochs", Input).value,
             learning_rate=self.query_one("#learning-rate", Input).value,
             batch_size=self.query_one("#batch-size", Input).value,
@@ -225,9 +251,9 @@ class SetupScreen(StepScreen):
             config = copy.deepcopy(self.state.config)
             config.train = train
             ranked = self.services.rerank(config, data, hardware, chosen.candidate)
-        except ValueError as exc:       # the form: one line naming the field
+        except ValueError as exc:  # the form: one line naming the field
             return self._failed(str(exc))
-        except Exception as exc:        # a model that cannot be planned is shown, never raised
+        except Exception as exc:  # a model that cannot be planned is shown, never raised
             return self._failed(error_text(exc))
         self.error = ""
         self.config, self.ranked = config, ranked
@@ -277,10 +303,14 @@ class SetupScreen(StepScreen):
             if yes:
                 self._begin(config, ranked)
 
-        self.app.push_screen(ConfirmDialog(
-            "Predicted memory exceeds the budget",
-            f"{ranked.plan.memory.total_gb:.1f} GB predicted, {ranked.plan.budget_gb:.1f} GB available: training "
-            "may run out of memory. Start anyway?"), confirmed)
+        self.app.push_screen(
+            ConfirmDialog(
+                "Predicted memory exceeds the budget",
+                f"{ranked.plan.memory.total_gb:.1f} GB predicted, {ranked.plan.budget_gb:.1f} GB available: training "
+                "may run out of memory. Start anyway?",
+            ),
+            confirmed,
+        )
 
     def _begin(self, config: Config, ranked: Ranked) -> None:
         """Start the run of `ranked`: the plan on screen is the plan the run gets."""
@@ -302,26 +332,32 @@ class SetupScreen(StepScreen):
         if not self._recompute() or self.config is None or self.ranked is None:
             self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
             return
-        config = copy.deepcopy(self.config)     # what a `--batch` run needs to repeat this session
+        config = copy.deepcopy(self.config)  # what a `--batch` run needs to repeat this session
         config.model.id = self.ranked.candidate.id
-        answer = await self.app.push_screen_wait(PathDialog(
-            "Save the config as TOML", DEFAULT_SAVE_NAME,
-            hint="A path, relative to the current folder · enter saves · Esc / ctrl+b cancels"))
+        answer = await self.app.push_screen_wait(
+            PathDialog(
+                "Save the config as TOML",
+                DEFAULT_SAVE_NAME,
+                hint="A path, relative to the current folder · enter saves · Esc / ctrl+b cancels",
+            )
+        )
         if not answer:
             return
         path = Path(answer).expanduser()
         if path.is_dir():
             path = path / DEFAULT_SAVE_NAME
         if path.exists():
-            overwrite = await self.app.push_screen_wait(ConfirmDialog(
-                "Overwrite?", f"{path} already exists. Replace it?", yes="Overwrite", no="Keep"))
+            overwrite = await self.app.push_screen_wait(
+                ConfirmDialog("Overwrite?", f"{path} already exists. Replace it?", yes="Overwrite", no="Keep")
+            )
             if not overwrite:
                 self.notify("Not saved: the existing file was kept.", timeout=3)
                 return
         try:
             config.save(path)
         except OSError as exc:
-            await self.app.push_screen_wait(MessageDialog(
-                "Could not save", f"cannot write {path}: {exc.strerror or exc}"))
+            await self.app.push_screen_wait(
+                MessageDialog("Could not save", f"cannot write {path}: {exc.strerror or exc}")
+            )
             return
         self.notify(f"Saved {path}. Run it headless: modelwiz --batch {path}", timeout=6)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -38,14 +39,20 @@ class PathSuggester(Suggester):
         path = Path(value).expanduser()
         folder, prefix = (path, "") if value.endswith(("/", os.sep)) else (path.parent, path.name)
         try:
-            entries = sorted((e for e in os.scandir(folder) if e.name.startswith(prefix)
-                              and (prefix.startswith(".") or not e.name.startswith("."))), key=lambda e: e.name)
+            entries = sorted(
+                (
+                    e
+                    for e in os.scandir(folder)
+                    if e.name.startswith(prefix) and (prefix.startswith(".") or not e.name.startswith("."))
+                ),
+                key=lambda e: e.name,
+            )
         except OSError:
             return None
         if not entries:
             return None
         entry = entries[0]
-        rest = entry.name[len(prefix):]
+        rest = entry.name[len(prefix) :]
         try:
             if entry.is_dir():
                 rest += os.sep
@@ -107,14 +114,24 @@ class TaskScreen(StepScreen):
         task = self.state.config.task
         with Horizontal(classes="form-row"):
             yield Label("Modality", classes="field-label")
-            yield Select([("text", "text"), ("image", "image")], value=task.modality, allow_blank=False,
-                         compact=True, id="modality")
+            yield Select(
+                [("text", "text"), ("image", "image")],
+                value=task.modality,
+                allow_blank=False,
+                compact=True,
+                id="modality",
+            )
             yield Label("Validation", classes="field-label right")
             yield Input(str(task.validation), id="validation", compact=True, placeholder="0.2")
         with Horizontal(classes="form-row"):
             yield Label("Data", classes="field-label")
-            yield Input(task.train, id="path", compact=True, suggester=PathSuggester(),
-                        placeholder="data file (.csv .tsv .jsonl) or image folder; enter checks it")
+            yield Input(
+                task.train,
+                id="path",
+                compact=True,
+                suggester=PathSuggester(),
+                placeholder="data file (.csv .tsv .jsonl) or image folder; enter checks it",
+            )
         with Horizontal(classes="form-row", id="columns-row"):
             yield Label("Text column", classes="field-label")
             yield Input(task.text_column, id="text-column", compact=True, placeholder="auto")
@@ -171,7 +188,10 @@ class TaskScreen(StepScreen):
         except ValueError as exc:
             return config, str(exc)
         if not task.train:
-            return config, "enter the path of your data: a .csv/.tsv/.jsonl file, or a folder of class folders for images"
+            return (
+                config,
+                "enter the path of your data: a .csv/.tsv/.jsonl file, or a folder of class folders for images",
+            )
         return config, ""
 
     def _status(self, text: str, kind: str) -> None:
@@ -204,14 +224,15 @@ class TaskScreen(StepScreen):
             return
         key = task_key(config)
         if self.state.data is not None and key == self.state.data_key:
-            self._show_data(self.state.data)        # checked with these settings already
+            self._show_data(self.state.data)  # checked with these settings already
             if advance:
                 self.goto("hardware")
             return
         self._checking = key
         self._status(f"Checking {config.task.train} …", "busy")
-        self.call_engine(self.DataCheckReply, self.services.check_data, config, group="check-data",
-                         tag=(key, config, advance))
+        self.call_engine(
+            self.DataCheckReply, self.services.check_data, config, group="check-data", tag=(key, config, advance)
+        )
 
     def action_next_step(self) -> None:
         self.action_check(advance=True)
@@ -220,7 +241,7 @@ class TaskScreen(StepScreen):
     def _checked(self, reply: DataCheckReply) -> None:
         key, config, advance = reply.tag
         if key != self._checking:
-            return      # the form changed while checking: a newer check follows
+            return  # the form changed while checking: a newer check follows
         data: TaskData | None = reply.value
         self.post_message(TaskChecked(config.task, data))
         if data is None:
@@ -253,7 +274,7 @@ class TaskScreen(StepScreen):
         key = "text" if s.modality == "text" else "path"
         labels = [row.get("label", "") for row in s.preview]
         label_w = max([5, *(len(x) for x in labels)])
-        room = table.content_size.width - label_w - 4 - 2     # cell padding, scrollbar
+        room = table.content_size.width - label_w - 4 - 2  # cell padding, scrollbar
         text_w = max(12, room if room > 0 else PREVIEW_TEXT_CHARS)
         table.add_column("label", key="label", width=label_w)
         table.add_column("text" if key == "text" else "image", key=key, width=text_w)
@@ -276,8 +297,12 @@ class TaskScreen(StepScreen):
             self.query_one("#label-column", Input).placeholder = f"auto: {s.label_column}"
         self._fill_preview(data)
         self.query_one("#balance", ClassBalance).counts = dict(s.class_counts)
-        parts = [f"{s.rows} rows", f"{s.num_classes} classes", f"train {s.train_size} / val {s.val_size}",
-                 f"balance {s.balance:.2f}"]
+        parts = [
+            f"{s.rows} rows",
+            f"{s.num_classes} classes",
+            f"train {s.train_size} / val {s.val_size}",
+            f"balance {s.balance:.2f}",
+        ]
         if s.text_column:
             parts.append(f"columns '{s.text_column}' → '{s.label_column}'")
         if s.language:

@@ -44,11 +44,13 @@ class ClassBalance(Widget):
         lines: list[Content] = []
         for name, count in shown:
             label = name if len(name) <= name_w else name[: name_w - 1] + "…"
-            lines.append(Content.assemble(
-                (label.ljust(name_w) + " ", ""),
-                (bar(count / biggest, bar_w).ljust(bar_w), "$mw-bar"),
-                (" " + str(count).rjust(count_w), ""),
-            ))
+            lines.append(
+                Content.assemble(
+                    (label.ljust(name_w) + " ", ""),
+                    (bar(count / biggest, bar_w).ljust(bar_w), "$mw-bar"),
+                    (" " + str(count).rjust(count_w), ""),
+                )
+            )
         if len(items) > len(shown):
             lines.append(Content.styled(f"… {len(items) - len(shown)} more classes", "$text-muted"))
         return Content("\n").join(lines)
