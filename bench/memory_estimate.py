@@ -76,22 +76,44 @@ def main() -> None:
             cand = candidate_from_folder(minilm)
             child_spec: object = str(minilm)
         else:
-            cand = Candidate(id=name, name=name, source="bench", modality="text", arch="bert", params=0,
-                             hidden_size=768, num_layers=12, num_heads=12, vocab_size=30522)
+            cand = Candidate(
+                id=name,
+                name=name,
+                source="bench",
+                modality="text",
+                arch="bert",
+                params=0,
+                hidden_size=768,
+                num_layers=12,
+                num_heads=12,
+                vocab_size=30522,
+            )
             child_spec = spec
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps([child_spec, strategy, batch, length, precision,
-                                                                      args.device])],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps([child_spec, strategy, batch, length, precision, args.device])],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         cand.params = cand.params or measured["params"]
-        est = estimate(cand, strategy=strategy, batch_size=batch, seq_len=length, precision=precision,
-                       device=args.device, num_labels=4)
+        est = estimate(
+            cand,
+            strategy=strategy,
+            batch_size=batch,
+            seq_len=length,
+            precision=precision,
+            device=args.device,
+            num_labels=4,
+        )
         peak = measured["peak_gb"] + (CUDA_CONTEXT_GB if args.device.startswith("cuda") else 0.0)
         ratios.append(est.total_gb / peak)
         print(f"{name:<28}{strategy:<14}{batch:>6}{length:>5}  {est.total_gb:>8.2f}G  {peak:>8.2f}G  {ratios[-1]:.2f}")
     if ratios:
         worst = max(ratios, key=lambda r: abs(r - 1))
-        print(f"mean |error| {sum(abs(r - 1) for r in ratios) / len(ratios):.0%}, worst ratio {worst:.2f} ({args.device})")
+        print(
+            f"mean |error| {sum(abs(r - 1) for r in ratios) / len(ratios):.0%}, worst ratio {worst:.2f} ({args.device})"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, l
     order = torch.randperm(len(texts)).tolist()
     start = time.perf_counter()
     for b in range(0, len(texts), batch):
-        idx = order[b:b + batch]
+        idx = order[b : b + batch]
         enc = tok([texts[i] for i in idx], truncation=True, max_length=length, padding=True, return_tensors="pt")
         y = torch.tensor([labels[i] for i in idx])
         loss = F.cross_entropy(model(**enc).logits, y)
@@ -46,14 +45,16 @@ def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, l
 
 
 def modelwiz_run(model_dir: str, data_csv: Path, work: Path, batch: int, length: int) -> float:
-    from modelwiz.engine.config import load_config
     from modelwiz.engine import workflow
+    from modelwiz.engine.config import load_config
     from modelwiz.engine.runs import wait_for_final
 
     cfg_path = work / "bench.toml"
-    cfg_path.write_text(f'[task]\ntrain = "{data_csv}"\nvalidation = 0.2\n[model]\nid = "{model_dir}"\n'
-                        f'[train]\nepochs = 1\nbatch_size = {batch}\nmax_length = {length}\nlearning_rate = 5e-5\n'
-                        'strategy = "full"\nprecision = "fp32"\n[constraints]\ndevice = "cpu"\n')
+    cfg_path.write_text(
+        f'[task]\ntrain = "{data_csv}"\nvalidation = 0.2\n[model]\nid = "{model_dir}"\n'
+        f"[train]\nepochs = 1\nbatch_size = {batch}\nmax_length = {length}\nlearning_rate = 5e-5\n"
+        'strategy = "full"\nprecision = "fp32"\n[constraints]\ndevice = "cpu"\n'
+    )
     cfg = load_config(cfg_path)
     cfg.model.id = str(model_dir)
     run = workflow.start_run(cfg, workflow.choose(cfg, workflow.recommend(cfg)), runs_dir=work / "runs")

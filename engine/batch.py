@@ -8,39 +8,64 @@ events (JSON lines, a Rich progress bar); this module prints nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from modelwiz.engine.config import Config
 from modelwiz.engine import events as ev_schema
+from modelwiz.engine.config import Config
 from modelwiz.engine.events import RunState, fold, read_events
-from modelwiz.engine.runs import (FINAL_STATES, effective_state, launch_trainer, read_status, reap, request_cancel,
-                         trainer_exit_code)
+from modelwiz.engine.runs import (
+    FINAL_STATES,
+    effective_state,
+    launch_trainer,
+    read_status,
+    reap,
+    request_cancel,
+    trainer_exit_code,
+)
 from modelwiz.engine.workflow import choose, recommend, start_run
 
 EventSink = Callable[[dict[str, Any]], None]
 POLL_S = 0.25
 
 
-def run_batch(config: Config, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
-              runs_dir: str | Path | None = None, top: int = 5) -> dict[str, Any]:
+def run_batch(
+    config: Config,
+    on_event: EventSink,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    runs_dir: str | Path | None = None,
+    top: int = 5,
+) -> dict[str, Any]:
     rec = recommend(config)
     on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
     on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
     on_event(ev_schema.Recommendation(models=[r.to_dict() for r in rec.ranked[:top]]).to_json())
     choice = choose(config, rec)
     c = choice.to_dict()
-    on_event(ev_schema.ModelChosen(id=c["id"], name=c["name"], source=c["source"], score=c["score"],
-                                   est_train_memory_gb=c["est_train_memory_gb"], strategy=c["strategy"],
-                                   batch_size=c["batch_size"], precision=c["precision"], device=c["device"],
-                                   reasons=c["reasons"]).to_json())
+    on_event(
+        ev_schema.ModelChosen(
+            id=c["id"],
+            name=c["name"],
+            source=c["source"],
+            score=c["score"],
+            est_train_memory_gb=c["est_train_memory_gb"],
+            strategy=c["strategy"],
+            batch_size=c["batch_size"],
+            precision=c["precision"],
+            device=c["device"],
+            reasons=c["reasons"],
+        ).to_json()
+    )
     run_dir = start_run(config, choice, runs_dir=runs_dir)
     on_event(ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json())
     return follow_run(run_dir, on_event, stop=stop)
 
 
-def follow_run(run_dir: Path, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False,
-               offset: int = 0) -> dict[str, Any]:
+def follow_run(
+    run_dir: Path, on_event: EventSink, *, stop: Callable[[], bool] = lambda: False, offset: int = 0
+) -> dict[str, Any]:
     """Relay a run's events until it finishes; `stop()` true asks the trainer to cancel (it
     checkpoints first) and keeps following until it has stopped. The summary comes from the
     whole stream folded (engine.events.RunState), whatever `offset` relaying started at."""
@@ -72,19 +97,29 @@ def summarize(run_dir: Path, state: RunState) -> dict[str, Any]:
     """The contract's summary object: metrics are the best evaluation's (the exported model)."""
     status = read_status(run_dir)
     outcome = state.status if state.finished else effective_state(status, run_dir)
-    exit_code = state.exit_code if state.finished and state.exit_code is not None else \
-        {"completed": 0, "cancelled": 130}.get(outcome, 1)
+    exit_code = (
+        state.exit_code
+        if state.finished and state.exit_code is not None
+        else {"completed": 0, "cancelled": 130}.get(outcome, 1)
+    )
     pid = status.get("pid")
     if not state.finished and outcome == "failed" and pid and trainer_exit_code(pid) == 2:
         exit_code = 2
     metrics = state.best_metrics()
     summary = ev_schema.Summary(
-        run_id=status.get("run_id", run_dir.name), run_dir=str(run_dir), status=outcome, model=status.get("model"),
+        run_id=status.get("run_id", run_dir.name),
+        run_dir=str(run_dir),
+        status=outcome,
+        model=status.get("model"),
         metrics={"accuracy": metrics.pop("accuracy", None), "macro_f1": metrics.pop("macro_f1", None), **metrics},
-        model_path=state.model_path if outcome == "completed" else None, exit_code=int(exit_code),
-        best_epoch=state.best_epoch, resumed_from_step=state.resumed_from_step,
+        model_path=state.model_path if outcome == "completed" else None,
+        exit_code=int(exit_code),
+        best_epoch=state.best_epoch,
+        resumed_from_step=state.resumed_from_step,
         error=(state.error or status.get("error") or f"the trainer stopped unexpectedly; see {run_dir / 'trainer.log'}")
-        if outcome == "failed" else None)
+        if outcome == "failed"
+        else None,
+    )
     return summary.to_json()
 
 
@@ -98,6 +133,8 @@ def resume_run(run_dir: Path) -> None:
     if state == "completed":
         raise UserError(f"run {run_dir.name} already completed; nothing to resume")
     if not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise UserError(f"run {run_dir.name} has no checkpoint yet (it stopped before its first epoch ended); "
-                        "start a new run with the same config")
+        raise UserError(
+            f"run {run_dir.name} has no checkpoint yet (it stopped before its first epoch ended); "
+            "start a new run with the same config"
+        )
     launch_trainer(run_dir, resume=True)

@@ -19,7 +19,7 @@ from modelwiz.engine.errors import UserError
 MODALITIES = ("text", "image")
 STRATEGIES = ("auto", "linear-probe", "partial", "full")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-METRICS = ("macro_f1", "accuracy", "val_loss")      # what "best" means (engine.events.is_better)
+METRICS = ("macro_f1", "accuracy", "val_loss")  # what "best" means (engine.events.is_better)
 
 
 @dataclass
@@ -35,9 +35,9 @@ class TaskConfig:
 @dataclass
 class ConstraintsConfig:
     device: str = "auto"
-    max_memory_gb: float | None = None     # None: what the chosen device has
+    max_memory_gb: float | None = None  # None: what the chosen device has
     max_params_m: float | None = None
-    licenses: list[str] = field(default_factory=list)   # empty: any license
+    licenses: list[str] = field(default_factory=list)  # empty: any license
     offline: bool = False
 
 
@@ -55,16 +55,16 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 42
     nproc: int = 1
-    grad_accum: int = 1         # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
-    metric: str = "macro_f1"    # what "best" means: the checkpoint exported, the runs list, the report
-    max_length: int = 128       # text: tokens per example
-    image_size: int | str = "auto"   # image: side in pixels; auto = the model's own
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
+    metric: str = "macro_f1"  # what "best" means: the checkpoint exported, the runs list, the report
+    max_length: int = 128  # text: tokens per example
+    image_size: int | str = "auto"  # image: side in pixels; auto = the model's own
     max_train_samples: int = 0  # 0: all
 
 
 @dataclass
 class OutputConfig:
-    runs_dir: str = ""          # empty: $MODELWIZ_HOME/runs
+    runs_dir: str = ""  # empty: $MODELWIZ_HOME/runs
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    source: str = ""            # the file this was read from, for messages
+    source: str = ""  # the file this was read from, for messages
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -135,8 +135,17 @@ def _check_keys(section: str, table: dict[str, Any], allowed: list[str], source:
             raise UserError(f"{_where(section, key, source)}: unknown key; {hint}")
 
 
-def _number(section: str, key: str, value: Any, source: str, *, integer: bool = False,
-            minimum: float | None = None, maximum: float | None = None, exclusive_min: bool = False) -> Any:
+def _number(
+    section: str,
+    key: str,
+    value: Any,
+    source: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_min: bool = False,
+) -> Any:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise UserError(f"{_where(section, key, source)} must be {kind}, got {value!r}")
@@ -184,10 +193,16 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
     for section, value in raw.items():
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
-            hint = f"did you mean [{close[0]}]?" if close else f"known tables: {', '.join('[' + s + ']' for s in SECTIONS)}"
+            hint = (
+                f"did you mean [{close[0]}]?"
+                if close
+                else f"known tables: {', '.join('[' + s + ']' for s in SECTIONS)}"
+            )
             raise UserError(f"{source + ': ' if source else ''}unknown table [{section}]; {hint}")
         if not isinstance(value, dict):
-            raise UserError(f"{source + ': ' if source else ''}[{section}] must be a table, e.g. [{section}] on its own line")
+            raise UserError(
+                f"{source + ': ' if source else ''}[{section}] must be a table, e.g. [{section}] on its own line"
+            )
         _check_keys(section, value, [f.name for f in fields(SECTIONS[section])], source)
 
     cfg = Config(source=source)
@@ -204,8 +219,9 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
         if isinstance(v, str):
             task.validation = _resolve_path(v, base_dir)
         else:
-            task.validation = float(_number("task", "validation", v, source, minimum=0.0, maximum=0.9,
-                                            exclusive_min=True))
+            task.validation = float(
+                _number("task", "validation", v, source, minimum=0.0, maximum=0.9, exclusive_min=True)
+            )
     for key in ("text_column", "label_column"):
         if key in t:
             setattr(task, key, _string("task", key, t[key], source))
@@ -215,16 +231,24 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
     if "device" in c:
         dev = _string("constraints", "device", c["device"], source)
         if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
-            raise UserError(f"{_where('constraints', 'device', source)} must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+            raise UserError(
+                f"{_where('constraints', 'device', source)} must be auto, cpu, cuda, cuda:N or mps; got {dev!r}"
+            )
         con.device = dev
     if "max_memory_gb" in c:
-        con.max_memory_gb = float(_number("constraints", "max_memory_gb", c["max_memory_gb"], source, minimum=0, exclusive_min=True))
+        con.max_memory_gb = float(
+            _number("constraints", "max_memory_gb", c["max_memory_gb"], source, minimum=0, exclusive_min=True)
+        )
     if "max_params_m" in c:
-        con.max_params_m = float(_number("constraints", "max_params_m", c["max_params_m"], source, minimum=0, exclusive_min=True))
+        con.max_params_m = float(
+            _number("constraints", "max_params_m", c["max_params_m"], source, minimum=0, exclusive_min=True)
+        )
     if "licenses" in c:
         lic = c["licenses"]
         if not isinstance(lic, list) or not all(isinstance(x, str) for x in lic):
-            raise UserError(f"{_where('constraints', 'licenses', source)} must be a list of strings, e.g. [\"apache-2.0\", \"mit\"]")
+            raise UserError(
+                f'{_where("constraints", "licenses", source)} must be a list of strings, e.g. ["apache-2.0", "mit"]'
+            )
         con.licenses = [x.lower() for x in lic]
     if "offline" in c:
         con.offline = _bool("constraints", "offline", c["offline"], source)
@@ -232,7 +256,9 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
     m = raw.get("model", {})
     if "id" in m:
         cfg.model.id = _string("model", "id", m["id"], source).strip()
-        if cfg.model.id and (cfg.model.id.startswith((".", "/", "~")) or (base_dir and (base_dir / cfg.model.id).is_dir())):
+        if cfg.model.id and (
+            cfg.model.id.startswith((".", "/", "~")) or (base_dir and (base_dir / cfg.model.id).is_dir())
+        ):
             cfg.model.id = _resolve_path(cfg.model.id, base_dir)
 
     tr = raw.get("train", {})
@@ -258,22 +284,29 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
     if "nproc" in tr:
         train.nproc = _number("train", "nproc", tr["nproc"], source, integer=True, minimum=1, maximum=64)
         if train.nproc > 1:
-            raise UserError(f"{_where('train', 'nproc', source)} = {train.nproc}: multi-process (DDP) training is not "
-                            "supported yet; set nproc = 1")
+            raise UserError(
+                f"{_where('train', 'nproc', source)} = {train.nproc}: multi-process (DDP) training is not "
+                "supported yet; set nproc = 1"
+            )
     if "grad_accum" in tr:
-        train.grad_accum = _number("train", "grad_accum", tr["grad_accum"], source, integer=True, minimum=1, maximum=1024)
+        train.grad_accum = _number(
+            "train", "grad_accum", tr["grad_accum"], source, integer=True, minimum=1, maximum=1024
+        )
     if "metric" in tr:
         train.metric = _choice("train", "metric", tr["metric"], METRICS, source)
     if "max_length" in tr:
-        train.max_length = _number("train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192)
+        train.max_length = _number(
+            "train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192
+        )
     if "image_size" in tr:
         size = tr["image_size"]
         if size != "auto":
             size = _number("train", "image_size", size, source, integer=True, minimum=16, maximum=2048)
         train.image_size = size
     if "max_train_samples" in tr:
-        train.max_train_samples = _number("train", "max_train_samples", tr["max_train_samples"], source,
-                                          integer=True, minimum=0)
+        train.max_train_samples = _number(
+            "train", "max_train_samples", tr["max_train_samples"], source, integer=True, minimum=0
+        )
 
     o = raw.get("output", {})
     if "runs_dir" in o:
@@ -284,7 +317,9 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
 def load_config(path: str | Path, *, require_train: bool = True) -> Config:
     path = Path(path)
     if not path.exists():
-        raise UserError(f"config file {path} does not exist; check the path (`modelwiz demo-config` prints a working example)")
+        raise UserError(
+            f"config file {path} does not exist; check the path (`modelwiz demo-config` prints a working example)"
+        )
     if path.is_dir():
         raise UserError(f"{path} is a folder; pass the path of a .toml config file")
     try:

@@ -23,18 +23,35 @@ from modelwiz.engine.errors import UserError
 
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-TEXT_NAMES = ("text", "sentence", "review", "content", "message", "body", "comment", "document", "utterance",
-              "query", "question", "tweet", "description", "title", "input")
+TEXT_NAMES = (
+    "text",
+    "sentence",
+    "review",
+    "content",
+    "message",
+    "body",
+    "comment",
+    "document",
+    "utterance",
+    "query",
+    "question",
+    "tweet",
+    "description",
+    "title",
+    "input",
+)
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "y", "intent", "sentiment", "tag", "topic")
 MIN_PER_CLASS = 2
-MAX_FILE_BYTES = 2 * 1024 ** 3
-_EN_STOPWORDS = set("the a an and or to of in on for is are was were it this that with my your i you we be not have has "
-                    "at by from as but do does did can will would please".split())
+MAX_FILE_BYTES = 2 * 1024**3
+_EN_STOPWORDS = set(
+    "the a an and or to of in on for is are was were it this that with my your i you we be not have has "
+    "at by from as but do does did can will would please".split()
+)
 
 
 @dataclass
 class Split:
-    items: list[Any]          # texts (str) or image paths (str)
+    items: list[Any]  # texts (str) or image paths (str)
     labels: list[int]
 
 
@@ -49,9 +66,9 @@ class DataSummary:
     val_size: int
     text_column: str = ""
     label_column: str = ""
-    length_chars: dict[str, float] = field(default_factory=dict)   # min / mean / median / p95 / max
+    length_chars: dict[str, float] = field(default_factory=dict)  # min / mean / median / p95 / max
     length_words: dict[str, float] = field(default_factory=dict)
-    language: str = ""          # "en", "non-en" or "" (unknown / images)
+    language: str = ""  # "en", "non-en" or "" (unknown / images)
     dropped_rows: int = 0
     duplicates: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -65,7 +82,8 @@ class DataSummary:
     def balance(self) -> float:
         """Smallest class over largest class (1.0 = balanced)."""
         counts = list(self.class_counts.values())
-        return min(counts) / max(counts) if counts and max(counts) else 0.0
+        low, high = min(counts, default=0), max(counts, default=0)
+        return low / high if high else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -87,13 +105,18 @@ class TaskData:
 
 # ----------------------------------------------------------------------------------- reading text
 
+
 def _check_file(path: Path, what: str) -> None:
     if not str(path):
         raise UserError(f"no {what} given; set [task] train to a .csv, .tsv or .jsonl file")
     if not path.exists():
-        raise UserError(f"{what} {path} does not exist; check the path ([task] train in a config is relative to the config's folder)")
+        raise UserError(
+            f"{what} {path} does not exist; check the path ([task] train in a config is relative to the config's folder)"
+        )
     if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; for text give a .csv/.tsv/.jsonl file, for images set [task] modality = \"image\"")
+        raise UserError(
+            f'{what} {path} is a folder; for text give a .csv/.tsv/.jsonl file, for images set [task] modality = "image"'
+        )
     size = path.stat().st_size
     if size == 0:
         raise UserError(f"{what} {path} is empty; it needs a header row and labelled examples")
@@ -129,20 +152,24 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except ValueError:
-                raise UserError(f"{path}:{n}: not valid JSON; each line must be one JSON object like "
-                                "{\"text\": \"...\", \"label\": \"...\"}") from None
+                raise UserError(
+                    f"{path}:{n}: not valid JSON; each line must be one JSON object like "
+                    '{"text": "...", "label": "..."}'
+                ) from None
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
             rows.append(obj)
             for k in obj:
                 columns.setdefault(str(k), None)
         return list(columns), rows
-    delimiter = TEXT_SUFFIXES[suffix]
+    delimiter = TEXT_SUFFIXES[suffix] or ","
     try:
         reader = csv.reader(text.splitlines(), delimiter=delimiter, strict=True)
         table = [r for r in reader]
     except csv.Error as exc:
-        raise UserError(f"{path}: cannot parse as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); check quoting") from None
+        raise UserError(
+            f"{path}: cannot parse as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); check quoting"
+        ) from None
     table = [r for r in table if any(cell.strip() for cell in r)]
     if not table:
         raise UserError(f"{path} has no rows; it needs a header row and labelled examples")
@@ -157,9 +184,11 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     rows = []
     for n, r in enumerate(table[1:], 2):
         if len(r) != len(header):
-            raise UserError(f"{path}: row {n} has {len(r)} fields but the header has {len(header)}; "
-                            "quote fields that contain the separator")
-        rows.append(dict(zip(header, r)))
+            raise UserError(
+                f"{path}: row {n} has {len(r)} fields but the header has {len(header)}; "
+                "quote fields that contain the separator"
+            )
+        rows.append(dict(zip(header, r, strict=False)))
     return header, rows
 
 
@@ -175,8 +204,9 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-def detect_columns(columns: list[str], rows: list[dict[str, Any]], text_column: str = "",
-                   label_column: str = "", source: str = "") -> tuple[str, str]:
+def detect_columns(
+    columns: list[str], rows: list[dict[str, Any]], text_column: str = "", label_column: str = "", source: str = ""
+) -> tuple[str, str]:
     """The text and label columns: named ones are checked, otherwise guessed from names and content."""
     where = f"{source}: " if source else ""
     for name, what in ((text_column, "text_column"), (label_column, "label_column")):
@@ -221,8 +251,10 @@ def detect_columns(columns: list[str], rows: list[dict[str, Any]], text_column: 
     if not text:
         raise UserError(f"{where}no text column found among {', '.join(columns)}; set [task] text_column")
     if not label:
-        raise UserError(f"{where}no label column found among {', '.join(columns)} (a column with a few repeated "
-                        "values); set [task] label_column")
+        raise UserError(
+            f"{where}no label column found among {', '.join(columns)} (a column with a few repeated "
+            "values); set [task] label_column"
+        )
     if text == label:
         raise UserError(f"{where}text and label columns are both '{text}'; set [task] text_column and label_column")
     return text, label
@@ -240,8 +272,13 @@ def _stats(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
     s = sorted(values)
-    return {"min": s[0], "mean": round(statistics.fmean(s), 1), "median": statistics.median(s),
-            "p95": s[min(len(s) - 1, int(0.95 * len(s)))], "max": s[-1]}
+    return {
+        "min": s[0],
+        "mean": round(statistics.fmean(s), 1),
+        "median": statistics.median(s),
+        "p95": s[min(len(s) - 1, int(0.95 * len(s)))],
+        "max": s[-1],
+    }
 
 
 def guess_language(texts: list[str]) -> str:
@@ -258,7 +295,9 @@ def guess_language(texts: list[str]) -> str:
     return ""
 
 
-def load_text_rows(path: Path, text_column: str = "", label_column: str = "") -> tuple[list[str], list[str], str, str, int]:
+def load_text_rows(
+    path: Path, text_column: str = "", label_column: str = ""
+) -> tuple[list[str], list[str], str, str, int]:
     columns, rows = read_table(path)
     if not rows:
         raise UserError(f"{path} has a header but no examples; add labelled rows")
@@ -278,14 +317,19 @@ def load_text_rows(path: Path, text_column: str = "", label_column: str = "") ->
 
 # ----------------------------------------------------------------------------------- reading images
 
+
 def load_image_folder(root: Path, *, verify: bool = True) -> tuple[list[str], list[str]]:
     if not root.exists():
-        raise UserError(f"image folder {root} does not exist; set [task] train to a folder with one sub-folder per class")
+        raise UserError(
+            f"image folder {root} does not exist; set [task] train to a folder with one sub-folder per class"
+        )
     if not root.is_dir():
         raise UserError(f"{root} is a file; for images set [task] train to a folder with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise UserError(f"{root} has no class sub-folders; put each class's images in its own sub-folder ({root}/cat/1.jpg)")
+        raise UserError(
+            f"{root} has no class sub-folders; put each class's images in its own sub-folder ({root}/cat/1.jpg)"
+        )
     paths, labels = [], []
     for d in class_dirs:
         for f in sorted(d.rglob("*")):
@@ -308,6 +352,7 @@ def load_image_folder(root: Path, *, verify: bool = True) -> tuple[list[str], li
 
 
 # ----------------------------------------------------------------------------------- splitting
+
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices (train, val): each class contributes round(n*fraction) examples to validation, at least
@@ -344,11 +389,15 @@ def load_task_data(task: Any, *, seed: int = 42, verify_images: bool = True) -> 
     label_names = sorted(counts)
     source = str(path)
     if len(label_names) < 2:
-        raise UserError(f"{source}: only one class ('{label_names[0]}') — classification needs at least 2 classes; "
-                        "check the label column" + (f" ('{label_col}')" if label_col else ""))
+        raise UserError(
+            f"{source}: only one class ('{label_names[0]}') — classification needs at least 2 classes; "
+            "check the label column" + (f" ('{label_col}')" if label_col else "")
+        )
     if len(label_names) > 1000 or (task.modality == "text" and len(label_names) > max(50, len(items) // 2)):
-        raise UserError(f"{source}: {len(label_names)} distinct labels in {len(items)} examples — "
-                        f"'{label_col or 'label'}' does not look like a class column; set [task] label_column")
+        raise UserError(
+            f"{source}: {len(label_names)} distinct labels in {len(items)} examples — "
+            f"'{label_col or 'label'}' does not look like a class column; set [task] label_column"
+        )
     index = {name: i for i, name in enumerate(label_names)}
     labels = [index[y] for y in raw_labels]
 
@@ -360,23 +409,34 @@ def load_task_data(task: Any, *, seed: int = 42, verify_images: bool = True) -> 
             v_items, v_raw, *_ = load_text_rows(val_path, text_col, label_col)
         unknown = sorted(set(v_raw) - set(index))
         if unknown:
-            raise UserError(f"{val_path}: label '{unknown[0]}' does not occur in the training data; "
-                            "validation labels must be a subset of training labels")
+            raise UserError(
+                f"{val_path}: label '{unknown[0]}' does not occur in the training data; "
+                "validation labels must be a subset of training labels"
+            )
         train = Split(items, labels)
         val = Split(v_items, [index[y] for y in v_raw])
     else:
         small = [name for name in label_names if counts[name] < MIN_PER_CLASS]
         if small:
-            raise UserError(f"{source}: class '{small[0]}' has only {counts[small[0]]} example; each class needs at "
-                            f"least {MIN_PER_CLASS} (10+ recommended) — add examples or remove the class")
+            raise UserError(
+                f"{source}: class '{small[0]}' has only {counts[small[0]]} example; each class needs at "
+                f"least {MIN_PER_CLASS} (10+ recommended) — add examples or remove the class"
+            )
         tr_idx, va_idx = stratified_split(labels, float(task.validation), seed)
         train = Split([items[i] for i in tr_idx], [labels[i] for i in tr_idx])
         val = Split([items[i] for i in va_idx], [labels[i] for i in va_idx])
 
     summary = DataSummary(
-        modality=task.modality, source=source, rows=len(items), label_names=label_names,
-        class_counts={name: counts[name] for name in label_names}, train_size=len(train.items),
-        val_size=len(val.items), text_column=text_col, label_column=label_col, dropped_rows=dropped,
+        modality=task.modality,
+        source=source,
+        rows=len(items),
+        label_names=label_names,
+        class_counts={name: counts[name] for name in label_names},
+        train_size=len(train.items),
+        val_size=len(val.items),
+        text_column=text_col,
+        label_column=label_col,
+        dropped_rows=dropped,
     )
     _describe(summary, items, raw_labels)
     return TaskData(task.modality, label_names, train, val, summary)
@@ -390,7 +450,7 @@ def _describe(summary: DataSummary, items: list[str], raw_labels: list[str]) -> 
         summary.language = guess_language(items)
         seen: dict[str, str] = {}
         dup = conflict = 0
-        for t, y in zip(items, raw_labels):
+        for t, y in zip(items, raw_labels, strict=True):
             key = t.strip().lower()
             if key in seen:
                 dup += 1
@@ -403,15 +463,17 @@ def _describe(summary: DataSummary, items: list[str], raw_labels: list[str]) -> 
         short = sum(1 for t in items if len(t.split()) < 3)
         if short > len(items) * 0.1:
             w.append(f"{short} texts have fewer than 3 words")
-        summary.preview = [{"text": t[:200], "label": y} for t, y in list(zip(items, raw_labels))[:8]]
+        summary.preview = [{"text": t[:200], "label": y} for t, y in list(zip(items, raw_labels, strict=True))[:8]]
     else:
-        summary.preview = [{"path": p, "label": y} for p, y in list(zip(items, raw_labels))[:8]]
+        summary.preview = [{"path": p, "label": y} for p, y in list(zip(items, raw_labels, strict=True))[:8]]
     if summary.dropped_rows:
         w.append(f"{summary.dropped_rows} rows skipped: empty text or label")
     if summary.balance < 0.2:
         small = min(summary.class_counts, key=summary.class_counts.get)  # type: ignore[arg-type]
-        w.append(f"classes are imbalanced: '{small}' has {summary.class_counts[small]} examples vs "
-                 f"{max(summary.class_counts.values())} for the largest")
+        w.append(
+            f"classes are imbalanced: '{small}' has {summary.class_counts[small]} examples vs "
+            f"{max(summary.class_counts.values())} for the largest"
+        )
     few = [n for n, c in summary.class_counts.items() if c < 10]
     if few:
         w.append(f"{len(few)} class(es) have fewer than 10 examples (e.g. '{few[0]}'); results will be noisy")

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 
 from modelwiz.engine.errors import UserError
 
-SCHEMA_VERSION = 2          # the major version this module writes and reads
+SCHEMA_VERSION = 2  # the major version this module writes and reads
 DEFAULT_METRIC = "macro_f1"
-METRICS = ("macro_f1", "accuracy", "val_loss")     # what "best" may mean; val_loss is minimised
+METRICS = ("macro_f1", "accuracy", "val_loss")  # what "best" may mean; val_loss is minimised
 
 
 class SchemaError(ValueError):
@@ -36,6 +36,7 @@ class SchemaError(ValueError):
 
 # ------------------------------------------------------------------------------ the records
 
+
 @dataclass
 class Event:
     """Base of every record; `kind` is the value of the line's `event` key."""
@@ -43,8 +44,12 @@ class Event:
     kind: ClassVar[str] = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": SCHEMA_VERSION, "event": self.kind, "time": round(time.time(), 3),
-                **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        return {
+            "v": SCHEMA_VERSION,
+            "event": self.kind,
+            "time": round(time.time(), 3),
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+        }
 
 
 EVENT_TYPES: dict[str, type[Event]] = {}
@@ -57,25 +62,26 @@ def _register(cls: type[Event]) -> type[Event]:
 
 # batch front-end: before the trainer starts
 
+
 @_register
 @dataclass
 class DataChecked(Event):
     kind: ClassVar[str] = "data_checked"
-    summary: dict[str, Any]                  # engine.data.DataSummary.to_dict()
+    summary: dict[str, Any]  # engine.data.DataSummary.to_dict()
 
 
 @_register
 @dataclass
 class HardwareRead(Event):
     kind: ClassVar[str] = "hardware"
-    report: dict[str, Any]                   # engine.hardware.HardwareReport.to_dict()
+    report: dict[str, Any]  # engine.hardware.HardwareReport.to_dict()
 
 
 @_register
 @dataclass
 class Recommendation(Event):
     kind: ClassVar[str] = "recommendation"
-    models: list[Any]                        # engine.recommend.Ranked.to_dict(), best first
+    models: list[Any]  # engine.recommend.Ranked.to_dict(), best first
 
 
 @_register
@@ -104,6 +110,7 @@ class RunCreated(Event):
 
 # the trainer
 
+
 @_register
 @dataclass
 class RunStarted(Event):
@@ -119,8 +126,8 @@ class Resumed(Event):
     """A resumed run has loaded its checkpoint and continues from this point."""
 
     kind: ClassVar[str] = "resumed"
-    epoch: int                               # the epoch in progress (1-based)
-    step: int                                # optimizer steps already done
+    epoch: int  # the epoch in progress (1-based)
+    step: int  # optimizer steps already done
 
 
 @_register
@@ -175,15 +182,15 @@ class EpochStarted(Event):
 class Step(Event):
     kind: ClassVar[str] = "step"
     epoch: int
-    step: int                                # optimizer steps so far
+    step: int  # optimizer steps so far
     total_steps: int
-    loss: float                              # training loss, mean over the logging window
+    loss: float  # training loss, mean over the logging window
     lr: float
     samples_per_s: float
-    mem_allocated_gb: float                  # this process (CUDA: torch allocator; CPU: process RSS)
+    mem_allocated_gb: float  # this process (CUDA: torch allocator; CPU: process RSS)
     eta_s: float | None = None
-    mem_peak_gb: float | None = None         # CUDA: torch.cuda.max_memory_allocated
-    mem_device_gb: float | None = None       # device-wide in use (CUDA: total - free; CPU: RAM in use)
+    mem_peak_gb: float | None = None  # CUDA: torch.cuda.max_memory_allocated
+    mem_device_gb: float | None = None  # device-wide in use (CUDA: total - free; CPU: RAM in use)
     mem_total_gb: float | None = None
 
 
@@ -199,7 +206,7 @@ class Evaluated(Event):
     precision: float
     recall: float
     confusion_matrix: list[list[int]] = field(default_factory=list)
-    per_class: list[Any] = field(default_factory=list)   # per label: precision, recall, f1, support
+    per_class: list[Any] = field(default_factory=list)  # per label: precision, recall, f1, support
 
 
 @_register
@@ -209,7 +216,7 @@ class CheckpointSaved(Event):
     epoch: int
     step: int
     path: str
-    best: bool = False                       # this checkpoint is the best so far
+    best: bool = False  # this checkpoint is the best so far
 
 
 @_register
@@ -217,14 +224,14 @@ class CheckpointSaved(Event):
 class Exported(Event):
     kind: ClassVar[str] = "exported"
     model_path: str
-    epoch: int                               # the (best) epoch whose weights were exported
+    epoch: int  # the (best) epoch whose weights were exported
 
 
 @_register
 @dataclass
 class Log(Event):
     kind: ClassVar[str] = "log"
-    level: str                               # info | warning | error
+    level: str  # info | warning | error
     message: str
 
 
@@ -232,8 +239,8 @@ class Log(Event):
 @dataclass
 class RunFinished(Event):
     kind: ClassVar[str] = "run_finished"
-    status: str                              # completed | failed | cancelled
-    metrics: dict[str, Any]                  # the best evaluation's metrics ({} when none ran)
+    status: str  # completed | failed | cancelled
+    metrics: dict[str, Any]  # the best evaluation's metrics ({} when none ran)
     model_path: str | None = None
     checkpoint: str | None = None
     error: str | None = None
@@ -241,6 +248,7 @@ class RunFinished(Event):
 
 
 # the batch front-end's last line
+
 
 @_register
 @dataclass
@@ -298,10 +306,14 @@ def check_version(obj: dict[str, Any], source: str = "") -> None:
     if v != SCHEMA_VERSION:
         where = f"{source}: " if source else ""
         if isinstance(v, int) and v > SCHEMA_VERSION:
-            raise UserError(f"{where}events schema v{v} was written by a newer modelwiz (this one reads "
-                            f"v{SCHEMA_VERSION}); upgrade modelwiz to read this run")
-        raise UserError(f"{where}events schema v{v!r} is not one this modelwiz reads (v{SCHEMA_VERSION}); "
-                        "the run was written by an incompatible modelwiz version")
+            raise UserError(
+                f"{where}events schema v{v} was written by a newer modelwiz (this one reads "
+                f"v{SCHEMA_VERSION}); upgrade modelwiz to read this run"
+            )
+        raise UserError(
+            f"{where}events schema v{v!r} is not one this modelwiz reads (v{SCHEMA_VERSION}); "
+            "the run was written by an incompatible modelwiz version"
+        )
 
 
 def parse_event(obj: dict[str, Any], *, strict: bool = False) -> Event:
@@ -330,6 +342,7 @@ def parse_event(obj: dict[str, Any], *, strict: bool = False) -> Event:
 
 
 # ------------------------------------------------------------------------------ writing, reading
+
 
 class EventWriter:
     """Appends records to a file, one line each, flushed per event."""
@@ -388,6 +401,7 @@ def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> tu
 
 # ------------------------------------------------------------------------------ "best", once
 
+
 def metric_value(record: dict[str, Any], metric: str) -> float | None:
     value = record.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -416,7 +430,7 @@ class RunState:
 
     run_id: str = ""
     run_dir: str = ""
-    status: str = "queued"           # queued | running | completed | failed | cancelled
+    status: str = "queued"  # queued | running | completed | failed | cancelled
     model: str = ""
     params: int = 0
     trainable_params: int = 0
@@ -433,16 +447,16 @@ class RunState:
     epoch: int = 0
     step: int = 0
     resumed_from_step: int | None = None
-    losses: list[tuple[int, float]] = field(default_factory=list)    # (step, training loss)
-    evals: list[dict[str, Any]] = field(default_factory=list)        # one per epoch, METRIC_KEYS
-    best: dict[str, Any] = field(default_factory=dict)               # the best of `evals` on `metric`
-    last_eval: dict[str, Any] = field(default_factory=dict)          # the latest eval event, in full
-    best_eval: dict[str, Any] = field(default_factory=dict)          # the best eval event, in full
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
+    evals: list[dict[str, Any]] = field(default_factory=list)  # one per epoch, METRIC_KEYS
+    best: dict[str, Any] = field(default_factory=dict)  # the best of `evals` on `metric`
+    last_eval: dict[str, Any] = field(default_factory=dict)  # the latest eval event, in full
+    best_eval: dict[str, Any] = field(default_factory=dict)  # the best eval event, in full
     samples_per_s: float | None = None
     eta_s: float | None = None
-    memory: dict[str, float] = field(default_factory=dict)           # the latest mem_* figures
+    memory: dict[str, float] = field(default_factory=dict)  # the latest mem_* figures
     mem_peak_gb: float = 0.0
-    logs: list[tuple[str, str]] = field(default_factory=list)        # (level, message)
+    logs: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
     model_path: str | None = None
     exported_epoch: int | None = None
     checkpoint: str | None = None
@@ -481,13 +495,22 @@ class RunState:
         elif kind == "resumed":
             self.resumed_from_step, self.step = obj.get("step"), obj.get("step", self.step)
         elif kind == "data":
-            self.labels, self.train_size, self.val_size = list(obj.get("labels") or []), obj.get("train_size", 0), \
-                obj.get("val_size", 0)
+            self.labels, self.train_size, self.val_size = (
+                list(obj.get("labels") or []),
+                obj.get("train_size", 0),
+                obj.get("val_size", 0),
+            )
         elif kind == "model":
-            self.model, self.params, self.trainable_params = obj.get("model", ""), obj.get("params", 0), \
-                obj.get("trainable_params", 0)
-            self.strategy, self.device, self.precision = obj.get("strategy", ""), obj.get("device", ""), \
-                obj.get("precision", "")
+            self.model, self.params, self.trainable_params = (
+                obj.get("model", ""),
+                obj.get("params", 0),
+                obj.get("trainable_params", 0),
+            )
+            self.strategy, self.device, self.precision = (
+                obj.get("strategy", ""),
+                obj.get("device", ""),
+                obj.get("precision", ""),
+            )
         elif kind == "plan":
             self.plan = dict(obj.get("plan") or {})
             self.epochs, self.total_steps = obj.get("epochs", 0), obj.get("total_steps", 0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelwiz.engine.errors import UserError
 
-GB = 1024 ** 3
+GB = 1024**3
 
 
 @dataclass
@@ -51,7 +51,7 @@ class HardwareReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HardwareReport":
+    def from_dict(cls, d: dict[str, Any]) -> HardwareReport:
         d = dict(d)
         d["gpus"] = [GPUInfo(**g) for g in d.get("gpus", [])]
         return cls(**d)
@@ -63,14 +63,17 @@ class HardwareReport:
             idx = int(requested.split(":")[1]) if ":" in requested else 0
             if not self.gpus:
                 why = f" ({self.probe_error})" if self.probe_error else ""
-                raise UserError(f"[constraints] device = \"{requested}\" but no CUDA GPU was detected{why}; "
-                                "use \"auto\" or \"cpu\"")
+                raise UserError(
+                    f'[constraints] device = "{requested}" but no CUDA GPU was detected{why}; use "auto" or "cpu"'
+                )
             if idx not in {g.index for g in self.gpus}:
-                raise UserError(f"[constraints] device = \"{requested}\" but this machine has GPU(s) "
-                                f"{', '.join(f'cuda:{g.index}' for g in self.gpus)}")
+                raise UserError(
+                    f'[constraints] device = "{requested}" but this machine has GPU(s) '
+                    f"{', '.join(f'cuda:{g.index}' for g in self.gpus)}"
+                )
             return f"cuda:{idx}"
         if requested == "mps" and not self.mps:
-            raise UserError("[constraints] device = \"mps\" but Apple MPS is not available; use \"auto\" or \"cpu\"")
+            raise UserError('[constraints] device = "mps" but Apple MPS is not available; use "auto" or "cpu"')
         if requested != "auto":
             return requested
         if self.gpus:
@@ -106,7 +109,9 @@ def cpu_model_name() -> str:
         pass
     if sys.platform == "darwin":
         try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            )
             if out.stdout.strip():
                 return out.stdout.strip()
         except (OSError, subprocess.SubprocessError):
@@ -125,8 +130,12 @@ def probe_accelerators() -> dict[str, Any]:
     """Run inside the probe subprocess: import torch and describe GPUs and MPS."""
     import torch
 
-    out: dict[str, Any] = {"gpus": [], "mps": False, "torch_version": torch.__version__,
-                           "cuda_version": torch.version.cuda or ""}
+    out: dict[str, Any] = {
+        "gpus": [],
+        "mps": False,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+    }
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
@@ -134,10 +143,16 @@ def probe_accelerators() -> dict[str, Any]:
                 free, total = torch.cuda.mem_get_info(i)
             except RuntimeError:
                 free, total = props.total_memory, props.total_memory
-            out["gpus"].append({
-                "index": i, "name": props.name, "total_gb": round(total / GB, 2), "free_gb": round(free / GB, 2),
-                "compute_capability": f"{props.major}.{props.minor}", "bf16": props.major >= 8,
-            })
+            out["gpus"].append(
+                {
+                    "index": i,
+                    "name": props.name,
+                    "total_gb": round(total / GB, 2),
+                    "free_gb": round(free / GB, 2),
+                    "compute_capability": f"{props.major}.{props.minor}",
+                    "bf16": props.major >= 8,
+                }
+            )
     mps = getattr(torch.backends, "mps", None)
     out["mps"] = bool(mps is not None and mps.is_available())
     return out
@@ -146,8 +161,12 @@ def probe_accelerators() -> dict[str, Any]:
 def run_probe(timeout_s: float = 60.0) -> dict[str, Any]:
     """Accelerator facts from a subprocess; on failure a dict with `probe_error`."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "modelwiz.engine.hardware", "--probe"], capture_output=True, text=True,
-                              timeout=timeout_s)
+        proc = subprocess.run(
+            [sys.executable, "-m", "modelwiz.engine.hardware", "--probe"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         return {"probe_error": f"accelerator probe timed out after {timeout_s:.0f}s"}
     except OSError as exc:

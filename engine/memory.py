@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-GB = 1024 ** 3
-CUDA_CONTEXT_GB = 0.5        # CUDA context + allocator slack
-CPU_RUNTIME_GB = 0.6         # torch + transformers imported, resident
-CNN_ACT_BYTES_PER_GFLOP = 35e6   # fp32 activation bytes per image per forward GFLOP
+GB = 1024**3
+CUDA_CONTEXT_GB = 0.5  # CUDA context + allocator slack
+CPU_RUNTIME_GB = 0.6  # torch + transformers imported, resident
+CNN_ACT_BYTES_PER_GFLOP = 35e6  # fp32 activation bytes per image per forward GFLOP
 # Eager fp32 training keeps more than the 16-bit formula doubled (fp32 attention scores, GELU and
 # LayerNorm inputs, transient gradients in backward). bench/memory_estimate.py measured 1.9-2.1x
 # on the CPU (BERT-base and all-MiniLM-L6-v2, torch 2.14, transformers 5.23); 16-bit is not yet
@@ -52,9 +52,17 @@ def trainable_fraction(strategy: str, num_layers: int) -> tuple[float, float]:
     return 1.0, 1.0
 
 
-def estimate(cand: Any, *, strategy: str = "full", batch_size: int = 16, seq_len: int = 128,
-             image_size: int | None = None, precision: str = "fp32", device: str = "cpu",
-             num_labels: int = 2) -> MemoryEstimate:
+def estimate(
+    cand: Any,
+    *,
+    strategy: str = "full",
+    batch_size: int = 16,
+    seq_len: int = 128,
+    image_size: int | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    num_labels: int = 2,
+) -> MemoryEstimate:
     params = max(int(cand.params or 0), 1)
     hidden = int(cand.hidden_size or 0)
     layers = int(cand.num_layers or 0)
@@ -93,9 +101,13 @@ def estimate(cand: Any, *, strategy: str = "full", batch_size: int = 16, seq_len
     overhead = (CUDA_CONTEXT_GB if device.startswith("cuda") else CPU_RUNTIME_GB) * GB
     total = weights + gradients + optimizer + activations + overhead
     return MemoryEstimate(
-        weights_gb=round(weights / GB, 3), gradients_gb=round(gradients / GB, 3),
-        optimizer_gb=round(optimizer / GB, 3), activations_gb=round(activations / GB, 3),
-        overhead_gb=round(overhead / GB, 3), total_gb=round(total / GB, 3), trainable_params=trainable,
+        weights_gb=round(weights / GB, 3),
+        gradients_gb=round(gradients / GB, 3),
+        optimizer_gb=round(optimizer / GB, 3),
+        activations_gb=round(activations / GB, 3),
+        overhead_gb=round(overhead / GB, 3),
+        total_gb=round(total / GB, 3),
+        trainable_params=trainable,
     )
 
 
@@ -110,7 +122,7 @@ def flops_per_sample(cand: Any, *, strategy: str, seq_len: int, image_size: int 
             # layers (ALBERT) compute far more than their parameter count suggests
             inter = int(cand.intermediate_size or 4 * h)
             per_token_layer = 2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h
-            fwd = tokens * layers * per_token_layer
+            fwd: float = tokens * layers * per_token_layer
         else:
             embed = (cand.vocab_size or 0) * (cand.hidden_size or 0)
             compute_params = max(params - embed, params * 0.2)

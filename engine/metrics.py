@@ -7,7 +7,7 @@ from typing import Any
 
 def confusion_matrix(y_true: list[int], y_pred: list[int], num_classes: int) -> list[list[int]]:
     m = [[0] * num_classes for _ in range(num_classes)]
-    for t, p in zip(y_true, y_pred):
+    for t, p in zip(y_true, y_pred, strict=True):
         m[t][p] += 1
     return m
 

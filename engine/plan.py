@@ -23,27 +23,27 @@ PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
 BATCH_LADDER = (64, 32, 16, 8, 4, 2, 1)
 CPU_MAX_BATCH = 32
-MEMORY_HEADROOM = 0.9       # plan to use at most 90% of what is available
-PROBE_EXAMPLES_PER_CLASS = 20   # below this, a frozen backbone generalises better
+MEMORY_HEADROOM = 0.9  # plan to use at most 90% of what is available
+PROBE_EXAMPLES_PER_CLASS = 20  # below this, a frozen backbone generalises better
 
 
 @dataclass
 class Plan:
     model_id: str
     model_name: str
-    adapter: str            # hf-text | hf-image | torchvision: which adapter loads and runs it
+    adapter: str  # hf-text | hf-image | torchvision: which adapter loads and runs it
     modality: str
     device: str
     strategy: str
-    batch_size: int         # examples per forward/backward (micro-batch)
-    grad_accum: int         # micro-batches per optimizer step
+    batch_size: int  # examples per forward/backward (micro-batch)
+    grad_accum: int  # micro-batches per optimizer step
     learning_rate: float
     precision: str
     epochs: int
     seed: int
-    max_length: int         # text: tokens per example, within the model's positions
-    image_size: int         # image: side in pixels
-    metric: str             # what "best" means for this run
+    max_length: int  # text: tokens per example, within the model's positions
+    image_size: int  # image: side in pixels
+    metric: str  # what "best" means for this run
     max_train_samples: int  # 0: all
     offline: bool
     memory: memory.MemoryEstimate
@@ -51,7 +51,7 @@ class Plan:
     fits: bool
     epoch_seconds: float
     total_seconds: float
-    notes: list[str] = field(default_factory=list)    # why "auto" resolved as it did
+    notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
     version: int = PLAN_VERSION
 
     @property
@@ -85,8 +85,7 @@ def read_plan(run_dir: Path) -> Plan:
     if not isinstance(raw, dict):
         raise UserError(f"{path} is missing or unreadable; the run directory is incomplete")
     if raw.get("version") != PLAN_VERSION:
-        raise UserError(f"{path}: plan version {raw.get('version')!r} is not one this modelwiz reads "
-                        f"({PLAN_VERSION})")
+        raise UserError(f"{path}: plan version {raw.get('version')!r} is not one this modelwiz reads ({PLAN_VERSION})")
     return Plan.from_dict(raw)
 
 
@@ -110,8 +109,10 @@ def resolve_strategy(requested: str, train_size: int, num_classes: int) -> tuple
         return requested, ""
     per_class = train_size // max(num_classes, 1)
     if per_class < PROBE_EXAMPLES_PER_CLASS:
-        return "linear-probe", (f"{per_class} examples per class (< {PROBE_EXAMPLES_PER_CLASS}): linear probe, "
-                                "a frozen backbone generalises better on little data")
+        return "linear-probe", (
+            f"{per_class} examples per class (< {PROBE_EXAMPLES_PER_CLASS}): linear probe, "
+            "a frozen backbone generalises better on little data"
+        )
     return "full", f"{per_class} examples per class: full fine-tuning"
 
 
@@ -139,8 +140,9 @@ def text_length(requested: int, cand: Candidate) -> tuple[int, str]:
     return int(requested), ""
 
 
-def make_plan(cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, *, train_size: int,
-              num_classes: int) -> Plan:
+def make_plan(
+    cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, *, train_size: int, num_classes: int
+) -> Plan:
     device, _, budget = memory_budget(hardware, constraints)
     notes: list[str] = []
     if train_cfg.max_train_samples:
@@ -153,8 +155,16 @@ def make_plan(cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, 
     grad_accum = int(train_cfg.grad_accum)
 
     def est(bs: int) -> memory.MemoryEstimate:
-        return memory.estimate(cand, strategy=strategy, batch_size=bs, seq_len=max_length, image_size=image_size,
-                               precision=precision, device=device, num_labels=num_classes)
+        return memory.estimate(
+            cand,
+            strategy=strategy,
+            batch_size=bs,
+            seq_len=max_length,
+            image_size=image_size,
+            precision=precision,
+            device=device,
+            num_labels=num_classes,
+        )
 
     if train_cfg.batch_size == "auto":
         cap = CPU_MAX_BATCH if not device.startswith("cuda") else BATCH_LADDER[0]
@@ -169,16 +179,36 @@ def make_plan(cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, 
     else:
         batch = int(train_cfg.batch_size)
     mem = est(batch)
-    lr = default_learning_rate(strategy, cand.params) if train_cfg.learning_rate == "auto" else \
-        float(train_cfg.learning_rate)
+    lr = (
+        default_learning_rate(strategy, cand.params)
+        if train_cfg.learning_rate == "auto"
+        else float(train_cfg.learning_rate)
+    )
     flops = memory.flops_per_sample(cand, strategy=strategy, seq_len=max_length, image_size=image_size)
     rate = memory.device_flops(device, hardware)
     epoch_s = train_size * flops / rate if rate else 0.0
-    return Plan(model_id=cand.id, model_name=cand.name, adapter=kind_for(cand.id, cand.modality),
-                modality=cand.modality, device=device, strategy=strategy, batch_size=batch, grad_accum=grad_accum,
-                learning_rate=lr, precision=precision, epochs=int(train_cfg.epochs), seed=int(train_cfg.seed),
-                max_length=max_length, image_size=int(image_size),
-                metric=getattr(train_cfg, "metric", DEFAULT_METRIC) or DEFAULT_METRIC,
-                max_train_samples=int(train_cfg.max_train_samples), offline=bool(constraints.offline), memory=mem,
-                budget_gb=round(budget, 2), fits=mem.total_gb <= budget, epoch_seconds=round(epoch_s, 1),
-                total_seconds=round(epoch_s * int(train_cfg.epochs), 1), notes=notes)
+    return Plan(
+        model_id=cand.id,
+        model_name=cand.name,
+        adapter=kind_for(cand.id, cand.modality),
+        modality=cand.modality,
+        device=device,
+        strategy=strategy,
+        batch_size=batch,
+        grad_accum=grad_accum,
+        learning_rate=lr,
+        precision=precision,
+        epochs=int(train_cfg.epochs),
+        seed=int(train_cfg.seed),
+        max_length=max_length,
+        image_size=int(image_size),
+        metric=getattr(train_cfg, "metric", DEFAULT_METRIC) or DEFAULT_METRIC,
+        max_train_samples=int(train_cfg.max_train_samples),
+        offline=bool(constraints.offline),
+        memory=mem,
+        budget_gb=round(budget, 2),
+        fits=mem.total_gb <= budget,
+        epoch_seconds=round(epoch_s, 1),
+        total_seconds=round(epoch_s * int(train_cfg.epochs), 1),
+        notes=notes,
+    )

@@ -26,8 +26,14 @@ def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[st
         probs = torch.softmax(adapter.logits(adapter.collate(items, train=False)).float(), dim=-1)
     labels = adapter.labels
     out = []
-    for text, row in zip(inputs, probs.tolist()):
+    for text, row in zip(inputs, probs.tolist(), strict=True):
         order = sorted(range(len(row)), key=lambda i: -row[i])[:top_k]
-        out.append({"input": text, "label": labels[order[0]], "score": round(row[order[0]], 4),
-                    "top": [{"label": labels[i], "score": round(row[i], 4)} for i in order]})
+        out.append(
+            {
+                "input": text,
+                "label": labels[order[0]],
+                "score": round(row[order[0]], 4),
+                "top": [{"label": labels[i], "score": round(row[i], 4)} for i in order],
+            }
+        )
     return out

@@ -38,14 +38,30 @@ class Ranked:
     def to_dict(self) -> dict[str, Any]:
         c = self.candidate
         return {
-            "id": c.id, "name": c.name, "source": c.source, "modality": c.modality, "arch": c.arch,
-            "score": round(self.score, 4), "params": c.params, "est_train_memory_gb": round(self.plan.memory.total_gb, 2),
-            "memory_budget_gb": self.plan.budget_gb, "fits": self.fits, "license": c.license,
-            "available_offline": c.available_offline, "on_disk": c.on_disk, "path": c.path,
-            "languages": c.languages, "quality": c.quality, "quality_note": c.quality_note,
-            "est_epoch_seconds": self.plan.epoch_seconds, "strategy": self.plan.strategy,
-            "batch_size": self.plan.batch_size, "precision": self.plan.precision, "device": self.plan.device,
-            "reasons": self.reasons, "refs": c.refs,
+            "id": c.id,
+            "name": c.name,
+            "source": c.source,
+            "modality": c.modality,
+            "arch": c.arch,
+            "score": round(self.score, 4),
+            "params": c.params,
+            "est_train_memory_gb": round(self.plan.memory.total_gb, 2),
+            "memory_budget_gb": self.plan.budget_gb,
+            "fits": self.fits,
+            "license": c.license,
+            "available_offline": c.available_offline,
+            "on_disk": c.on_disk,
+            "path": c.path,
+            "languages": c.languages,
+            "quality": c.quality,
+            "quality_note": c.quality_note,
+            "est_epoch_seconds": self.plan.epoch_seconds,
+            "strategy": self.plan.strategy,
+            "batch_size": self.plan.batch_size,
+            "precision": self.plan.precision,
+            "device": self.plan.device,
+            "reasons": self.reasons,
+            "refs": c.refs,
         }
 
 
@@ -99,7 +115,10 @@ def _size_fit(params: int, train_size: int) -> tuple[float, str]:
         return 1.0, ""
     ratio = m / comfortable
     score = max(0.0, 1.0 - 0.3 * math.log2(ratio))
-    return score, f"{m:.0f}M parameters for {train_size} training examples: may overfit, consider more data or a smaller model"
+    return (
+        score,
+        f"{m:.0f}M parameters for {train_size} training examples: may overfit, consider more data or a smaller model",
+    )
 
 
 def format_seconds(seconds: float) -> str:
@@ -115,8 +134,15 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, language: str = "",
-         candidates: list[Candidate] | None = None) -> list[Ranked]:
+def rank(
+    config: Any,
+    hardware: Any,
+    *,
+    train_size: int,
+    num_classes: int,
+    language: str = "",
+    candidates: list[Candidate] | None = None,
+) -> list[Ranked]:
     task, con = config.task, config.constraints
     cands = candidates if candidates is not None else gather_candidates(task.modality)
     ranked: list[Ranked] = []
@@ -132,16 +158,27 @@ def rank(config: Any, hardware: Any, *, train_size: int, num_classes: int, langu
         plan = make_plan(c, config.train, con, hardware, train_size=train_size, num_classes=num_classes)
         reasons: list[str] = []
         q = c.quality if c.quality is not None else 0.45
-        reasons.append(f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral")
+        reasons.append(
+            f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral"
+        )
         speed = _speed_score(plan.epoch_seconds)
         approx = "" if plan.epoch_seconds < 1 else "~"
-        reasons.append(f"{approx}{format_seconds(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
-                       f"{plan.precision})")
+        reasons.append(
+            f"{approx}{format_seconds(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
+            f"{plan.precision})"
+        )
         mem_note = f"predicted peak {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB"
-        reasons.append(mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model"))
+        reasons.append(
+            mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model")
+        )
         avail = 1.0 if c.on_disk else 0.0
-        reasons.append("on disk: usable offline" if c.on_disk else "needs a download from the Hugging Face Hub"
-                       if c.source != "torchvision" else "needs a download of torchvision weights")
+        reasons.append(
+            "on disk: usable offline"
+            if c.on_disk
+            else "needs a download from the Hugging Face Hub"
+            if c.source != "torchvision"
+            else "needs a download of torchvision weights"
+        )
         fit, fit_note = _size_fit(c.params, train_size)
         if fit_note:
             reasons.append(fit_note)
@@ -179,9 +216,11 @@ def resolve_model_choice(config: Any, ranked: list[Ranked]) -> Ranked:
     fitting = [r for r in ranked if r.fits]
     if not fitting:
         best = ranked[0]
-        raise UserError(f"no candidate fits in {best.plan.budget_gb:.1f} GB (smallest predicted peak "
-                        f"{min(r.plan.memory.total_gb for r in ranked):.1f} GB); raise [constraints] max_memory_gb or "
-                        "set a smaller [train] batch_size")
+        raise UserError(
+            f"no candidate fits in {best.plan.budget_gb:.1f} GB (smallest predicted peak "
+            f"{min(r.plan.memory.total_gb for r in ranked):.1f} GB); raise [constraints] max_memory_gb or "
+            "set a smaller [train] batch_size"
+        )
     return fitting[0]
 
 
@@ -190,8 +229,10 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
     p = Path(os.path.expanduser(model_id))
     if p.is_dir() or model_id.startswith(("/", "./", "../", "~")):
         if not local.is_model_folder(p):
-            raise UserError(f"[model] id: {model_id} is not a model folder (needs config.json and "
-                            "model.safetensors); check the path")
+            raise UserError(
+                f"[model] id: {model_id} is not a model folder (needs config.json and "
+                "model.safetensors); check the path"
+            )
         cand = local.candidate_from_folder(p)
         if cand is None:
             raise UserError(f"[model] id: {model_id}/config.json is unreadable; re-save the model with save_pretrained")
@@ -219,7 +260,9 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
             return c
     if model_id in cached:
         if cached[model_id].modality != modality:
-            raise UserError(f"[model] id: {model_id} is a {cached[model_id].modality} model but [task] modality is {modality}")
+            raise UserError(
+                f"[model] id: {model_id} is a {cached[model_id].modality} model but [task] modality is {modality}"
+            )
         return cached[model_id]
     if "/" not in model_id and not model_id.count("-") and len(model_id.split()) == 1 and not p.exists():
         raise UserError(f"[model] id: '{model_id}' is not a folder, a torchvision:NAME or an org/name Hub id")

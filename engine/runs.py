@@ -34,7 +34,7 @@ from modelwiz.engine.paths import default_runs_dir
 
 try:
     import fcntl
-except ImportError:     # Windows: no advisory locks; single writers still take turns by ownership
+except ImportError:  # Windows: no advisory locks; single writers still take turns by ownership
     fcntl = None  # type: ignore[assignment]
 
 ACTIVE_STATES = ("queued", "running", "cancelling")
@@ -55,23 +55,34 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def create_run(config: Config, *, model_id: str, runs_dir: Path | None = None,
-               extra: dict[str, Any] | None = None) -> Path:
+def create_run(
+    config: Config, *, model_id: str, runs_dir: Path | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Make a run directory holding the resolved config; the model is fixed from here on."""
     runs_dir = runs_dir or runs_dir_for(config)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create runs folder {runs_dir}: {exc.strerror}; set [output] runs_dir "
-                        "or --runs-dir to a writable folder") from None
+        raise UserError(
+            f"cannot create runs folder {runs_dir}: {exc.strerror}; set [output] runs_dir "
+            "or --runs-dir to a writable folder"
+        ) from None
     run_id = new_run_id()
     run_dir = runs_dir / run_id
     run_dir.mkdir()
     config.model.id = model_id
     config.output.runs_dir = str(runs_dir)
     config.save(run_dir / "config.toml")
-    write_status(run_dir, by=LAUNCHER, new_attempt=True, run_id=run_id, state="queued", model=model_id,
-                 created=time.time(), **(extra or {}))
+    write_status(
+        run_dir,
+        by=LAUNCHER,
+        new_attempt=True,
+        run_id=run_id,
+        state="queued",
+        model=model_id,
+        created=time.time(),
+        **(extra or {}),
+    )
     return run_dir
 
 
@@ -148,17 +159,26 @@ class RunInfo:
     run_dir: Path
     state: str
     model: str
-    metric: str                 # what "best" means for this run
-    metrics: dict[str, Any]     # the best evaluation's figures
+    metric: str  # what "best" means for this run
+    metrics: dict[str, Any]  # the best evaluation's figures
     best_epoch: int | None
     created: float
     epoch: int | None
     epochs: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "run_dir": str(self.run_dir), "status": self.state, "model": self.model,
-                "metric": self.metric, "metrics": self.metrics, "best_epoch": self.best_epoch,
-                "created": self.created, "epoch": self.epoch, "epochs": self.epochs}
+        return {
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "status": self.state,
+            "model": self.model,
+            "metric": self.metric,
+            "metrics": self.metrics,
+            "best_epoch": self.best_epoch,
+            "created": self.created,
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+        }
 
 
 def run_state(run_dir: Path) -> RunState:
@@ -177,9 +197,16 @@ def run_info(run_dir: Path) -> RunInfo:
     st = read_status(run_dir)
     rs = run_state(run_dir)
     return RunInfo(
-        run_id=rs.run_id, run_dir=run_dir, state=effective_state(st, run_dir), model=st.get("model_name")
-        or Path(st.get("model", "?")).name, metric=rs.metric, metrics=rs.best_metrics(), best_epoch=rs.best_epoch,
-        created=st.get("created", 0.0), epoch=rs.epoch or None, epochs=rs.epochs or None,
+        run_id=rs.run_id,
+        run_dir=run_dir,
+        state=effective_state(st, run_dir),
+        model=st.get("model_name") or Path(st.get("model", "?")).name,
+        metric=rs.metric,
+        metrics=rs.best_metrics(),
+        best_epoch=rs.best_epoch,
+        created=st.get("created", 0.0),
+        epoch=rs.epoch or None,
+        epochs=rs.epochs or None,
     )
 
 
@@ -221,8 +248,15 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     log = open(run_dir / "trainer.log", "ab")
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=child_env, cwd=str(run_dir))
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=child_env,
+            cwd=str(run_dir),
+        )
     finally:
         log.close()
     # so that a trainer dying before it claims the run still reads as interrupted; refused once

@@ -32,7 +32,7 @@ from modelwiz.engine.fsutil import atomic_write_json
 from modelwiz.engine.plan import Plan, read_plan
 from modelwiz.engine.runs import CANCEL_FILE, TRAINER, write_status
 
-GB = 1024 ** 3
+GB = 1024**3
 WARMUP_FRACTION = 0.06
 WEIGHT_DECAY = 0.01
 STEP_EVENTS_PER_EPOCH = 50
@@ -48,8 +48,9 @@ class Cancelled(Exception):
 @dataclass
 class Progress:
     """Everything a checkpoint needs beyond module/optimizer state to continue the same run."""
-    epoch: int = 0              # epoch in progress (0-based)
-    step_in_epoch: int = 0      # optimizer steps of this epoch already done
+
+    epoch: int = 0  # epoch in progress (0-based)
+    step_in_epoch: int = 0  # optimizer steps of this epoch already done
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- reporting
+
 
 class Reporter:
     """Callbacks at the points of the loop where something is worth telling (in the manner of
@@ -86,24 +88,48 @@ class Reporter:
     def on_step(self, run: Run, loss: float, samples_per_s: float) -> None:
         p = run.progress
         remaining = (run.total_steps - p.global_step) * run.plan.effective_batch
-        self.emit(ev.Step(epoch=p.epoch + 1, step=p.global_step, total_steps=run.total_steps, loss=round(loss, 5),
-                          lr=run.scheduler.get_last_lr()[0], samples_per_s=round(samples_per_s, 2),
-                          eta_s=round(remaining / samples_per_s, 1) if samples_per_s else None,
-                          **memory_now(run.plan.device)))
+        self.emit(
+            ev.Step(
+                epoch=p.epoch + 1,
+                step=p.global_step,
+                total_steps=run.total_steps,
+                loss=round(loss, 5),
+                lr=run.scheduler.get_last_lr()[0],
+                samples_per_s=round(samples_per_s, 2),
+                eta_s=round(remaining / samples_per_s, 1) if samples_per_s else None,
+                **memory_now(run.plan.device),
+            )
+        )
 
     def on_evaluate(self, run: Run, record: dict[str, Any], metrics: dict[str, Any]) -> None:
-        self.emit(ev.Evaluated(**record, confusion_matrix=metrics["confusion_matrix"],
-                               per_class=metrics["per_class"]))
+        self.emit(ev.Evaluated(**record, confusion_matrix=metrics["confusion_matrix"], per_class=metrics["per_class"]))
 
     def on_save(self, run: Run, path: Path, best: bool) -> None:
-        self.emit(ev.CheckpointSaved(epoch=run.progress.epoch, step=run.progress.global_step, path=str(path),
-                                     best=best))
+        self.emit(
+            ev.CheckpointSaved(epoch=run.progress.epoch, step=run.progress.global_step, path=str(path), best=best)
+        )
 
-    def on_finish(self, status: str, *, metrics: dict[str, Any], exit_code: int, error: str | None = None,
-                  model_path: str | None = None, checkpoint: str | None = None) -> None:
+    def on_finish(
+        self,
+        status: str,
+        *,
+        metrics: dict[str, Any],
+        exit_code: int,
+        error: str | None = None,
+        model_path: str | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
         self.status(state=status, error=error, model_path=model_path, finished=time.time())
-        self.emit(ev.RunFinished(status=status, metrics=metrics, model_path=model_path, checkpoint=checkpoint,
-                                 error=error, exit_code=exit_code))
+        self.emit(
+            ev.RunFinished(
+                status=status,
+                metrics=metrics,
+                model_path=model_path,
+                checkpoint=checkpoint,
+                error=error,
+                exit_code=exit_code,
+            )
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -111,12 +137,13 @@ class Reporter:
 
 # --------------------------------------------------------------------------- small named pieces
 
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -157,7 +184,7 @@ def select_trainable(adapter: Any, strategy: str) -> int:
     backbone = [n for n, _ in params if n not in adapter.new_params]
     keep: set[str] = set(backbone) if strategy == "full" else set()
     if strategy == "partial":
-        keep = set(backbone[len(backbone) - max(1, len(backbone) // 3):])
+        keep = set(backbone[len(backbone) - max(1, len(backbone) // 3) :])
     for n, p in params:
         p.requires_grad_(n in adapter.new_params or n in keep)
     return sum(p.numel() for _, p in params if p.requires_grad)
@@ -195,8 +222,10 @@ def check_device(device: str) -> None:
     if device.startswith("cuda"):
         idx = int(device.split(":")[1]) if ":" in device else 0
         if not torch.cuda.is_available() or idx >= torch.cuda.device_count():
-            raise UserError(f"the plan says device {device} but no such CUDA GPU is available here; start a new run "
-                            "with [constraints] device = \"auto\"")
+            raise UserError(
+                f"the plan says device {device} but no such CUDA GPU is available here; start a new run "
+                'with [constraints] device = "auto"'
+            )
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("the plan says device mps but Apple MPS is not available here")
 
@@ -208,13 +237,19 @@ def memory_now(device: str) -> dict[str, float]:
     if device.startswith("cuda"):
         idx = torch.device(device).index or 0
         free, total = torch.cuda.mem_get_info(idx)
-        return {"mem_allocated_gb": round(torch.cuda.memory_allocated(idx) / GB, 3),
-                "mem_peak_gb": round(torch.cuda.max_memory_allocated(idx) / GB, 3),
-                "mem_device_gb": round((total - free) / GB, 3), "mem_total_gb": round(total / GB, 3)}
+        return {
+            "mem_allocated_gb": round(torch.cuda.memory_allocated(idx) / GB, 3),
+            "mem_peak_gb": round(torch.cuda.max_memory_allocated(idx) / GB, 3),
+            "mem_device_gb": round((total - free) / GB, 3),
+            "mem_total_gb": round(total / GB, 3),
+        }
     vm = psutil.virtual_memory()
     rss = psutil.Process().memory_info().rss
-    return {"mem_allocated_gb": round(rss / GB, 3), "mem_device_gb": round((vm.total - vm.available) / GB, 3),
-            "mem_total_gb": round(vm.total / GB, 3)}
+    return {
+        "mem_allocated_gb": round(rss / GB, 3),
+        "mem_device_gb": round((vm.total - vm.available) / GB, 3),
+        "mem_total_gb": round(vm.total / GB, 3),
+    }
 
 
 def save_checkpoint(run: Run) -> Path:
@@ -225,9 +260,13 @@ def save_checkpoint(run: Run) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     state = {
-        "model": run.adapter.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
-        "rng": rng_state(), "progress": dataclasses.asdict(run.progress), "format": 2,
+        "model": run.adapter.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler else None,
+        "rng": rng_state(),
+        "progress": dataclasses.asdict(run.progress),
+        "format": 2,
     }
     torch.save(state, tmp)
     with open(tmp, "rb") as fh:
@@ -278,14 +317,16 @@ def _inject_fault(step: int) -> None:
 
 # --------------------------------------------------------------------------- the run
 
+
 @dataclass
 class Run:
     """Everything the loop touches, built once by `setup`."""
+
     run_dir: Path
     plan: Plan
     config: Any
-    data: Any                   # engine.data.TaskData
-    adapter: Any                # engine.adapters.base.Adapter
+    data: Any  # engine.data.TaskData
+    adapter: Any  # engine.adapters.base.Adapter
     optimizer: Any
     scheduler: Any
     scaler: Any
@@ -318,8 +359,16 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     config = load_config(run_dir / "config.toml")
     data = load_task_data(config.task, seed=plan.seed)
     s = data.summary
-    reporter.emit(ev.DataLoaded(train_size=s.train_size, val_size=s.val_size, num_classes=s.num_classes,
-                                labels=data.label_names, class_counts=s.class_counts, warnings=s.warnings))
+    reporter.emit(
+        ev.DataLoaded(
+            train_size=s.train_size,
+            val_size=s.val_size,
+            num_classes=s.num_classes,
+            labels=data.label_names,
+            class_counts=s.class_counts,
+            warnings=s.warnings,
+        )
+    )
     if plan.max_train_samples and plan.max_train_samples < len(data.train.items):
         data.train.items = data.train.items[: plan.max_train_samples]
         data.train.labels = data.train.labels[: plan.max_train_samples]
@@ -334,21 +383,49 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     params = sum(p.numel() for p in adapter.model.parameters())
     adapter.model.to(plan.device)
     adapter.model.train()
-    reporter.emit(ev.ModelLoaded(model=plan.model_id, params=params, trainable_params=trainable,
-                                 strategy=plan.strategy, device=plan.device, precision=plan.precision,
-                                 load_seconds=round(time.time() - t0, 2)))
+    reporter.emit(
+        ev.ModelLoaded(
+            model=plan.model_id,
+            params=params,
+            trainable_params=trainable,
+            strategy=plan.strategy,
+            device=plan.device,
+            precision=plan.precision,
+            load_seconds=round(time.time() - t0, 2),
+        )
+    )
 
-    optimizer = torch.optim.AdamW([p for p in adapter.model.parameters() if p.requires_grad], lr=plan.learning_rate,
-                                  weight_decay=WEIGHT_DECAY)
-    run = Run(run_dir=run_dir, plan=plan, config=config, data=data, adapter=adapter, optimizer=optimizer,
-              scheduler=None, scaler=None, progress=Progress(), reporter=reporter, params=params,
-              trainable_params=trainable)
+    optimizer = torch.optim.AdamW(
+        [p for p in adapter.model.parameters() if p.requires_grad], lr=plan.learning_rate, weight_decay=WEIGHT_DECAY
+    )
+    run = Run(
+        run_dir=run_dir,
+        plan=plan,
+        config=config,
+        data=data,
+        adapter=adapter,
+        optimizer=optimizer,
+        scheduler=None,
+        scaler=None,
+        progress=Progress(),
+        reporter=reporter,
+        params=params,
+        trainable_params=trainable,
+    )
     run.scheduler = make_scheduler(optimizer, run.total_steps)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
         run.scaler = torch.amp.GradScaler("cuda")
-    reporter.emit(ev.PlanStarted(plan=plan.to_dict(), epochs=plan.epochs, batch_size=plan.batch_size,
-                                 learning_rate=plan.learning_rate, total_steps=run.total_steps,
-                                 steps_per_epoch=run.steps_per_epoch, metric=plan.metric))
+    reporter.emit(
+        ev.PlanStarted(
+            plan=plan.to_dict(),
+            epochs=plan.epochs,
+            batch_size=plan.batch_size,
+            learning_rate=plan.learning_rate,
+            total_steps=run.total_steps,
+            steps_per_epoch=run.steps_per_epoch,
+            metric=plan.metric,
+        )
+    )
     if resume:
         if not (run_dir / LAST_CKPT).is_file():
             raise UserError(f"run {run_dir.name} has no checkpoint to resume from; start a new run")
@@ -368,14 +445,16 @@ def train_step(run: Run, idx: list[int]) -> float:
     run.optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for start in range(0, len(idx), plan.batch_size):
-        micro = idx[start:start + plan.batch_size]
+        micro = idx[start : start + plan.batch_size]
         inputs = {k: v.to(plan.device) for k, v in run.adapter.collate([items[i] for i in micro], train=True).items()}
         y = torch.tensor([labels[i] for i in micro], dtype=torch.long, device=plan.device)
         with autocast_for(plan.device, plan.precision):
             logits = run.adapter.logits(inputs)
         loss = F.cross_entropy(logits.float(), y)
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at step {run.progress.global_step}; lower the learning rate")
+            raise TrainingError(
+                f"loss became {loss.item()} at step {run.progress.global_step}; lower the learning rate"
+            )
         scaled = loss * (len(micro) / len(idx))
         (run.scaler.scale(scaled) if run.scaler else scaled).backward()
         total += loss.item() * len(micro)
@@ -400,7 +479,7 @@ def train_epoch(run: Run, epoch: int) -> None:
             run.reporter.log(f"cancelled at epoch {epoch + 1}, step {p.global_step}; checkpoint kept")
             raise Cancelled()
         _inject_fault(p.global_step)
-        idx = order[s * eff:(s + 1) * eff]
+        idx = order[s * eff : (s + 1) * eff]
         loss = train_step(run, idx)
         p.global_step, p.step_in_epoch = p.global_step + 1, s + 1
         window_loss, window_n = window_loss + loss * len(idx), window_n + len(idx)
@@ -426,8 +505,10 @@ def evaluate(run: Run) -> dict[str, Any]:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), size):
-            inputs = {k: v.to(plan.device) for k, v in run.adapter.collate(items[start:start + size], train=False).items()}
-            y = torch.tensor(labels[start:start + size], dtype=torch.long, device=plan.device)
+            inputs = {
+                k: v.to(plan.device) for k, v in run.adapter.collate(items[start : start + size], train=False).items()
+            }
+            y = torch.tensor(labels[start : start + size], dtype=torch.long, device=plan.device)
             with autocast_for(plan.device, plan.precision):
                 logits = run.adapter.logits(inputs)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
@@ -441,9 +522,15 @@ def evaluate(run: Run) -> dict[str, Any]:
 def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
     """Report an epoch's metrics and keep the best weights; returns whether it is the new best."""
     p = run.progress
-    record = {"epoch": epoch + 1, "step": p.global_step, "val_loss": round(metrics["val_loss"], 5),
-              "accuracy": round(metrics["accuracy"], 5), "macro_f1": round(metrics["macro_f1"], 5),
-              "precision": round(metrics["macro_precision"], 5), "recall": round(metrics["macro_recall"], 5)}
+    record = {
+        "epoch": epoch + 1,
+        "step": p.global_step,
+        "val_loss": round(metrics["val_loss"], 5),
+        "accuracy": round(metrics["accuracy"], 5),
+        "macro_f1": round(metrics["macro_f1"], 5),
+        "precision": round(metrics["macro_precision"], 5),
+        "recall": round(metrics["macro_recall"], 5),
+    }
     run.reporter.on_evaluate(run, record, metrics)
     p.history.append(record)
     best = ev.is_better(record, p.best, run.plan.metric)
@@ -469,22 +556,36 @@ def export(run: Run) -> Path:
 
 
 def best_metrics(progress: Progress) -> dict[str, Any]:
-    return {k: progress.best.get(k) for k in ("accuracy", "macro_f1", "precision", "recall", "val_loss")
-            if k in progress.best}
+    return {
+        k: progress.best.get(k)
+        for k in ("accuracy", "macro_f1", "precision", "recall", "val_loss")
+        if k in progress.best
+    }
 
 
 def report(run: Run, model_dir: Path) -> dict[str, Any]:
     p, plan = run.progress, run.plan
     n = len(run.data.train.items)
     return {
-        "run_id": run.run_dir.name, "model": plan.model_id, "status": "completed", "metric": plan.metric,
-        "metrics": best_metrics(p), "best_epoch": p.best.get("epoch"), "history": p.history,
-        "labels": run.data.label_names, "confusion_matrix": p.best.get("confusion_matrix"),
-        "per_class": p.best.get("per_class"), "data": run.data.summary.to_dict(), "model_path": str(model_dir),
+        "run_id": run.run_dir.name,
+        "model": plan.model_id,
+        "status": "completed",
+        "metric": plan.metric,
+        "metrics": best_metrics(p),
+        "best_epoch": p.best.get("epoch"),
+        "history": p.history,
+        "labels": run.data.label_names,
+        "confusion_matrix": p.best.get("confusion_matrix"),
+        "per_class": p.best.get("per_class"),
+        "data": run.data.summary.to_dict(),
+        "model_path": str(model_dir),
         "plan": plan.to_dict(),
-        "train": {"params": run.params, "trainable_params": run.trainable_params,
-                  "train_seconds": round(p.train_seconds, 2),
-                  "samples_per_s": round(n * plan.epochs / p.train_seconds, 2) if p.train_seconds else None},
+        "train": {
+            "params": run.params,
+            "trainable_params": run.trainable_params,
+            "train_seconds": round(p.train_seconds, 2),
+            "samples_per_s": round(n * plan.epochs / p.train_seconds, 2) if p.train_seconds else None,
+        },
     }
 
 
@@ -495,7 +596,7 @@ def train(run_dir: Path, resume: bool) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         if run is not None:
             run.cancel_signalled = True
-        else:   # still setting up: stop at the first check
+        else:  # still setting up: stop at the first check
             (run_dir / CANCEL_FILE).touch()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -514,8 +615,12 @@ def train(run_dir: Path, resume: bool) -> int:
         return 0
     except Cancelled:
         ckpt = run_dir / LAST_CKPT
-        reporter.on_finish("cancelled", metrics=best_metrics(run.progress) if run else {}, exit_code=130,
-                           checkpoint=str(ckpt) if ckpt.exists() else None)
+        reporter.on_finish(
+            "cancelled",
+            metrics=best_metrics(run.progress) if run else {},
+            exit_code=130,
+            checkpoint=str(ckpt) if ckpt.exists() else None,
+        )
         return 130
     except UserError as exc:
         reporter.log(str(exc), "error")
@@ -554,14 +659,14 @@ Fine-tuned with modelwiz from `{plan.model_id}` ({plan.strategy} fine-tuning, {p
 ({labels}).
 
 ## Validation results
-These are the weights of epoch {best.get('epoch', '?')} of {plan.epochs}, the best by {plan.metric}.
+These are the weights of epoch {best.get("epoch", "?")} of {plan.epochs}, the best by {plan.metric}.
 
 | metric | value |
 |---|---|
-| accuracy | {fig('accuracy')} |
-| macro F1 | {fig('macro_f1')} |
-| macro precision | {fig('precision')} |
-| macro recall | {fig('recall')} |
+| accuracy | {fig("accuracy")} |
+| macro F1 | {fig("macro_f1")} |
+| macro precision | {fig("precision")} |
+| macro recall | {fig("recall")} |
 
 ## How to use
 {adapter.usage(out_dir.name if out_dir.name != "model.partial" else "model")}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import DataSummary, TaskData, load_task_data
@@ -35,20 +34,33 @@ def read_hardware(config: Config, runs_dir: str | Path | None = None) -> Hardwar
     return detect(runs_dir or runs_dir_for(config))
 
 
-def recommend(config: Config, *, data: TaskData | None = None, hardware: HardwareReport | None = None) -> Recommendation:
+def recommend(
+    config: Config, *, data: TaskData | None = None, hardware: HardwareReport | None = None
+) -> Recommendation:
     data = data or check_data(config)
     hardware = hardware or read_hardware(config)
     s = data.summary
     if config.model.id:
         cand = candidate_for_id(config.model.id, config.task.modality)
-        ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
-                      candidates=[cand])
+        ranked = rank(
+            config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language, candidates=[cand]
+        )
         if not ranked:
             # the user named this model: constraints inform, they do not veto it
             relaxed = copy.deepcopy(config)
-            relaxed.constraints.licenses, relaxed.constraints.max_params_m, relaxed.constraints.offline = [], None, False
-            ranked = rank(relaxed, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language,
-                          candidates=[cand])
+            relaxed.constraints.licenses, relaxed.constraints.max_params_m, relaxed.constraints.offline = (
+                [],
+                None,
+                False,
+            )
+            ranked = rank(
+                relaxed,
+                hardware,
+                train_size=s.train_size,
+                num_classes=s.num_classes,
+                language=s.language,
+                candidates=[cand],
+            )
     else:
         ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
     return Recommendation(data, hardware, ranked)
@@ -63,10 +75,15 @@ def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = N
     plan.json: the trainer's only source of settings) and launch the detached trainer."""
     cfg = copy.deepcopy(config)
     plan = choice.plan
-    run_dir = create_run(cfg, model_id=choice.candidate.id, runs_dir=Path(runs_dir) if runs_dir else runs_dir_for(cfg),
-                         extra={"predicted": {"memory_gb": plan.memory.total_gb, "epoch_seconds": plan.epoch_seconds},
-                                "model_name": choice.candidate.name})
+    run_dir = create_run(
+        cfg,
+        model_id=choice.candidate.id,
+        runs_dir=Path(runs_dir) if runs_dir else runs_dir_for(cfg),
+        extra={
+            "predicted": {"memory_gb": plan.memory.total_gb, "epoch_seconds": plan.epoch_seconds},
+            "model_name": choice.candidate.name,
+        },
+    )
     write_plan(run_dir, plan)
     launch_trainer(run_dir)
     return run_dir
-

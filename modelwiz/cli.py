@@ -11,8 +11,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -42,14 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modelwiz",
         description="Pick the right pretrained model for your task and hardware, then fine-tune it with live feedback.",
         epilog="Run `modelwiz COMMAND --help` for a command's options. Exit codes: 0 success, 1 training "
-               "failure, 2 bad input or usage, 130 interrupted.",
+        "failure, 2 bad input or usage, 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--demo", action="store_true", help="open the wizard on the built-in demo task (works offline)")
-    p.add_argument("--batch", metavar="CONFIG.toml", nargs="?", const="",
-                   help="headless: validate data, rank, fine-tune, export (`--batch --demo`: the demo task)")
+    p.add_argument(
+        "--batch",
+        metavar="CONFIG.toml",
+        nargs="?",
+        const="",
+        help="headless: validate data, rank, fine-tune, export (`--batch --demo`: the demo task)",
+    )
     p.add_argument("--json", action="store_true", help="with --batch: JSON lines on stdout (events, then a summary)")
-    p.add_argument("--runs-dir", metavar="DIR", help="where runs live (default: [output] runs_dir, else $MODELWIZ_HOME/runs)")
+    p.add_argument(
+        "--runs-dir", metavar="DIR", help="where runs live (default: [output] runs_dir, else $MODELWIZ_HOME/runs)"
+    )
     p.add_argument("--version", action="store_true", help="print the version")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -94,6 +102,7 @@ def _err(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- batch
+
 
 class _Interrupt:
     """First Ctrl-C asks the trainer to stop cleanly; the second one stops waiting."""
@@ -164,6 +173,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- others
 
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from modelwiz.engine.config import load_config
     from modelwiz.engine.errors import UserError
@@ -178,8 +188,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise UserError(explain_empty(config))
     models = [r.to_dict() for r in rec.ranked[: args.top]]
     if args.json:
-        print(json.dumps({"models": models, "data": rec.summary.to_dict(), "hardware": rec.hardware.to_dict(),
-                          "candidates": len(rec.ranked)}, default=str))
+        print(
+            json.dumps(
+                {
+                    "models": models,
+                    "data": rec.summary.to_dict(),
+                    "hardware": rec.hardware.to_dict(),
+                    "candidates": len(rec.ranked),
+                },
+                default=str,
+            )
+        )
         return EXIT_OK
     from modelwiz.tui.progress import print_recommendations
 
@@ -219,10 +238,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run(args.run, _runs_dir(args))
     if not request_cancel(run_dir):
-        raise UserError(f"run {run_dir.name} is not running ({effective_state(read_status(run_dir))}); nothing to cancel")
+        raise UserError(
+            f"run {run_dir.name} is not running ({effective_state(read_status(run_dir))}); nothing to cancel"
+        )
     print(f"cancelling {run_dir.name} …", file=sys.stderr)
     state = wait_for_final(run_dir, timeout_s=120)
-    print(f"{run_dir.name}: {state}" + (f"; `modelwiz resume {run_dir.name}` continues it" if state == "cancelled" else ""))
+    print(
+        f"{run_dir.name}: {state}"
+        + (f"; `modelwiz resume {run_dir.name}` continues it" if state == "cancelled" else "")
+    )
     return EXIT_OK if state in ("cancelled", "completed", "failed") else EXIT_FAIL
 
 
@@ -280,9 +304,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_batch(args)
     if args.json and not args.command:
         raise UsageError("--json needs --batch or a command")
-    handlers = {"recommend": cmd_recommend, "hardware": cmd_hardware, "runs": cmd_runs, "attach": cmd_attach,
-                "resume": cmd_resume, "cancel": cmd_cancel, "predict": cmd_predict,
-                "demo-config": cmd_demo_config}
+    handlers = {
+        "recommend": cmd_recommend,
+        "hardware": cmd_hardware,
+        "runs": cmd_runs,
+        "attach": cmd_attach,
+        "resume": cmd_resume,
+        "cancel": cmd_cancel,
+        "predict": cmd_predict,
+        "demo-config": cmd_demo_config,
+    }
     if args.command:
         return handlers[args.command](args)
     return cmd_wizard(args)

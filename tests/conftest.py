@@ -18,8 +18,30 @@ CLASS_WORDS = {
     "weather": ["rain", "storm", "forecast", "sunny", "humidity", "wind", "snowfall", "temperature"],
     "cooking": ["recipe", "oven", "garlic", "simmer", "flour", "bake", "sauce", "skillet"],
 }
-FILLER = ["the", "a", "today", "we", "saw", "that", "really", "very", "some", "new", "and", "it", "was", "about",
-          "news", "people", "said", "this", "week", "local", "report", "again"]
+FILLER = [
+    "the",
+    "a",
+    "today",
+    "we",
+    "saw",
+    "that",
+    "really",
+    "very",
+    "some",
+    "new",
+    "and",
+    "it",
+    "was",
+    "about",
+    "news",
+    "people",
+    "said",
+    "this",
+    "week",
+    "local",
+    "report",
+    "again",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -68,11 +90,19 @@ def build_tiny_bert(folder: Path) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(
+        {w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER)
+    )
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     tok.save_pretrained(str(folder))
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -94,9 +124,9 @@ def write_image_data(root: Path, n_per_class: int = 24, size: int = 32, seed: in
             img = rng.normal(0, 30, (size, size, 3)) + np.array([r, g, b])
             for k in range(0, size, 6):
                 if kind == "h":
-                    img[k:k + 2, :, :] += 60
+                    img[k : k + 2, :, :] += 60
                 elif kind == "v":
-                    img[:, k:k + 2, :] += 60
+                    img[:, k : k + 2, :] += 60
                 else:
                     for j in range(size):
                         img[j, (j + k) % size, :] += 60
@@ -105,13 +135,18 @@ def write_image_data(root: Path, n_per_class: int = 24, size: int = 32, seed: in
 
 
 def build_tiny_vit(folder: Path, image_size: int = 32) -> Path:
+    import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    import torch
-
     torch.manual_seed(0)
-    cfg = ViTConfig(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=64)
+    cfg = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     ViTModel(cfg, add_pooling_layer=False).save_pretrained(str(folder))
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
     return folder
@@ -127,9 +162,17 @@ def tiny_vit(tmp_path_factory) -> Path:
     return build_tiny_vit(tmp_path_factory.mktemp("models") / "tiny-vit")
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """The real `modelwiz` command in a subprocess (as a user runs it)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "modelwiz.cli", *args], capture_output=True, text=True, env=full_env,
-                          cwd=str(cwd or REPO), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "modelwiz.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=str(cwd or REPO),
+        timeout=timeout,
+    )

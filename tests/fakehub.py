@@ -406,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
                     entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
                 entries[name] = entry
         if prefix and not entries:
-            self._error(404, "EntryNotFound", f"{path} does not exist on \"main\"")
+            self._error(404, "EntryNotFound", f'{path} does not exist on "main"')
             return
         self._json(list(entries.values()))
 

@@ -7,7 +7,6 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, write_image_data, write_text_data
 
 
@@ -124,7 +123,9 @@ def case_image_folder_without_classes(tmp):
 
 def case_offline_nothing_available(tmp):
     write_text_data(tmp / "d.csv")
-    return _cfg(tmp, '[task]\ntrain = "d.csv"\n[constraints]\noffline = true\nlicenses = ["no-such-license"]\n'), "no candidate model"
+    return _cfg(
+        tmp, '[task]\ntrain = "d.csv"\n[constraints]\noffline = true\nlicenses = ["no-such-license"]\n'
+    ), "no candidate model"
 
 
 def case_cuda_requested_without_gpu(tmp):
@@ -175,15 +176,18 @@ def assert_refused(tmp_path: Path, config: Path, expected: str) -> None:
     assert not runs.exists() or not any(runs.iterdir())
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--bogus"], "unrecognized arguments"),
-    (["predict"], "required"),
-    (["attach", "no-such-run"], "no run 'no-such-run'"),
-    (["cancel", "no-such-run"], "no run 'no-such-run'"),
-    (["resume", "no-such-run"], "no run 'no-such-run'"),
-    (["recommend", "missing.toml"], "does not exist"),
-    (["recommend", "x.toml", "--top", "0"], "--top must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--bogus"], "unrecognized arguments"),
+        (["predict"], "required"),
+        (["attach", "no-such-run"], "no run 'no-such-run'"),
+        (["cancel", "no-such-run"], "no run 'no-such-run'"),
+        (["resume", "no-such-run"], "no run 'no-such-run'"),
+        (["recommend", "missing.toml"], "does not exist"),
+        (["recommend", "x.toml", "--top", "0"], "--top must be at least 1"),
+    ],
+)
 def test_usage_errors(tmp_path, argv, expected):
     proc = run_cli(*argv, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stderr

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, write_image_data, write_text_data
 
 pytestmark = pytest.mark.slow
@@ -27,7 +26,7 @@ def text_config(tmp: Path, model: Path, **train) -> Path:
 
 def parse_json_lines(stdout: str) -> list[dict]:
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
-    return [json.loads(ln) for ln in lines]   # every stdout line must be JSON
+    return [json.loads(ln) for ln in lines]  # every stdout line must be JSON
 
 
 def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
@@ -39,7 +38,16 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["status"] == "completed"
     kinds = [e["event"] for e in events]
-    for kind in ("data_checked", "recommendation", "run_started", "step", "eval", "checkpoint", "exported", "run_finished"):
+    for kind in (
+        "data_checked",
+        "recommendation",
+        "run_started",
+        "step",
+        "eval",
+        "checkpoint",
+        "exported",
+        "run_finished",
+    ):
         assert kind in kinds, kind
     # three balanced classes: chance is 1/3
     assert summary["metrics"]["accuracy"] >= 0.75, summary["metrics"]
@@ -56,13 +64,20 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     from transformers import pipeline
 
     clf = pipeline("text-classification", model=summary["model_path"])
-    preds = [clf(t)[0]["label"] for t in ("the striker scored a goal in the league match",
-                                            "storm and rain in the forecast with strong wind",
-                                            "bake the flour and simmer the garlic sauce")]
+    preds = [
+        clf(t)[0]["label"]
+        for t in (
+            "the striker scored a goal in the league match",
+            "storm and rain in the forecast with strong wind",
+            "bake the flour and simmer the garlic sauce",
+        )
+    ]
     assert preds == ["sports", "weather", "cooking"]
 
     # and through modelwiz predict
-    p = run_cli("predict", summary["run_id"], "--runs-dir", str(run_dir.parent), "--json", "coach and referee at the match")
+    p = run_cli(
+        "predict", summary["run_id"], "--runs-dir", str(run_dir.parent), "--json", "coach and referee at the match"
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[0])["label"] == "sports"
 
@@ -104,8 +119,10 @@ def test_texts_longer_than_the_model_positions_train(tmp_path, tiny_bert):
             rows.append(f'"{" ".join([words] * 120)} {i}",{label}')
     (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
     cfg = tmp_path / "long.toml"
-    cfg.write_text(f'[task]\ntrain = "long.csv"\n[model]\nid = "{tiny_bert}"\n'
-                   '[train]\nepochs = 1\nbatch_size = 8\nmax_length = 1024\n[output]\nruns_dir = "runs"\n')
+    cfg.write_text(
+        f'[task]\ntrain = "long.csv"\n[model]\nid = "{tiny_bert}"\n'
+        '[train]\nepochs = 1\nbatch_size = 8\nmax_length = 1024\n[output]\nruns_dir = "runs"\n'
+    )
     proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     events = parse_json_lines(proc.stdout)
@@ -170,8 +187,10 @@ def test_batch_downloads_a_hub_model_then_works_offline(tmp_path, tiny_bert):
 
     write_text_data(tmp_path / "data.csv")
     cfg = tmp_path / "hub.toml"
-    cfg.write_text('[task]\ntrain = "data.csv"\n[model]\nid = "tiny-org/tiny-bert"\n'
-                   '[train]\nepochs = 1\nbatch_size = 16\nmax_length = 32\nlearning_rate = 0.002\n')
+    cfg.write_text(
+        '[task]\ntrain = "data.csv"\n[model]\nid = "tiny-org/tiny-bert"\n'
+        "[train]\nepochs = 1\nbatch_size = 16\nmax_length = 32\nlearning_rate = 0.002\n"
+    )
     env = {"HF_HUB_OFFLINE": "0"}
     with FakeHub() as hub:
         hub.add_repo("tiny-org/tiny-bert", tiny_bert)

@@ -6,8 +6,17 @@ import json
 
 from conftest import run_cli, write_text_data
 
-RECOMMEND_KEYS = {"id", "source", "score", "params", "est_train_memory_gb", "fits", "license", "available_offline",
-                  "reasons"}
+RECOMMEND_KEYS = {
+    "id",
+    "source",
+    "score",
+    "params",
+    "est_train_memory_gb",
+    "fits",
+    "license",
+    "available_offline",
+    "reasons",
+}
 
 
 def test_help_lists_every_command_and_each_has_help():
@@ -24,8 +33,17 @@ def test_hardware_json(tmp_path):
     proc = run_cli("hardware", "--json", "--runs-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     hw = json.loads(proc.stdout)
-    for key in ("cpu_model", "cpu_cores_physical", "cpu_cores_logical", "ram_total_gb", "ram_available_gb", "gpus",
-                "mps", "disk_free_gb", "disk_path"):
+    for key in (
+        "cpu_model",
+        "cpu_cores_physical",
+        "cpu_cores_logical",
+        "ram_total_gb",
+        "ram_available_gb",
+        "gpus",
+        "mps",
+        "disk_free_gb",
+        "disk_path",
+    ):
         assert key in hw
     assert hw["cpu_cores_logical"] >= 1 and hw["ram_total_gb"] > 0 and hw["disk_free_gb"] > 0
     assert hw["disk_path"] == str(tmp_path)
@@ -36,8 +54,14 @@ def test_hardware_json(tmp_path):
 def test_recommend_json_shape_and_order(tmp_path, tiny_bert, monkeypatch):
     write_text_data(tmp_path / "d.csv")
     (tmp_path / "c.toml").write_text('[task]\ntrain = "d.csv"\n[constraints]\nmax_params_m = 400\n')
-    proc = run_cli("recommend", str(tmp_path / "c.toml"), "--json", "--top", "7",
-                   env={"MODELWIZ_MODEL_PATH": str(tiny_bert.parent)})
+    proc = run_cli(
+        "recommend",
+        str(tmp_path / "c.toml"),
+        "--json",
+        "--top",
+        "7",
+        env={"MODELWIZ_MODEL_PATH": str(tiny_bert.parent)},
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     models = out["models"]
@@ -46,13 +70,14 @@ def test_recommend_json_shape_and_order(tmp_path, tiny_bert, monkeypatch):
         assert RECOMMEND_KEYS <= m.keys()
         assert m["params"] <= 400e6 and m["reasons"]
     fits = [m["fits"] for m in models]
-    assert fits == sorted(fits, reverse=True)            # all that fit come first
+    assert fits == sorted(fits, reverse=True)  # all that fit come first
     scores = [m["score"] for m in models if m["fits"]]
-    assert scores == sorted(scores, reverse=True)        # best first
+    assert scores == sorted(scores, reverse=True)  # best first
     # offline: only models on disk, among them the folder found through MODELWIZ_MODEL_PATH
     (tmp_path / "off.toml").write_text('[task]\ntrain = "d.csv"\n[constraints]\noffline = true\n')
-    offline = run_cli("recommend", str(tmp_path / "off.toml"), "--json",
-                      env={"MODELWIZ_MODEL_PATH": str(tiny_bert.parent)})
+    offline = run_cli(
+        "recommend", str(tmp_path / "off.toml"), "--json", env={"MODELWIZ_MODEL_PATH": str(tiny_bert.parent)}
+    )
     assert offline.returncode == 0, offline.stderr
     listed = json.loads(offline.stdout)["models"]
     assert str(tiny_bert) in [m["id"] for m in listed]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO, write_text_data
-from modelwiz.engine.config import Config, config_from_dict, load_config
+
+from modelwiz.engine.config import config_from_dict, load_config
 from modelwiz.engine.data import detect_columns, guess_language, load_task_data, stratified_split
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.events import EventWriter, Log, read_events
@@ -24,7 +23,8 @@ from modelwiz.engine.sources.base import Candidate
 def test_engine_never_imports_textual_and_light_modules_skip_torch():
     modules = sorted(
         "modelwiz." + ".".join(p.relative_to(REPO).with_suffix("").parts)
-        for p in (REPO / "engine").rglob("*.py") if p.name != "__init__.py"
+        for p in (REPO / "engine").rglob("*.py")
+        if p.name != "__init__.py"
     )
     code = (
         "import importlib, sys\n"
@@ -39,8 +39,10 @@ def test_engine_never_imports_textual_and_light_modules_skip_torch():
 
 
 def test_wizard_import_does_not_import_torch():
-    code = ("import sys, modelwiz.cli, modelwiz.tui.app\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers')))")
+    code = (
+        "import sys, modelwiz.cli, modelwiz.tui.app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -48,8 +50,10 @@ def test_wizard_import_does_not_import_torch():
 def test_config_roundtrip_and_relative_paths(tmp_path):
     (tmp_path / "sub").mkdir()
     p = tmp_path / "sub" / "c.toml"
-    p.write_text('[task]\ntrain = "data.csv"\nvalidation = 0.3\n[train]\nepochs = 5\nlearning_rate = 0.001\n'
-                 '[constraints]\nlicenses = ["MIT"]\nmax_memory_gb = 4\n')
+    p.write_text(
+        '[task]\ntrain = "data.csv"\nvalidation = 0.3\n[train]\nepochs = 5\nlearning_rate = 0.001\n'
+        '[constraints]\nlicenses = ["MIT"]\nmax_memory_gb = 4\n'
+    )
     cfg = load_config(p)
     assert cfg.task.train == str(tmp_path / "sub" / "data.csv")
     assert cfg.train.epochs == 5 and cfg.train.learning_rate == 0.001
@@ -59,18 +63,21 @@ def test_config_roundtrip_and_relative_paths(tmp_path):
     assert again.to_dict() == cfg.to_dict()
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"train": {"epochs": 0}}, "at least 1"),
-    ({"train": {"epochs": True}}, "must be an integer"),
-    ({"train": {"learning_rate": "fast"}}, "must be a number"),
-    ({"train": {"batch_size": 2.5}}, "must be an integer"),
-    ({"constraints": {"offline": "yes"}}, "true or false"),
-    ({"constraints": {"licenses": "mit"}}, "list of strings"),
-    ({"constraints": {"device": "cuda:x"}}, "cuda:N"),
-    ({"task": {"modality": "audio"}}, "one of text, image"),
-    ({"taks": {}}, "did you mean [task]"),
-    ({"task": 3}, "must be a table"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"epochs": 0}}, "at least 1"),
+        ({"train": {"epochs": True}}, "must be an integer"),
+        ({"train": {"learning_rate": "fast"}}, "must be a number"),
+        ({"train": {"batch_size": 2.5}}, "must be an integer"),
+        ({"constraints": {"offline": "yes"}}, "true or false"),
+        ({"constraints": {"licenses": "mit"}}, "list of strings"),
+        ({"constraints": {"device": "cuda:x"}}, "cuda:N"),
+        ({"task": {"modality": "audio"}}, "one of text, image"),
+        ({"taks": {}}, "did you mean [task]"),
+        ({"task": 3}, "must be a table"),
+    ],
+)
 def test_config_errors_are_one_line(raw, message):
     with pytest.raises(UserError) as exc:
         config_from_dict(raw, source="c.toml")
@@ -79,8 +86,10 @@ def test_config_errors_are_one_line(raw, message):
 
 
 def test_column_detection_by_name_and_content():
-    rows = [{"id": str(i), "body": f"a long message number {i} about things", "cat": "x" if i % 2 else "y"}
-            for i in range(20)]
+    rows = [
+        {"id": str(i), "body": f"a long message number {i} about things", "cat": "x" if i % 2 else "y"}
+        for i in range(20)
+    ]
     assert detect_columns(["id", "body", "cat"], rows) == ("body", "cat")
     rows2 = [{"review": "good stuff", "stars": "5"}] * 3 + [{"review": "bad", "stars": "1"}] * 3
     assert detect_columns(["review", "stars"], rows2) == ("review", "stars")
@@ -120,7 +129,7 @@ def test_event_reader_handles_partial_lines_and_resumes(tmp_path):
     with EventWriter(path) as w:
         w.emit(Log(level="info", message="one"))
     with open(path, "a") as fh:
-        fh.write('{"v": 2, "event": "log", "lev')   # a writer mid-line
+        fh.write('{"v": 2, "event": "log", "lev')  # a writer mid-line
     events, offset = read_events(path)
     assert [e["message"] for e in events] == ["one"]
     with open(path, "a") as fh:
@@ -139,9 +148,21 @@ def test_metrics():
 
 
 def _cand(**kw) -> Candidate:
-    base = dict(id="org/m", name="m", source="catalog", modality="text", arch="bert", params=110_000_000,
-                hidden_size=768, num_layers=12, num_heads=12, vocab_size=30522, license="apache-2.0", languages=["en"],
-                quality=0.6)
+    base = dict(
+        id="org/m",
+        name="m",
+        source="catalog",
+        modality="text",
+        arch="bert",
+        params=110_000_000,
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        vocab_size=30522,
+        license="apache-2.0",
+        languages=["en"],
+        quality=0.6,
+    )
     base.update(kw)
     return Candidate(**base)
 
@@ -156,7 +177,7 @@ def test_memory_estimate_grows_with_batch_and_shrinks_for_probe():
     assert probe.total_gb < b.total_gb and probe.optimizer_gb < 0.01
     assert half.activations_gb < b.activations_gb
     # weights + grads + Adam for 110M fp32 params is ~1.64 GB before activations
-    assert b.weights_gb + b.gradients_gb + b.optimizer_gb == pytest.approx(110e6 * 16 / 1024 ** 3, rel=0.01)
+    assert b.weights_gb + b.gradients_gb + b.optimizer_gb == pytest.approx(110e6 * 16 / 1024**3, rel=0.01)
 
 
 def _hw(gb: float = 16.0, gpu: bool = False) -> HardwareReport:
@@ -173,11 +194,13 @@ def test_rank_applies_constraints_and_orders_by_fit_then_score():
         _cand(id="img", name="img", modality="image"),
         _cand(id="disk", name="disk", on_disk=True, quality=0.8),
     ]
-    cfg = config_from_dict({"task": {"train": "x.csv"}, "constraints": {"licenses": ["apache-2.0"], "max_memory_gb": 6}})
+    cfg = config_from_dict(
+        {"task": {"train": "x.csv"}, "constraints": {"licenses": ["apache-2.0"], "max_memory_gb": 6}}
+    )
     ranked = rank(cfg, _hw(), train_size=5000, num_classes=3, candidates=cands)
     ids = [r.candidate.id for r in ranked]
     assert "gpl" not in ids and "img" not in ids
-    assert ids[-1] == "big" and not ranked[-1].fits          # does not fit in 6 GB: last
+    assert ids[-1] == "big" and not ranked[-1].fits  # does not fit in 6 GB: last
     assert ids.index("disk") < ids.index("good") < ids.index("weak")
     assert all(r.reasons for r in ranked)
     assert any("does NOT fit" in reason for reason in ranked[-1].reasons)
@@ -189,7 +212,9 @@ def test_rank_penalises_english_models_on_non_english_text():
     cands = [_cand(id="en", quality=0.7), _cand(id="multi", languages=["multilingual"], quality=0.6)]
     cfg = config_from_dict({"task": {"train": "x.csv"}})
     assert rank(cfg, _hw(), train_size=1000, num_classes=2, candidates=cands)[0].candidate.id == "en"
-    assert rank(cfg, _hw(), train_size=1000, num_classes=2, language="non-en", candidates=cands)[0].candidate.id == "multi"
+    assert (
+        rank(cfg, _hw(), train_size=1000, num_classes=2, language="non-en", candidates=cands)[0].candidate.id == "multi"
+    )
 
 
 def test_catalog_is_well_formed():
@@ -244,7 +269,9 @@ def test_usable_positions_follow_the_model_and_its_tokenizer(tmp_path):
 
     assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 512
     # RoBERTa's position table starts after the padding index: 514 rows, 512 usable tokens
-    assert usable_positions(tmp_path, {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert (
+        usable_positions(tmp_path, {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    )
     (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 128}')
     assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 128
     (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000000019884624838656}')

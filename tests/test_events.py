@@ -20,9 +20,12 @@ def _eval(epoch: int, **m: float) -> dict:
 
 def test_every_record_round_trips_strictly():
     samples = [
-        ev.RunStarted(run_id="r", pid=1, resumed=False), ev.Resumed(epoch=2, step=7),
+        ev.RunStarted(run_id="r", pid=1, resumed=False),
+        ev.Resumed(epoch=2, step=7),
         ev.Step(epoch=1, step=3, total_steps=9, loss=0.5, lr=1e-4, samples_per_s=10.0, mem_allocated_gb=1.0),
-        _eval(1), ev.Log(level="info", message="hi"), ev.RunFinished(status="completed", metrics={}),
+        _eval(1),
+        ev.Log(level="info", message="hi"),
+        ev.RunFinished(status="completed", metrics={}),
     ]
     for item in samples:
         obj = item if isinstance(item, dict) else item.to_json()
@@ -35,7 +38,7 @@ def test_strict_parse_refuses_undeclared_missing_and_mistyped_fields():
     good = ev.Log(level="info", message="x").to_json()
     with pytest.raises(ev.SchemaError, match="undeclared"):
         ev.parse_event({**good, "colour": "red"}, strict=True)
-    ev.parse_event({**good, "colour": "red"})          # readers accept additions of the same major version
+    ev.parse_event({**good, "colour": "red"})  # readers accept additions of the same major version
     with pytest.raises(ev.SchemaError, match="missing field 'message'"):
         ev.parse_event({k: v for k, v in good.items() if k != "message"})
     with pytest.raises(ev.SchemaError, match="'step'"):
@@ -59,11 +62,14 @@ def test_the_recorded_fixture_matches_the_schema():
 
 @pytest.mark.parametrize("metric, expected_epoch", [("macro_f1", 2), ("accuracy", 3), ("val_loss", 1)])
 def test_best_is_the_configured_metric(metric, expected_epoch):
-    stream = [ev.PlanStarted(plan={}, epochs=3, batch_size=8, learning_rate=1e-4, total_steps=30, steps_per_epoch=10,
-                             metric=metric).to_json(),
-              _eval(1, macro_f1=0.60, accuracy=0.60, val_loss=0.40),
-              _eval(2, macro_f1=0.80, accuracy=0.70, val_loss=0.50),
-              _eval(3, macro_f1=0.70, accuracy=0.90, val_loss=0.45)]
+    stream = [
+        ev.PlanStarted(
+            plan={}, epochs=3, batch_size=8, learning_rate=1e-4, total_steps=30, steps_per_epoch=10, metric=metric
+        ).to_json(),
+        _eval(1, macro_f1=0.60, accuracy=0.60, val_loss=0.40),
+        _eval(2, macro_f1=0.80, accuracy=0.70, val_loss=0.50),
+        _eval(3, macro_f1=0.70, accuracy=0.90, val_loss=0.45),
+    ]
     state = ev.fold(stream)
     assert state.best_epoch == expected_epoch
     assert state.best_eval["epoch"] == expected_epoch
@@ -84,7 +90,7 @@ def test_a_resumed_stream_folds_to_one_history():
     stream += [ev.Step(step=s, loss=0.5 / s, **step).to_json() for s in (3, 4, 5)]
     state = ev.fold(stream)
     assert [s for s, _ in state.losses] == [1, 2, 3, 4, 5]
-    assert state.losses[2] == (3, 0.5 / 3)                 # the resumed run's figure, not the lost one
+    assert state.losses[2] == (3, 0.5 / 3)  # the resumed run's figure, not the lost one
     assert state.resumed_from_step == 2 and state.status == "running"
 
 

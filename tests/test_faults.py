@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, write_text_data
 
-from conftest import REPO, run_cli, write_text_data
+from modelwiz.engine import workflow
 from modelwiz.engine.config import load_config
 from modelwiz.engine.events import read_events
-from modelwiz.engine import workflow
 from modelwiz.engine.runs import read_status, wait_for_final
 
 pytestmark = pytest.mark.slow
@@ -22,9 +22,11 @@ pytestmark = pytest.mark.slow
 def _config(tmp: Path, model: Path, epochs: int = 4) -> Path:
     write_text_data(tmp / "d.csv", n_per_class=40)
     p = tmp / "c.toml"
-    p.write_text(f'[task]\ntrain = "d.csv"\n[model]\nid = "{model}"\n[train]\nepochs = {epochs}\n'
-                 'learning_rate = 0.002\nbatch_size = 8\nmax_length = 32\nstrategy = "full"\n'
-                 '[constraints]\ndevice = "cpu"\n')
+    p.write_text(
+        f'[task]\ntrain = "d.csv"\n[model]\nid = "{model}"\n[train]\nepochs = {epochs}\n'
+        'learning_rate = 0.002\nbatch_size = 8\nmax_length = 32\nstrategy = "full"\n'
+        '[constraints]\ndevice = "cpu"\n'
+    )
     return p
 
 
@@ -95,9 +97,13 @@ def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
     import sys
 
     cfg = _config(tmp_path, tiny_bert, epochs=50)
-    proc = subprocess.Popen([sys.executable, "-m", "modelwiz.cli", "--batch", str(cfg), "--json", "--runs-dir",
-                             str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelwiz.cli", "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(json.loads(line))
@@ -115,8 +121,15 @@ def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
 
 def test_training_failure_exits_1_with_one_line(tmp_path, tiny_bert):
     cfg = _config(tmp_path, tiny_bert, epochs=2)
-    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
-                   env={"MODELWIZ_FAULT_AT_STEP": "3"})
+    proc = run_cli(
+        "--batch",
+        str(cfg),
+        "--json",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        env={"MODELWIZ_FAULT_AT_STEP": "3"},
+    )
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["status"] == "failed" and "injected fault at step 3" in summary["error"]
@@ -132,10 +145,10 @@ def test_torchvision_model_from_cached_weights(tmp_path):
     """The torchvision path: DEFAULT weights found in TORCH_HOME's cache (as after a download),
     a new head, training, export as a state dict that torchvision loads without modelwiz."""
     import torch
+    from conftest import write_image_data
     from safetensors.torch import load_file
     from torchvision import models as tvm
 
-    from conftest import write_image_data
     from modelwiz.engine.sources.torchvision_registry import weights_file
 
     weights = tvm.get_model_weights("mobilenet_v3_small").DEFAULT
@@ -146,9 +159,11 @@ def test_torchvision_model_from_cached_weights(tmp_path):
 
     write_image_data(tmp_path / "images", n_per_class=12)
     cfg = tmp_path / "tv.toml"
-    cfg.write_text('[task]\nmodality = "image"\ntrain = "images"\nvalidation = 0.25\n'
-                   '[constraints]\noffline = true\n[model]\nid = "torchvision:mobilenet_v3_small"\n'
-                   '[train]\nepochs = 1\nbatch_size = 8\nimage_size = 64\nlearning_rate = 0.001\n')
+    cfg.write_text(
+        '[task]\nmodality = "image"\ntrain = "images"\nvalidation = 0.25\n'
+        '[constraints]\noffline = true\n[model]\nid = "torchvision:mobilenet_v3_small"\n'
+        "[train]\nepochs = 1\nbatch_size = 8\nimage_size = 64\nlearning_rate = 0.001\n"
+    )
     proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])

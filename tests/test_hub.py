@@ -21,7 +21,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from fakehub import FakeHub, closed_port  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -365,7 +364,10 @@ def test_gated_repo_downloads_with_token(hub, standin, tmp_path):
     hub.tokens.add("hf_fake_token")
     try:
         proc = run_client(
-            DOWNLOAD.format(repo=GATED), endpoint=hub.endpoint, hf_home=tmp_path / "hf", env={"HF_TOKEN": "hf_fake_token"}
+            DOWNLOAD.format(repo=GATED),
+            endpoint=hub.endpoint,
+            hf_home=tmp_path / "hf",
+            env={"HF_TOKEN": "hf_fake_token"},
         )
     finally:
         hub.tokens.discard("hf_fake_token")

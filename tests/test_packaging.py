@@ -23,11 +23,11 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 # source folder -> the package it becomes (pyproject.toml, [tool.setuptools.package-dir])

@@ -8,8 +8,15 @@ import threading
 
 import pytest
 
-from modelwiz.engine.runs import (CANCEL_FILE, LAUNCHER, TRAINER, effective_state, read_status, request_cancel,
-                                  write_status)
+from modelwiz.engine.runs import (
+    CANCEL_FILE,
+    LAUNCHER,
+    TRAINER,
+    effective_state,
+    read_status,
+    request_cancel,
+    write_status,
+)
 
 ORDER = {"queued": 0, "running": 1, "cancelling": 2, "cancelled": 3}
 
@@ -17,9 +24,17 @@ ORDER = {"queued": 0, "running": 1, "cancelling": 2, "cancelled": 3}
 @pytest.fixture
 def trainer_pid():
     """A live process standing in for the trainer: it ignores the SIGTERM that cancel sends."""
-    proc = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
-                             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
-                             "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+            "time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready"
     yield proc.pid
     proc.kill()
@@ -67,7 +82,7 @@ def test_cancel_requests_interleaved_with_status_updates_never_move_state_back(t
     assert seen[-1] == "cancelled"
     final = read_status(run)
     assert final["owner"] == TRAINER and final["pid"] == trainer_pid and final["epoch"] == 199
-    assert (run / CANCEL_FILE).exists()          # the request travelled by file, not by status.json
+    assert (run / CANCEL_FILE).exists()  # the request travelled by file, not by status.json
 
 
 def test_the_launcher_cannot_write_over_a_live_trainer(tmp_path, trainer_pid):
@@ -76,6 +91,6 @@ def test_the_launcher_cannot_write_over_a_live_trainer(tmp_path, trainer_pid):
     assert write_status(tmp_path, by=LAUNCHER, new_attempt=True, state="queued") is None
     assert read_status(tmp_path)["state"] == "running"
     write_status(tmp_path, by=TRAINER, state="cancelled")
-    assert write_status(tmp_path, by=LAUNCHER, pid=1) is None                # not this attempt's launcher
-    assert write_status(tmp_path, by=LAUNCHER, new_attempt=True, state="queued") is not None   # a resume
+    assert write_status(tmp_path, by=LAUNCHER, pid=1) is None  # not this attempt's launcher
+    assert write_status(tmp_path, by=LAUNCHER, new_attempt=True, state="queued") is not None  # a resume
     assert read_status(tmp_path)["owner"] == LAUNCHER

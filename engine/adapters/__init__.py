@@ -23,10 +23,13 @@ def families() -> list[type[Adapter]]:
             if info.name != "base":
                 importlib.import_module(f"{__name__}.{info.name}")
 
-        def subclasses(cls: type[Adapter]) -> list[type[Adapter]]:
-            return [s for c in cls.__subclasses__() for s in [c, *subclasses(c)]]
-
-        found = {c.kind: c for c in subclasses(Adapter) if c.kind}
+        found: dict[str, type[Adapter]] = {}
+        pending = list(Adapter.__subclasses__())
+        while pending:
+            cls = pending.pop()
+            pending += cls.__subclasses__()
+            if cls.kind:
+                found[cls.kind] = cls
         _FAMILIES.extend(sorted(found.values(), key=lambda c: -c.priority))
     return _FAMILIES
 

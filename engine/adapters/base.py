@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from modelwiz.engine.errors import UserError
 
-META_FILE = "modelwiz.json"        # beside an exported model: family, labels, preprocessing
+META_FILE = "modelwiz.json"  # beside an exported model: family, labels, preprocessing
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -26,16 +27,17 @@ Progress = Callable[[str], None]
 
 
 class Adapter(ABC):
-    kind: ClassVar[str] = ""            # the name plans and exported models record
-    library: ClassVar[str] = ""         # model card: library_name
-    pipeline_tag: ClassVar[str] = ""    # model card: pipeline_tag
-    priority: ClassVar[int] = 0         # higher claims first
+    kind: ClassVar[str] = ""  # the name plans and exported models record
+    library: ClassVar[str] = ""  # model card: library_name
+    pipeline_tag: ClassVar[str] = ""  # model card: pipeline_tag
+    priority: ClassVar[int] = 0  # higher claims first
 
-    def __init__(self, model: Any, labels: list[str], *, source: str, arch: str,
-                 new_params: set[str] | None = None) -> None:
-        self.model = model                      # a torch.nn.Module
+    def __init__(
+        self, model: Any, labels: list[str], *, source: str, arch: str, new_params: set[str] | None = None
+    ) -> None:
+        self.model = model  # a torch.nn.Module
         self.labels = list(labels)
-        self.source = source                    # where the weights came from
+        self.source = source  # where the weights came from
         self.arch = arch
         self.new_params = set(new_params or ())  # parameter names initialised fresh (the head)
 
@@ -88,8 +90,13 @@ class Adapter(ABC):
     def export(self, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.save_model(out_dir)
-        meta = {"format": self.kind, "arch": self.arch, "labels": self.labels, "num_classes": len(self.labels),
-                **self.preprocessing()}
+        meta = {
+            "format": self.kind,
+            "arch": self.arch,
+            "labels": self.labels,
+            "num_classes": len(self.labels),
+            **self.preprocessing(),
+        }
         (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out_dir
 
@@ -135,14 +142,22 @@ def hf_load(auto_cls: Any, path: Path, labels: list[str]) -> tuple[Any, set[str]
     """A Hugging Face model with a new classification head: (model, names of fresh parameters).
     Safetensors only; remote code is never trusted."""
     if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
-        raise UserError(f"{path} has no model.safetensors; modelwiz loads safetensors weights only "
-                        "(convert with save_pretrained(..., safe_serialization=True))")
+        raise UserError(
+            f"{path} has no model.safetensors; modelwiz loads safetensors weights only "
+            "(convert with save_pretrained(..., safe_serialization=True))"
+        )
     quiet_transformers()
     try:
         model, info = auto_cls.from_pretrained(
-            str(path), output_loading_info=True, ignore_mismatched_sizes=True, use_safetensors=True,
-            trust_remote_code=False, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={n: i for i, n in enumerate(labels)})
+            str(path),
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+            trust_remote_code=False,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)},
+        )
     except ValueError as exc:
         raise UserError(f"cannot build a classifier from {path}: {first_line(exc)}") from None
     except OSError as exc:
@@ -156,9 +171,18 @@ def hf_load(auto_cls: Any, path: Path, labels: list[str]) -> tuple[Any, set[str]
 class ImageAdapter(Adapter):
     """Shared by the image families: resize/crop/normalise, light augmentation when training."""
 
-    def __init__(self, model: Any, labels: list[str], *, source: str, arch: str, image_size: int,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                 new_params: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        labels: list[str],
+        *,
+        source: str,
+        arch: str,
+        image_size: int,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        new_params: set[str] | None = None,
+    ) -> None:
         super().__init__(model, labels, source=source, arch=arch, new_params=new_params)
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
         self._transforms: dict[bool, Any] = {}
@@ -169,8 +193,14 @@ class ImageAdapter(Adapter):
 
             size, norm = self.image_size, T.Normalize(self.mean, self.std)
             if train:
-                tf = T.Compose([T.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
-                                T.RandomHorizontalFlip(), T.ToTensor(), norm])
+                tf = T.Compose(
+                    [
+                        T.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+                        T.RandomHorizontalFlip(),
+                        T.ToTensor(),
+                        norm,
+                    ]
+                )
             else:
                 tf = T.Compose([T.Resize(int(size * 1.14), antialias=True), T.CenterCrop(size), T.ToTensor(), norm])
             self._transforms[train] = tf

@@ -6,8 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelwiz.engine.adapters.base import (IMAGENET_MEAN, IMAGENET_STD, ImageAdapter, Progress, hf_load,
-                                           quiet_transformers, resolve_hf_path)
+from modelwiz.engine.adapters.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageAdapter,
+    Progress,
+    hf_load,
+    quiet_transformers,
+    resolve_hf_path,
+)
 
 
 class HFImageAdapter(ImageAdapter):
@@ -30,9 +37,17 @@ class HFImageAdapter(ImageAdapter):
         path = resolve_hf_path(plan.model_id, offline=plan.offline, progress=progress)
         processor = _processor(path)
         model, fresh = hf_load(AutoModelForImageClassification, path, labels)
-        return cls(model, labels, source=str(path), arch=model.config.model_type, image_size=plan.image_size,
-                   mean=_norm(processor, "image_mean", IMAGENET_MEAN), std=_norm(processor, "image_std", IMAGENET_STD),
-                   new_params=fresh, processor=processor)
+        return cls(
+            model,
+            labels,
+            source=str(path),
+            arch=model.config.model_type,
+            image_size=plan.image_size,
+            mean=_norm(processor, "image_mean", IMAGENET_MEAN),
+            std=_norm(processor, "image_std", IMAGENET_STD),
+            new_params=fresh,
+            processor=processor,
+        )
 
     @classmethod
     def from_export(cls, model_dir: Path, meta: dict[str, Any]) -> HFImageAdapter:
@@ -40,9 +55,16 @@ class HFImageAdapter(ImageAdapter):
 
         quiet_transformers()
         model = AutoModelForImageClassification.from_pretrained(str(model_dir), use_safetensors=True)
-        return cls(model.eval(), meta["labels"], source=str(model_dir), arch=meta.get("arch", ""),
-                   image_size=int(meta.get("image_size") or 224), mean=tuple(meta.get("mean") or IMAGENET_MEAN),
-                   std=tuple(meta.get("std") or IMAGENET_STD), processor=_processor(model_dir))
+        return cls(
+            model.eval(),
+            meta["labels"],
+            source=str(model_dir),
+            arch=meta.get("arch", ""),
+            image_size=int(meta.get("image_size") or 224),
+            mean=tuple(meta.get("mean") or IMAGENET_MEAN),
+            std=tuple(meta.get("std") or IMAGENET_STD),
+            processor=_processor(model_dir),
+        )
 
     def save_model(self, out_dir: Path) -> None:
         self.model.save_pretrained(str(out_dir))
@@ -50,11 +72,13 @@ class HFImageAdapter(ImageAdapter):
             self.processor.save_pretrained(str(out_dir))
 
     def usage(self, model_dir_name: str) -> str:
-        return ("```python\nfrom transformers import pipeline\n"
-                f"clf = pipeline(\"image-classification\", model=\"PATH/TO/{model_dir_name}\")\n"
-                "print(clf(\"image.jpg\"))\n```\n"
-                f"Training used {self.image_size}px crops normalised with mean {list(self.mean)} and std "
-                f"{list(self.std)}.\n")
+        return (
+            "```python\nfrom transformers import pipeline\n"
+            f'clf = pipeline("image-classification", model="PATH/TO/{model_dir_name}")\n'
+            'print(clf("image.jpg"))\n```\n'
+            f"Training used {self.image_size}px crops normalised with mean {list(self.mean)} and std "
+            f"{list(self.std)}.\n"
+        )
 
 
 def _processor(path: Path) -> Any:

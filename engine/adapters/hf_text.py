@@ -14,8 +14,17 @@ class HFTextAdapter(Adapter):
     library = "transformers"
     pipeline_tag = "text-classification"
 
-    def __init__(self, model: Any, labels: list[str], *, tokenizer: Any, max_length: int, source: str, arch: str,
-                 new_params: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        labels: list[str],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        source: str,
+        arch: str,
+        new_params: set[str] | None = None,
+    ) -> None:
         super().__init__(model, labels, source=source, arch=arch, new_params=new_params)
         self.tokenizer, self.max_length = tokenizer, int(max_length)
 
@@ -30,8 +39,15 @@ class HFTextAdapter(Adapter):
         path = resolve_hf_path(plan.model_id, offline=plan.offline, progress=progress)
         tokenizer = _tokenizer(path)
         model, fresh = hf_load(AutoModelForSequenceClassification, path, labels)
-        return cls(model, labels, tokenizer=tokenizer, max_length=plan.max_length, source=str(path),
-                   arch=model.config.model_type, new_params=fresh)
+        return cls(
+            model,
+            labels,
+            tokenizer=tokenizer,
+            max_length=plan.max_length,
+            source=str(path),
+            arch=model.config.model_type,
+            new_params=fresh,
+        )
 
     @classmethod
     def from_export(cls, model_dir: Path, meta: dict[str, Any]) -> HFTextAdapter:
@@ -39,12 +55,19 @@ class HFTextAdapter(Adapter):
 
         quiet_transformers()
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), use_safetensors=True)
-        return cls(model.eval(), meta["labels"], tokenizer=_tokenizer(model_dir),
-                   max_length=int(meta.get("max_length") or 512), source=str(model_dir), arch=meta.get("arch", ""))
+        return cls(
+            model.eval(),
+            meta["labels"],
+            tokenizer=_tokenizer(model_dir),
+            max_length=int(meta.get("max_length") or 512),
+            source=str(model_dir),
+            arch=meta.get("arch", ""),
+        )
 
     def collate(self, items: list[Any], *, train: bool) -> dict[str, Any]:
-        return dict(self.tokenizer(items, truncation=True, max_length=self.max_length, padding=True,
-                                   return_tensors="pt"))
+        return dict(
+            self.tokenizer(items, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        )
 
     def save_model(self, out_dir: Path) -> None:
         self.model.save_pretrained(str(out_dir))
@@ -54,10 +77,12 @@ class HFTextAdapter(Adapter):
         return {"max_length": self.max_length}
 
     def usage(self, model_dir_name: str) -> str:
-        return ("```python\nfrom transformers import pipeline\n"
-                f"clf = pipeline(\"text-classification\", model=\"PATH/TO/{model_dir_name}\")\n"
-                f"print(clf(\"an example\", truncation=True, max_length={self.max_length}))\n```\n"
-                f"Texts were truncated to {self.max_length} tokens in training.\n")
+        return (
+            "```python\nfrom transformers import pipeline\n"
+            f'clf = pipeline("text-classification", model="PATH/TO/{model_dir_name}")\n'
+            f'print(clf("an example", truncation=True, max_length={self.max_length}))\n```\n'
+            f"Texts were truncated to {self.max_length} tokens in training.\n"
+        )
 
 
 def _tokenizer(path: Path) -> Any:
@@ -67,5 +92,7 @@ def _tokenizer(path: Path) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load a tokenizer from {path} ({first_line(exc)}); the folder needs "
-                        "tokenizer files (tokenizer.json or vocab.txt)") from None
+        raise UserError(
+            f"cannot load a tokenizer from {path} ({first_line(exc)}); the folder needs "
+            "tokenizer files (tokenizer.json or vocab.txt)"
+        ) from None

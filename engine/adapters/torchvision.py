@@ -17,7 +17,7 @@ class TorchvisionAdapter(ImageAdapter):
     kind = "torchvision"
     library = "torchvision"
     pipeline_tag = "image-classification"
-    priority = 10           # before the generic Hugging Face image family
+    priority = 10  # before the generic Hugging Face image family
 
     @classmethod
     def claims(cls, model_id: str, modality: str) -> bool:
@@ -29,19 +29,23 @@ class TorchvisionAdapter(ImageAdapter):
 
         from modelwiz.engine.sources.torchvision_registry import weights_file
 
-        name = plan.model_id[len(PREFIX):]
+        name = plan.model_id[len(PREFIX) :]
         try:
             weights = tvm.get_model_weights(name).DEFAULT
         except (ValueError, KeyError, AttributeError):
             raise UserError(f"unknown torchvision model '{name}'; `modelwiz recommend` lists them") from None
         if plan.offline and not weights_file(weights.url).is_file():
-            raise UserError(f"torchvision weights for {name} are not on disk ({weights_file(weights.url)}) and "
-                            "offline mode is on; download them once with network or set [constraints] offline = false")
+            raise UserError(
+                f"torchvision weights for {name} are not on disk ({weights_file(weights.url)}) and "
+                "offline mode is on; download them once with network or set [constraints] offline = false"
+            )
         try:
             model = tvm.get_model(name, weights=weights)
         except (OSError, RuntimeError) as exc:
-            raise UserError(f"cannot load torchvision weights for {name}: {first_line(exc)}; check the network or "
-                            f"place the file at {weights_file(weights.url)}") from None
+            raise UserError(
+                f"cannot load torchvision weights for {name}: {first_line(exc)}; check the network or "
+                f"place the file at {weights_file(weights.url)}"
+            ) from None
         head = replace_head(model, len(labels))
         fresh = {n for n, _ in model.named_parameters() if n.startswith(head + ".")}
         return cls(model, labels, source=name, arch=name, image_size=plan.image_size, new_params=fresh)
@@ -53,9 +57,15 @@ class TorchvisionAdapter(ImageAdapter):
 
         model = tvm.get_model(meta["arch"], weights=None, num_classes=len(meta["labels"]))
         model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
-        return cls(model.eval(), meta["labels"], source=str(model_dir), arch=meta["arch"],
-                   image_size=int(meta.get("image_size") or 224), mean=tuple(meta.get("mean") or IMAGENET_MEAN),
-                   std=tuple(meta.get("std") or IMAGENET_STD))
+        return cls(
+            model.eval(),
+            meta["labels"],
+            source=str(model_dir),
+            arch=meta["arch"],
+            image_size=int(meta.get("image_size") or 224),
+            mean=tuple(meta.get("mean") or IMAGENET_MEAN),
+            std=tuple(meta.get("std") or IMAGENET_STD),
+        )
 
     def logits(self, inputs: dict[str, Any]) -> Any:
         return self.model(inputs["pixel_values"])
@@ -67,11 +77,13 @@ class TorchvisionAdapter(ImageAdapter):
         save_file(state, str(out_dir / "model.safetensors"))
 
     def usage(self, model_dir_name: str) -> str:
-        return ("```python\nimport torchvision, safetensors.torch\n"
-                f"model = torchvision.models.get_model(\"{self.arch}\", weights=None, num_classes={len(self.labels)})\n"
-                f"model.load_state_dict(safetensors.torch.load_file(\"{model_dir_name}/model.safetensors\"))\n```\n"
-                f"Inputs: RGB images resized to {self.image_size}px, normalised with mean {list(self.mean)} "
-                f"and std {list(self.std)}. Class order: {', '.join(self.labels)}.\n")
+        return (
+            "```python\nimport torchvision, safetensors.torch\n"
+            f'model = torchvision.models.get_model("{self.arch}", weights=None, num_classes={len(self.labels)})\n'
+            f'model.load_state_dict(safetensors.torch.load_file("{model_dir_name}/model.safetensors"))\n```\n'
+            f"Inputs: RGB images resized to {self.image_size}px, normalised with mean {list(self.mean)} "
+            f"and std {list(self.std)}. Class order: {', '.join(self.labels)}.\n"
+        )
 
 
 def replace_head(model: Any, num_labels: int) -> str:

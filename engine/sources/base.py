@@ -8,25 +8,25 @@ from typing import Any
 
 @dataclass
 class Candidate:
-    id: str                      # what [model].id accepts: Hub id, "torchvision:<name>" or a folder path
-    name: str                    # short display name
-    source: str                  # catalog | torchvision | local | hf-cache | hub
-    modality: str                # text | image
-    arch: str = ""               # model_type (bert, vit, resnet, ...)
-    params: int = 0              # parameter count of the backbone
+    id: str  # what [model].id accepts: Hub id, "torchvision:<name>" or a folder path
+    name: str  # short display name
+    source: str  # catalog | torchvision | local | hf-cache | hub
+    modality: str  # text | image
+    arch: str = ""  # model_type (bert, vit, resnet, ...)
+    params: int = 0  # parameter count of the backbone
     license: str = "unknown"
-    languages: list[str] = field(default_factory=list)   # ["en"], ["multilingual"], [] = unknown
-    on_disk: bool = False        # weights present locally right now
-    path: str | None = None      # local folder, when on disk
-    quality: float | None = None           # prior quality in [0, 1] from a published benchmark
-    quality_note: str = ""                 # e.g. "GLUE 77.0 (paper)"
+    languages: list[str] = field(default_factory=list)  # ["en"], ["multilingual"], [] = unknown
+    on_disk: bool = False  # weights present locally right now
+    path: str | None = None  # local folder, when on disk
+    quality: float | None = None  # prior quality in [0, 1] from a published benchmark
+    quality_note: str = ""  # e.g. "GLUE 77.0 (paper)"
     hidden_size: int = 0
     num_layers: int = 0
     num_heads: int = 0
     intermediate_size: int = 0
     vocab_size: int = 0
-    max_length: int = 512        # text: max positions
-    image_size: int = 224        # image: native input size
+    max_length: int = 512  # text: max positions
+    image_size: int = 224  # image: native input size
     gflops: float | None = None  # image: forward GFLOPs at image_size
     refs: list[str] = field(default_factory=list)
 

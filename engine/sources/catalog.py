@@ -49,14 +49,27 @@ def load() -> list[Candidate]:
         if bench.get("name") and bench.get("value") is not None:
             note = f"{bench['name']} {bench['value']}"
         refs = [bench["source"]] if bench.get("source") else []
-        out.append(Candidate(
-            id=m["id"], name=m["id"].split("/")[-1], source="catalog", modality=m.get("modality", "text"),
-            arch=m.get("arch", ""), params=int(m.get("params") or 0), license=str(m.get("license") or "unknown").lower(),
-            languages=list(m.get("languages") or []), quality=quality_from_benchmark(bench), quality_note=note,
-            hidden_size=int(m.get("hidden_size") or 0), num_layers=int(m.get("num_layers") or 0),
-            num_heads=int(m.get("num_heads") or 0), intermediate_size=int(m.get("intermediate_size") or 0),
-            vocab_size=int(m.get("vocab_size") or 0), max_length=int(m.get("max_length") or 512),
-            image_size=int(m.get("image_size") or 224), gflops=m.get("gflops"), refs=refs,
-        ))
+        out.append(
+            Candidate(
+                id=m["id"],
+                name=m["id"].split("/")[-1],
+                source="catalog",
+                modality=m.get("modality", "text"),
+                arch=m.get("arch", ""),
+                params=int(m.get("params") or 0),
+                license=str(m.get("license") or "unknown").lower(),
+                languages=list(m.get("languages") or []),
+                quality=quality_from_benchmark(bench),
+                quality_note=note,
+                hidden_size=int(m.get("hidden_size") or 0),
+                num_layers=int(m.get("num_layers") or 0),
+                num_heads=int(m.get("num_heads") or 0),
+                intermediate_size=int(m.get("intermediate_size") or 0),
+                vocab_size=int(m.get("vocab_size") or 0),
+                max_length=int(m.get("max_length") or 512),
+                image_size=int(m.get("image_size") or 224),
+                gflops=m.get("gflops"),
+                refs=refs,
+            )
+        )
     return out
-

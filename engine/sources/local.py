@@ -9,19 +9,45 @@ for the license and languages.
 from __future__ import annotations
 
 import json
-from typing import Any
 import re
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 from modelwiz.engine.paths import env_models_dir, model_search_paths
 from modelwiz.engine.sources.base import Candidate
 
-IMAGE_TYPES = {"vit", "deit", "beit", "convnext", "convnextv2", "resnet", "swin", "swinv2", "efficientnet",
-               "mobilevit", "mobilevitv2", "mobilenet_v2", "regnet", "dinov2", "levit", "poolformer", "dinat",
-               "bit", "focalnet", "cvt", "pvt", "segformer", "efficientformer", "siglip_vision_model",
-               "clip_vision_model", "hiera", "vit_msn", "data2vec-vision"}
+IMAGE_TYPES = {
+    "vit",
+    "deit",
+    "beit",
+    "convnext",
+    "convnextv2",
+    "resnet",
+    "swin",
+    "swinv2",
+    "efficientnet",
+    "mobilevit",
+    "mobilevitv2",
+    "mobilenet_v2",
+    "regnet",
+    "dinov2",
+    "levit",
+    "poolformer",
+    "dinat",
+    "bit",
+    "focalnet",
+    "cvt",
+    "pvt",
+    "segformer",
+    "efficientformer",
+    "siglip_vision_model",
+    "clip_vision_model",
+    "hiera",
+    "vit_msn",
+    "data2vec-vision",
+}
 
 
 def is_model_folder(path: Path) -> bool:
@@ -132,8 +158,10 @@ def usable_positions(folder: Path, cfg: dict[str, Any]) -> int:
     model_max_length when it states one."""
     positions = cfg.get("max_position_embeddings")
     limit = int(positions) if isinstance(positions, int) and positions > 0 else 512
-    if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart") or \
-            str(cfg.get("position_embedding_type", "")) == "roberta":
+    if (
+        cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart")
+        or str(cfg.get("position_embedding_type", "")) == "roberta"
+    ):
         limit -= int(cfg.get("pad_token_id") or 1) + 1
     try:
         tok = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -187,14 +215,20 @@ def _main(argv: list[str]) -> int:
         import importlib
 
         module = importlib.import_module(argv[1])
-        folder = Path(module.get_model_path()) if hasattr(module, "get_model_path") else Path(module.__file__).parent / "model"
+        folder = (
+            Path(module.get_model_path())
+            if hasattr(module, "get_model_path")
+            else Path(str(module.__file__)).parent / "model"
+        )
         name = argv[2] if len(argv) == 3 else argv[1]
         print(link_into_env(folder, name))
         return 0
     if len(argv) == 3 and argv[0] == "link":
         print(link_into_env(Path(argv[1]), argv[2]))
         return 0
-    print("usage: python -m modelwiz.engine.sources.local link-packaged MODULE [NAME] | link FOLDER NAME", file=sys.stderr)
+    print(
+        "usage: python -m modelwiz.engine.sources.local link-packaged MODULE [NAME] | link FOLDER NAME", file=sys.stderr
+    )
     return 2
 
 

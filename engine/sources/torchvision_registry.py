@@ -35,12 +35,21 @@ def dump_registry() -> list[dict[str, Any]]:
         meta = weights.meta
         metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
         crop = getattr(weights.transforms, "keywords", {}).get("crop_size", 224)
-        out.append({
-            "name": name, "weights": str(weights).split(".")[-1], "params": meta.get("num_params", 0),
-            "acc1": metrics.get("acc@1"), "gflops": meta.get("_ops"), "file_size_mb": meta.get("_file_size"),
-            "url": weights.url, "recipe": meta.get("recipe", ""), "min_size": list(meta.get("min_size", (1, 1))),
-            "image_size": int(crop) if isinstance(crop, int) else 224, "categories": len(meta.get("categories") or []),
-        })
+        out.append(
+            {
+                "name": name,
+                "weights": str(weights).split(".")[-1],
+                "params": meta.get("num_params", 0),
+                "acc1": metrics.get("acc@1"),
+                "gflops": meta.get("_ops"),
+                "file_size_mb": meta.get("_file_size"),
+                "url": weights.url,
+                "recipe": meta.get("recipe", ""),
+                "min_size": list(meta.get("min_size", (1, 1))),
+                "image_size": int(crop) if isinstance(crop, int) else 224,
+                "categories": len(meta.get("categories") or []),
+            }
+        )
     return [dict(o, torchvision=torchvision.__version__) for o in out]
 
 
@@ -60,8 +69,12 @@ def registry() -> list[dict[str, Any]]:
     if isinstance(cached, list):
         return cached
     try:
-        proc = subprocess.run([sys.executable, "-m", "modelwiz.engine.sources.torchvision_registry"], capture_output=True,
-                              text=True, timeout=180)
+        proc = subprocess.run(
+            [sys.executable, "-m", "modelwiz.engine.sources.torchvision_registry"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         data = json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
@@ -74,7 +87,8 @@ def registry() -> list[dict[str, Any]]:
 def weights_file(url: str) -> Path:
     """Where torch.hub keeps a downloaded checkpoint."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch"
+    )
     return Path(torch_home) / "hub" / "checkpoints" / os.path.basename(url)
 
 
@@ -84,13 +98,25 @@ def load() -> list[Candidate]:
         acc = m.get("acc1")
         quality = None if acc is None else round(min(1.0, max(0.0, (float(acc) - 55.0) / 35.0)), 3)
         on_disk = weights_file(m["url"]).is_file()
-        out.append(Candidate(
-            id=PREFIX + m["name"], name=m["name"], source="torchvision", modality="image", arch=m["name"],
-            params=int(m.get("params") or 0), license="bsd-3-clause", languages=[], on_disk=on_disk,
-            path=str(weights_file(m["url"])) if on_disk else None, quality=quality,
-            quality_note=f"ImageNet-1k top-1 {acc}" if acc is not None else "", gflops=m.get("gflops"),
-            image_size=int(m.get("image_size") or 224), refs=[m.get("recipe", "")] if m.get("recipe") else [],
-        ))
+        out.append(
+            Candidate(
+                id=PREFIX + m["name"],
+                name=m["name"],
+                source="torchvision",
+                modality="image",
+                arch=m["name"],
+                params=int(m.get("params") or 0),
+                license="bsd-3-clause",
+                languages=[],
+                on_disk=on_disk,
+                path=str(weights_file(m["url"])) if on_disk else None,
+                quality=quality,
+                quality_note=f"ImageNet-1k top-1 {acc}" if acc is not None else "",
+                gflops=m.get("gflops"),
+                image_size=int(m.get("image_size") or 224),
+                refs=[m.get("recipe", "")] if m.get("recipe") else [],
+            )
+        )
     return out
 
 
