@@ -23,7 +23,7 @@ LINT_TREE := build/lint-tree
 run: $(STAMP)
 	$(BIN)/modelwiz --demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

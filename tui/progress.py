@@ -23,8 +23,15 @@ class BatchProgress:
     training figures come from the engine's one reducer (engine.events.RunState)."""
 
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err, transient=False)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
         self.task: Any = None
         self.state = RunState()
 
@@ -44,22 +51,30 @@ class BatchProgress:
         if kind == "data_checked":
             d = ev["summary"]
             counts = ", ".join(f"{k} {v}" for k, v in d["class_counts"].items())
-            self._line(f"data: {d['rows']} examples, {d['num_classes']} classes ({counts}); "
-                       f"{d['train_size']} train / {d['val_size']} validation")
+            self._line(
+                f"data: {d['rows']} examples, {d['num_classes']} classes ({counts}); "
+                f"{d['train_size']} train / {d['val_size']} validation"
+            )
             for w in d.get("warnings", []):
                 self._line(f"[yellow]warning:[/] {w}")
         elif kind == "hardware":
             h = ev["report"]
             gpus = ", ".join(g["name"] for g in h.get("gpus", [])) or "no GPU"
-            self._line(f"hardware: {h['cpu_cores_logical']} CPU threads, {h['ram_available_gb']:.1f} GB RAM free, {gpus}")
+            self._line(
+                f"hardware: {h['cpu_cores_logical']} CPU threads, {h['ram_available_gb']:.1f} GB RAM free, {gpus}"
+            )
         elif kind == "model_chosen":
-            self._line(f"model: [bold]{ev['name']}[/] ({ev['source']}, score {ev['score']:.2f}, predicted peak "
-                       f"{ev['est_train_memory_gb']:.1f} GB) — {ev['strategy']}, batch {ev['batch_size']}, {ev['precision']}")
+            self._line(
+                f"model: [bold]{ev['name']}[/] ({ev['source']}, score {ev['score']:.2f}, predicted peak "
+                f"{ev['est_train_memory_gb']:.1f} GB) — {ev['strategy']}, batch {ev['batch_size']}, {ev['precision']}"
+            )
         elif kind == "run_created":
             self._line(f"run: {ev['run_id']} in {ev['run_dir']}")
         elif kind == "model":
-            self._line(f"loaded {count(ev['params'])} parameters ({count(ev['trainable_params'])} trainable) "
-                       f"on {ev['device']} in {ev.get('load_seconds', 0):.1f} s")
+            self._line(
+                f"loaded {count(ev['params'])} parameters ({count(ev['trainable_params'])} trainable) "
+                f"on {ev['device']} in {ev.get('load_seconds', 0):.1f} s"
+            )
         elif kind == "plan":
             self.task = self.progress.add_task("training", total=st.total_steps, completed=st.step, info="")
         elif kind == "resumed":
@@ -70,8 +85,10 @@ class BatchProgress:
             self.progress.update(self.task, completed=st.step, info=info)
         elif kind == "eval":
             mark = " [green](best)[/]" if st.best_epoch == ev["epoch"] else ""
-            self._line(f"epoch {ev['epoch']}: val loss {ev['val_loss']:.4f}, accuracy {ev['accuracy']:.4f}, "
-                       f"macro-F1 {ev['macro_f1']:.4f}{mark}")
+            self._line(
+                f"epoch {ev['epoch']}: val loss {ev['val_loss']:.4f}, accuracy {ev['accuracy']:.4f}, "
+                f"macro-F1 {ev['macro_f1']:.4f}{mark}"
+            )
         elif kind == "log" and ev.get("level") in ("warning", "info"):
             # errors are not echoed here: the command ends with them as its one error line
             style = {"warning": "yellow"}.get(ev["level"], "dim")
@@ -80,9 +97,11 @@ class BatchProgress:
     def print_summary(self, s: dict[str, Any]) -> None:
         m = s.get("metrics") or {}
         if s.get("status") == "completed":
-            err.print(f"[green]done[/]: accuracy {m.get('accuracy') or 0:.4f}, macro-F1 {m.get('macro_f1') or 0:.4f} "
-                      f"(best epoch {s.get('best_epoch')}) · model in {s.get('model_path')}")
-            err.print(f"try it: modelwiz predict {s['run_id']} \"your input\"")
+            err.print(
+                f"[green]done[/]: accuracy {m.get('accuracy') or 0:.4f}, macro-F1 {m.get('macro_f1') or 0:.4f} "
+                f"(best epoch {s.get('best_epoch')}) · model in {s.get('model_path')}"
+            )
+            err.print(f'try it: modelwiz predict {s["run_id"]} "your input"')
         elif s.get("status") == "cancelled":
             err.print(f"[yellow]cancelled[/]: checkpoint kept; `modelwiz resume {s['run_id']}` continues it")
 
@@ -101,18 +120,32 @@ def _gb(x: float) -> str:
 
 def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
     s = rec.summary
-    out.print(f"[bold]{s.rows}[/] examples · {s.num_classes} classes · {rec.hardware.device_for()} · "
-              f"{len(rec.ranked)} candidates")
+    out.print(
+        f"[bold]{s.rows}[/] examples · {s.num_classes} classes · {rec.hardware.device_for()} · "
+        f"{len(rec.ranked)} candidates"
+    )
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, collapse_padding=True)
     widths = {"#": 2, "model": 22, "source": 7, "params": 6, "mem GB": 9, "fit": 3, "score": 5, "license": 10}
     for col, width in widths.items():
-        table.add_column(col, justify="right" if col in ("#", "params", "mem GB", "score") else "left",
-                         no_wrap=True, overflow="ellipsis", min_width=width if col != "license" else None,
-                         max_width=width if col in ("license", "model") else None)
+        table.add_column(
+            col,
+            justify="right" if col in ("#", "params", "mem GB", "score") else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=width if col != "license" else None,
+            max_width=width if col in ("license", "model") else None,
+        )
     for i, m in enumerate(models, 1):
-        table.add_row(str(i), m["name"], m["source"], count(m["params"]),
-                      f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
-                      "[green]yes[/]" if m["fits"] else "[red]no[/]", f"{m['score']:.3f}", m["license"])
+        table.add_row(
+            str(i),
+            m["name"],
+            m["source"],
+            count(m["params"]),
+            f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
+            "[green]yes[/]" if m["fits"] else "[red]no[/]",
+            f"{m['score']:.3f}",
+            m["license"],
+        )
     out.print(table)
     if models:
         out.print(f"[bold]why {models[0]['name']}:[/]")
@@ -128,8 +161,11 @@ def print_hardware(report: Any) -> None:
     table.add_row("RAM", f"{report.ram_available_gb:.1f} GB available of {report.ram_total_gb:.1f} GB")
     if report.gpus:
         for g in report.gpus:
-            table.add_row(f"GPU {g.index}", f"{g.name}: {g.free_gb:.1f} GB free of {g.total_gb:.1f} GB, compute "
-                                            f"{g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}")
+            table.add_row(
+                f"GPU {g.index}",
+                f"{g.name}: {g.free_gb:.1f} GB free of {g.total_gb:.1f} GB, compute "
+                f"{g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}",
+            )
     else:
         table.add_row("GPU", "none detected" + (f" ({report.probe_error})" if report.probe_error else ""))
     table.add_row("Apple MPS", "available" if report.mps else "no")
@@ -149,10 +185,17 @@ def print_runs(runs: list[Any], runs_dir: Path) -> None:
         table.add_column(col, no_wrap=col in ("run id", "started", "status"), overflow="ellipsis")
     for r in runs:
         acc, f1 = r.metrics.get("accuracy"), r.metrics.get("macro_f1")
-        table.add_row(r.run_id, r.state, Path(r.model).name if "/" in r.model and Path(r.model).is_absolute() else r.model,
-                      f"{acc:.4f}" if acc is not None else "–", f"{f1:.4f}" if f1 is not None else "–",
-                      f"ep {r.best_epoch}" if r.best_epoch else "–",
-                      time.strftime("%m-%d %H:%M", time.localtime(r.created)) if r.created else "–")
+        table.add_row(
+            r.run_id,
+            r.state,
+            Path(r.model).name if "/" in r.model and Path(r.model).is_absolute() else r.model,
+            f"{acc:.4f}" if acc is not None else "–",
+            f"{f1:.4f}" if f1 is not None else "–",
+            f"ep {r.best_epoch}" if r.best_epoch else "–",
+            time.strftime("%m-%d %H:%M", time.localtime(r.created)) if r.created else "–",
+        )
     out.print(table)
-    out.print("acc and F1 are the best epoch's (by each run's [train] metric, default macro-F1): the exported model",
-              style="dim")
+    out.print(
+        "acc and F1 are the best epoch's (by each run's [train] metric, default macro-F1): the exported model",
+        style="dim",
+    )
