@@ -131,7 +131,7 @@ class ModelwizApp(App[int]):
         self.demo = demo
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self.attach_only = attach is not None
-        self._attach = Path(attach) if attach else None
+        self._attach_dir = Path(attach) if attach else None
         self._startup_errors: list[tuple[str, str]] = []
         if config is None and demo:
             try:
@@ -157,8 +157,8 @@ class ModelwizApp(App[int]):
 
     def on_mount(self) -> None:
         self._load_themes()
-        if self._attach is not None:
-            self.push_screen(DashboardScreen(self._attach, self.services, standalone=True))
+        if self._attach_dir is not None:
+            self.push_screen(DashboardScreen(self._attach_dir, self.services, standalone=True))
         else:
             self.goto_step(self.start_step if self.state.reachable(self.start_step) else "task")
         for title, message in self._startup_errors:
@@ -294,7 +294,7 @@ class ModelwizApp(App[int]):
 
     def background_notice(self) -> str:
         """The message for quitting while a run is still training, '' when none is."""
-        run_dir = self.state.run_dir or self._attach
+        run_dir = self.state.run_dir or self._attach_dir
         if self.attach_only and isinstance(self.screen, DashboardScreen):
             run_dir = self.screen.run_dir
         if run_dir is None:

@@ -20,6 +20,7 @@ from textual import on
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
@@ -227,7 +228,7 @@ class DashboardScreen(ModelwizScreen):
         self.byte_offset = 0
         self.done = False  # run_finished seen (or the run ended without saying so)
         self.cancel_requested = False
-        self._timer = None
+        self._timer: Timer | None = None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("", id="run-head")
@@ -357,9 +358,8 @@ class DashboardScreen(ModelwizScreen):
         if sparkline.values != losses:
             sparkline.set_values(losses)
         if losses:
-            self.query_one("#loss-box").border_subtitle = (
-                f"last {losses[-1]:.4f} · min {min(losses):.4f} · max {max(losses):.4f}"
-            )
+            figures = f"last {losses[-1]:.4f} · min {min(losses):.4f} · max {max(losses):.4f}"
+            self.query_one("#loss-box").border_subtitle = figures
         nxt = self.query_one("#next-steps", Static)
         if run.finished:
             nxt.display = True
