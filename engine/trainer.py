@@ -81,6 +81,49 @@ class Reporter:
         self.status(state="running", pid=os.getpid(), started=time.time(), error=None)
         self.emit(ev.RunStarted(run_id=self.run_dir.name, pid=os.getpid(), resumed=resume))
 
+    def on_data(self, data: Any) -> None:
+        s = data.summary
+        self.emit(
+            ev.DataLoaded(
+                train_size=s.train_size,
+                val_size=s.val_size,
+                num_classes=s.num_classes,
+                labels=data.label_names,
+                class_counts=s.class_counts,
+                warnings=s.warnings,
+            )
+        )
+
+    def on_model(self, plan: Plan, params: int, trainable: int, seconds: float) -> None:
+        self.emit(
+            ev.ModelLoaded(
+                model=plan.model_id,
+                params=params,
+                trainable_params=trainable,
+                strategy=plan.strategy,
+                device=plan.device,
+                precision=plan.precision,
+                load_seconds=round(seconds, 2),
+            )
+        )
+
+    def on_plan(self, run: Run) -> None:
+        plan = run.plan
+        self.emit(
+            ev.PlanStarted(
+                plan=plan.to_dict(),
+                epochs=plan.epochs,
+                batch_size=plan.batch_size,
+                learning_rate=plan.learning_rate,
+                total_steps=run.total_steps,
+                steps_per_epoch=run.steps_per_epoch,
+                metric=plan.metric,
+            )
+        )
+
+    def on_resumed(self, run: Run) -> None:
+        self.emit(ev.Resumed(epoch=run.progress.epoch + 1, step=run.progress.global_step))
+
     def on_epoch(self, run: Run, epoch: int) -> None:
         self.status(epoch=epoch + 1, epochs=run.plan.epochs)
         self.emit(ev.EpochStarted(epoch=epoch + 1))
@@ -348,56 +391,47 @@ class Run:
         return self.cancel_signalled or (self.run_dir / CANCEL_FILE).exists()
 
 
-def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
-    """Data, model and optimizer as the plan says; on resume, the checkpoint's state."""
-    import torch
-
-    from modelwiz.engine.adapters import adapter_class
+def load_data(run_dir: Path, plan: Plan, reporter: Reporter) -> tuple[Any, Any]:
+    """(config, data): the task named in the run's config, split with the plan's seed."""
     from modelwiz.engine.data import load_task_data
 
-    plan = read_plan(run_dir)
     config = load_config(run_dir / "config.toml")
     data = load_task_data(config.task, seed=plan.seed)
-    s = data.summary
-    reporter.emit(
-        ev.DataLoaded(
-            train_size=s.train_size,
-            val_size=s.val_size,
-            num_classes=s.num_classes,
-            labels=data.label_names,
-            class_counts=s.class_counts,
-            warnings=s.warnings,
-        )
-    )
+    reporter.on_data(data)
     if plan.max_train_samples and plan.max_train_samples < len(data.train.items):
         data.train.items = data.train.items[: plan.max_train_samples]
         data.train.labels = data.train.labels[: plan.max_train_samples]
-    for note in plan.notes:
-        reporter.log(f"plan: {note}")
+    return config, data
 
-    check_device(plan.device)
-    seed_everything(plan.seed)
+
+def load_model(plan: Plan, labels: list[str], reporter: Reporter) -> tuple[Any, int, int]:
+    """(adapter, parameters, trainable parameters): the plan's model on its device, frozen per
+    its strategy."""
+    from modelwiz.engine.adapters import adapter_class
+
     t0 = time.time()
-    adapter = adapter_class(plan.adapter).for_training(plan, data.label_names, progress=reporter.log)
+    adapter = adapter_class(plan.adapter).for_training(plan, labels, progress=reporter.log)
     trainable = select_trainable(adapter, plan.strategy)
     params = sum(p.numel() for p in adapter.model.parameters())
     adapter.model.to(plan.device)
     adapter.model.train()
-    reporter.emit(
-        ev.ModelLoaded(
-            model=plan.model_id,
-            params=params,
-            trainable_params=trainable,
-            strategy=plan.strategy,
-            device=plan.device,
-            precision=plan.precision,
-            load_seconds=round(time.time() - t0, 2),
-        )
-    )
+    reporter.on_model(plan, params, trainable, time.time() - t0)
+    return adapter, params, trainable
 
-    optimizer = torch.optim.AdamW(
-        [p for p in adapter.model.parameters() if p.requires_grad], lr=plan.learning_rate, weight_decay=WEIGHT_DECAY
-    )
+
+def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
+    """Data, model and optimizer as the plan says; on resume, the checkpoint's state."""
+    import torch
+
+    plan = read_plan(run_dir)
+    config, data = load_data(run_dir, plan, reporter)
+    for note in plan.notes:
+        reporter.log(f"plan: {note}")
+    check_device(plan.device)
+    seed_everything(plan.seed)
+    adapter, params, trainable = load_model(plan, data.label_names, reporter)
+    trained = [p for p in adapter.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=plan.learning_rate, weight_decay=WEIGHT_DECAY)
     run = Run(
         run_dir=run_dir,
         plan=plan,
@@ -415,22 +449,12 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     run.scheduler = make_scheduler(optimizer, run.total_steps)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
         run.scaler = torch.amp.GradScaler("cuda")
-    reporter.emit(
-        ev.PlanStarted(
-            plan=plan.to_dict(),
-            epochs=plan.epochs,
-            batch_size=plan.batch_size,
-            learning_rate=plan.learning_rate,
-            total_steps=run.total_steps,
-            steps_per_epoch=run.steps_per_epoch,
-            metric=plan.metric,
-        )
-    )
+    reporter.on_plan(run)
     if resume:
         if not (run_dir / LAST_CKPT).is_file():
             raise UserError(f"run {run_dir.name} has no checkpoint to resume from; start a new run")
         run.progress = load_checkpoint(run)
-        reporter.emit(ev.Resumed(epoch=run.progress.epoch + 1, step=run.progress.global_step))
+        reporter.on_resumed(run)
     return run
 
 
