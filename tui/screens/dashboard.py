@@ -300,7 +300,7 @@ class DashboardScreen(ModelwizScreen):
             line = event_line(ev, run)
             if line is not None:
                 log.write(Text(line[0], style=LOG_STYLES[line[1]]))
-        state = effective_state(status) if status else run.status
+        state = effective_state(status, self.run_dir) if status else run.status
         if run.finished:
             self.status = run.status
         else:
