@@ -454,6 +454,7 @@ class RunState:
     best_eval: dict[str, Any] = field(default_factory=dict)  # the best eval event, in full
     samples_per_s: float | None = None
     eta_s: float | None = None
+    lr: float | None = None  # the learning rate at the latest step
     memory: dict[str, float] = field(default_factory=dict)  # the latest mem_* figures
     mem_peak_gb: float = 0.0
     logs: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
@@ -542,7 +543,7 @@ class RunState:
         self.epoch, self.step = obj.get("epoch", self.epoch), step
         self.total_steps = obj.get("total_steps") or self.total_steps
         self.losses.append((step, float(obj.get("loss", 0.0))))
-        self.samples_per_s, self.eta_s = obj.get("samples_per_s"), obj.get("eta_s")
+        self.samples_per_s, self.eta_s, self.lr = obj.get("samples_per_s"), obj.get("eta_s"), obj.get("lr")
         self.memory = {k: v for k, v in obj.items() if k.startswith("mem_") and isinstance(v, (int, float))}
         peak = max(self.memory.get("mem_peak_gb", 0.0), self.memory.get("mem_allocated_gb", 0.0))
         self.mem_peak_gb = max(self.mem_peak_gb, peak)

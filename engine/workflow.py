@@ -12,6 +12,7 @@ from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
 from modelwiz.engine.plan import write_plan
 from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
+from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
 
 
@@ -39,31 +40,38 @@ def recommend(
 ) -> Recommendation:
     data = data or check_data(config)
     hardware = hardware or read_hardware(config)
-    s = data.summary
     if config.model.id:
         cand = candidate_for_id(config.model.id, config.task.modality)
-        ranked = rank(
-            config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language, candidates=[cand]
-        )
-        if not ranked:
-            # the user named this model: constraints inform, they do not veto it
-            relaxed = copy.deepcopy(config)
-            relaxed.constraints.licenses, relaxed.constraints.max_params_m, relaxed.constraints.offline = (
-                [],
-                None,
-                False,
-            )
-            ranked = rank(
-                relaxed,
-                hardware,
-                train_size=s.train_size,
-                num_classes=s.num_classes,
-                language=s.language,
-                candidates=[cand],
-            )
-    else:
-        ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
+        found = rerank(config, data, hardware, cand)
+        return Recommendation(data, hardware, [found] if found else [])
+    s = data.summary
+    ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
     return Recommendation(data, hardware, ranked)
+
+
+def rerank(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked | None:
+    """`candidate` ranked afresh under `config` (score, plan, reasons), or None when the
+    constraints exclude it. A model the user named in `[model] id` is never excluded: for it the
+    constraints inform, they do not veto."""
+    s = data.summary
+
+    def one(cfg: Config) -> list[Ranked]:
+        return rank(
+            cfg,
+            hardware,
+            train_size=s.train_size,
+            num_classes=s.num_classes,
+            language=s.language,
+            candidates=[candidate],
+        )
+
+    ranked = one(config)
+    if not ranked and config.model.id == candidate.id:
+        relaxed = copy.deepcopy(config)
+        relaxed.constraints.licenses, relaxed.constraints.max_params_m = [], None
+        relaxed.constraints.offline = False
+        ranked = one(relaxed)
+    return ranked[0] if ranked else None
 
 
 def choose(config: Config, rec: Recommendation) -> Ranked:

@@ -19,7 +19,7 @@ from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.recommend import Ranked, rank
+from modelwiz.engine.recommend import Ranked
 from modelwiz.engine.runs import request_cancel
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation
@@ -50,21 +50,13 @@ def _default_recommend(config: Config, data: TaskData, hardware: HardwareReport)
 
 def rank_one(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked:
     """`candidate` ranked afresh under `config`: its score, plan (fit, memory, time) and reasons."""
-    s = data.summary
-    ranked = rank(
-        config,
-        hardware,
-        train_size=s.train_size,
-        num_classes=s.num_classes,
-        language=s.language,
-        candidates=[candidate],
-    )
-    if not ranked:
+    ranked = workflow.rerank(config, data, hardware, candidate)
+    if ranked is None:
         raise UserError(
             f"{candidate.name} no longer meets the constraints (size, license or offline); "
             "go back to the models (ctrl+b) and choose again"
         )
-    return ranked[0]
+    return ranked
 
 
 @dataclass

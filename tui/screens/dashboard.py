@@ -119,7 +119,8 @@ def training_table(run: RunState) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     mem = run.memory
-    table.add_row("Loss", f"{run.losses[-1][1]:.4f}" if run.losses else DASH)
+    lr = f" (lr {run.lr:.1e})" if run.lr is not None else ""
+    table.add_row("Loss", f"{run.losses[-1][1]:.4f}{lr}" if run.losses else DASH)
     table.add_row("Speed", f"{run.samples_per_s:.1f} samples/s" if run.samples_per_s is not None else DASH)
     table.add_row("ETA", fmt_seconds(run.eta_s) if run.eta_s else DASH)
     allocated = number(mem.get("mem_allocated_gb"))
