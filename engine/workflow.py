@@ -12,8 +12,8 @@ from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
 from modelwiz.engine.plan import write_plan
 from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
-from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
+from modelwiz.engine.sources.base import Candidate
 
 
 @dataclass
