@@ -176,6 +176,28 @@ async def test_bad_constraints_are_inline_errors(tmp_path: Path, monkeypatch: py
 
 
 @async_test
+async def test_a_device_this_machine_lacks_is_an_inline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config asking for cuda on a machine without a GPU: said on the form, not a crash, and the
+    wizard does not go on until the device is one that exists."""
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="hardware", gpu=False)
+    app.state.config.constraints.device = "cuda"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        await walk.wait_until(pilot, lambda: app.state.hardware is not None)
+        assert 'device = "cuda" but no CUDA GPU was detected' in app.screen.error
+        await pilot.press("ctrl+n")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "hardware")
+        app.screen.query_one("#device").value = "cpu"
+        await walk.settle(pilot)
+        assert app.screen.error == ""
+        await pilot.press("ctrl+n")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "recommend"))
+        assert app.state.config.constraints.device == "cpu"
+
+
+@async_test
 async def test_bad_training_settings_are_inline_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES)
     app, runs = walk.make_app(tmp_path, start="setup")

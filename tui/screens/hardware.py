@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, LoadingIndicator, Select, Static, Switch
 
 from modelwiz.engine.config import ConstraintsConfig
+from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
 from modelwiz.engine.plan import memory_budget
 from modelwiz.tui.base import EngineReply, StepScreen
@@ -202,7 +203,8 @@ class HardwareScreen(StepScreen):
         status = self.query_one("#hw-status", Static)
         try:
             constraints = self._read_form()
-        except ValueError as exc:
+            budget = self._budget_text(constraints)   # refuses a device this machine lacks
+        except (ValueError, UserError) as exc:
             self.error = str(exc)
             status.update(Content("✗ " + self.error))
             status.set_classes("status-line -error")
@@ -212,7 +214,7 @@ class HardwareScreen(StepScreen):
         self.query_one("#offline-text", Static).update(self._offline_text(constraints.offline))
         status.update("")
         status.set_classes("status-line")
-        self.query_one("#hw-budget", Static).update(self._budget_text(constraints))
+        self.query_one("#hw-budget", Static).update(budget)
         return True
 
     @staticmethod
