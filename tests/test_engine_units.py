@@ -276,3 +276,30 @@ def test_usable_positions_follow_the_model_and_its_tokenizer(tmp_path):
     assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 128
     (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000000019884624838656}')
     assert usable_positions(tmp_path, {"model_type": "bert", "max_position_embeddings": 512}) == 512
+
+
+def test_the_plan_ranked_is_the_plan_json_the_run_obeys(tmp_path, monkeypatch):
+    """start_run writes exactly the chosen plan; read back, it is equal field for field."""
+    from modelwiz.engine import workflow
+    from modelwiz.engine.plan import read_plan
+
+    launched: list[Path] = []
+    monkeypatch.setattr(workflow, "launch_trainer", lambda run_dir: launched.append(run_dir))
+    cfg = config_from_dict({"task": {"train": "x.csv"}, "train": {"max_length": 4096, "grad_accum": 2}})
+    chosen = rank(cfg, _hw(), train_size=900, num_classes=3, candidates=[_cand(max_length=512)])[0]
+    run_dir = workflow.start_run(cfg, chosen, runs_dir=tmp_path / "runs")
+    assert launched == [run_dir]
+    assert json.loads((run_dir / "plan.json").read_text()) == chosen.plan.to_dict()
+    plan = read_plan(run_dir)
+    assert plan == chosen.plan
+    assert (plan.max_length, plan.grad_accum, plan.effective_batch) == (512, 2, 2 * plan.batch_size)
+    assert plan.strategy != "auto" and plan.precision != "auto" and isinstance(plan.learning_rate, float)
+
+
+def test_make_plan_is_where_auto_is_resolved():
+    cfg = config_from_dict({"task": {"train": "x.csv"}, "train": {"precision": "fp16"}})
+    few = rank(cfg, _hw(), train_size=30, num_classes=3, candidates=[_cand()])[0].plan
+    assert few.strategy == "linear-probe" and any("linear probe" in n for n in few.notes)
+    assert few.precision == "fp32" and any("fp16" in n for n in few.notes)  # no fp16 autocast on a CPU
+    gpu = rank(cfg, _hw(gpu=True), train_size=3000, num_classes=3, candidates=[_cand()])[0].plan
+    assert (gpu.device, gpu.strategy, gpu.precision) == ("cuda:0", "full", "fp16")

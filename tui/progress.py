@@ -196,6 +196,6 @@ def print_runs(runs: list[Any], runs_dir: Path) -> None:
         )
     out.print(table)
     out.print(
-        "acc and F1 are the best epoch's (by each run's [train] metric, default macro-F1): the exported model",
+        "acc and F1 are the best epoch's (by each run's \\[train] metric, default macro-F1): the exported model",
         style="dim",
     )
