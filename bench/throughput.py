@@ -3,7 +3,7 @@
 Prints samples/s for both and their ratio (modelwiz / bare). Both runs happen in this
 invocation on this machine, so the ratio is what matters, not the absolute figures.
 
-    .venv/bin/python bench/throughput.py [--model FOLDER] [--samples 256] [--batch 32] [--length 64]
+    .venv/bin/python bench/throughput.py [--model FOLDER] [--batch 32] [--length 64] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, length: int, seed: int) -> float:
@@ -68,26 +65,20 @@ def modelwiz_run(model_dir: str, data_csv: Path, work: Path, batch: int, length:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(Path(sys.prefix) / "share/modelwiz/models/all-MiniLM-L6-v2"))
-    ap.add_argument("--samples", type=int, default=320)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=2, help="alternate the two this many times; best of each")
     args = ap.parse_args()
-    from conftest import write_text_data
+    from modelwiz.engine.config import config_from_dict
+    from modelwiz.engine.data import load_task_data
+    from modelwiz.engine.demo import DEMO_DIR
 
-    from modelwiz.engine.data import load_text_rows
-
+    # the shipped demo data (452 support tickets), split as the trainer will split it
+    data = DEMO_DIR / "demo_tickets.csv"
+    td = load_task_data(config_from_dict({"task": {"train": str(data)}}).task)
+    texts, labels = td.train.items, td.train.labels
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        n_per_class = int(args.samples / 0.8 / 3) + 1
-        data = write_text_data(work / "d.csv", n_per_class=n_per_class)
-        # the same training split the trainer will use
-        from modelwiz.engine.config import config_from_dict
-        from modelwiz.engine.data import load_task_data
-
-        td = load_task_data(config_from_dict({"task": {"train": str(data)}}).task)
-        texts, labels = td.train.items, td.train.labels
-        del load_text_rows
         mws, bares = [], []
         for _ in range(args.repeat):
             bares.append(bare_loop(args.model, texts, labels, args.batch, args.length, seed=42))

@@ -203,7 +203,7 @@ class HardwareScreen(StepScreen):
         status = self.query_one("#hw-status", Static)
         try:
             constraints = self._read_form()
-            budget = self._budget_text(constraints)   # refuses a device this machine lacks
+            budget = self._budget_text(constraints)  # refuses a device this machine lacks
         except (ValueError, UserError) as exc:
             self.error = str(exc)
             status.update(Content("✗ " + self.error))

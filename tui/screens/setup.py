@@ -25,7 +25,7 @@ from modelwiz.engine.plan import Plan
 from modelwiz.engine.recommend import Ranked
 from modelwiz.tui.base import EngineReply, StepScreen
 from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
-from modelwiz.tui.format import error_text, fmt_params, fmt_seconds
+from modelwiz.tui.format import error_text, fmt_params, fmt_seconds, metric_name
 from modelwiz.tui.messages import RunStarted, TrainingChanged
 from modelwiz.tui.state import Services, WizardState
 
@@ -104,9 +104,11 @@ def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -
     table.add_row("Score", f"{r.score:.3f}")
     table.add_row("Device", Text(plan.device + (f" · {name}" if name else "")))
     table.add_row("Strategy", auto(plan.strategy, train.strategy))
-    table.add_row("Batch size", auto(str(plan.batch_size), train.batch_size))
+    accum = f" × {plan.grad_accum} accumulated = {plan.effective_batch}" if plan.grad_accum > 1 else ""
+    table.add_row("Batch size", auto(str(plan.batch_size), train.batch_size) + accum)
     table.add_row("Precision", auto(plan.precision, train.precision))
     table.add_row("Learning rate", auto(f"{plan.learning_rate:.0e}", train.learning_rate))
+    table.add_row("Best by", metric_name(plan.metric) + (" (lowest)" if plan.metric == "val_loss" else ""))
     fits = Text(" ✓ fits", style="green") if plan.fits else Text(" ✗ does not fit", style="bold red")
     table.add_row("Memory", Text.assemble(f"{m.total_gb:.2f} of {plan.budget_gb:.1f} GB", fits))
     table.add_row(
@@ -124,6 +126,8 @@ def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -
     )
     for i, reason in enumerate(r.reasons):
         table.add_row("Why" if i == 0 else "", Text("• " + reason))
+    for i, note in enumerate(plan.notes):
+        table.add_row("Plan" if i == 0 else "", Text("• " + note))
     return table
 
 
