@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -186,28 +187,62 @@ def _resolve_path(value: str, base: Path | None) -> str:
     return str(p)
 
 
-def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | None = None) -> Config:
-    """Validate a parsed TOML document into a Config. Raises UserError on the first problem."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{source or 'config'}: expected TOML tables [task], [train], ...")
+Rule = Callable[[str, str, Any, str], Any]  # (section, key, value, source) -> the parsed value
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Rule:
+    return lambda s, k, v, src: _number(s, k, v, src, integer=True, minimum=minimum, maximum=maximum)
+
+
+def _positive(maximum: float | None = None) -> Rule:
+    return lambda s, k, v, src: float(_number(s, k, v, src, minimum=0, exclusive_min=True, maximum=maximum))
+
+
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    return lambda s, k, v, src: _choice(s, k, v, choices, src)
+
+
+def _or_auto(rule: Rule) -> Rule:
+    return lambda s, k, v, src: v if v == "auto" else rule(s, k, v, src)
+
+
+def _single_process(s: str, k: str, v: Any, src: str) -> int:
+    n = _number(s, k, v, src, integer=True, minimum=1, maximum=64)
+    if n > 1:
+        raise UserError(f"{_where(s, k, src)} = {n}: multi-process (DDP) training is not supported yet; set nproc = 1")
+    return int(n)
+
+
+TRAIN_RULES: dict[str, Rule] = {
+    "strategy": _one_of(STRATEGIES),
+    "epochs": _integer(1, 1000),
+    "learning_rate": _or_auto(_positive(1.0)),
+    "batch_size": _or_auto(_integer(1, 65536)),
+    "precision": _one_of(PRECISIONS),
+    "seed": _integer(0),
+    "nproc": _single_process,
+    "grad_accum": _integer(1, 1024),
+    "metric": _one_of(METRICS),
+    "max_length": _integer(8, 8192),
+    "image_size": _or_auto(_integer(16, 2048)),
+    "max_train_samples": _integer(0),
+}
+
+
+def _check_tables(raw: dict[str, Any], source: str) -> None:
+    where = f"{source}: " if source else ""
     for section, value in raw.items():
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
-            hint = (
-                f"did you mean [{close[0]}]?"
-                if close
-                else f"known tables: {', '.join('[' + s + ']' for s in SECTIONS)}"
-            )
-            raise UserError(f"{source + ': ' if source else ''}unknown table [{section}]; {hint}")
+            known = ", ".join("[" + s + "]" for s in SECTIONS)
+            hint = f"did you mean [{close[0]}]?" if close else f"known tables: {known}"
+            raise UserError(f"{where}unknown table [{section}]; {hint}")
         if not isinstance(value, dict):
-            raise UserError(
-                f"{source + ': ' if source else ''}[{section}] must be a table, e.g. [{section}] on its own line"
-            )
+            raise UserError(f"{where}[{section}] must be a table, e.g. [{section}] on its own line")
         _check_keys(section, value, [f.name for f in fields(SECTIONS[section])], source)
 
-    cfg = Config(source=source)
-    t = raw.get("task", {})
-    task = cfg.task
+
+def _parse_task(t: dict[str, Any], task: TaskConfig, source: str, base_dir: Path | None) -> None:
     if "modality" in t:
         task.modality = _choice("task", "modality", t["modality"], MODALITIES, source)
     if "problem" in t:
@@ -226,88 +261,46 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
         if key in t:
             setattr(task, key, _string("task", key, t[key], source))
 
-    c = raw.get("constraints", {})
-    con = cfg.constraints
+
+def _parse_constraints(c: dict[str, Any], con: ConstraintsConfig, source: str) -> None:
     if "device" in c:
         dev = _string("constraints", "device", c["device"], source)
         if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
-            raise UserError(
-                f"{_where('constraints', 'device', source)} must be auto, cpu, cuda, cuda:N or mps; got {dev!r}"
-            )
+            where = _where("constraints", "device", source)
+            raise UserError(f"{where} must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
         con.device = dev
-    if "max_memory_gb" in c:
-        con.max_memory_gb = float(
-            _number("constraints", "max_memory_gb", c["max_memory_gb"], source, minimum=0, exclusive_min=True)
-        )
-    if "max_params_m" in c:
-        con.max_params_m = float(
-            _number("constraints", "max_params_m", c["max_params_m"], source, minimum=0, exclusive_min=True)
-        )
+    for key in ("max_memory_gb", "max_params_m"):
+        if key in c:
+            setattr(con, key, _positive()("constraints", key, c[key], source))
     if "licenses" in c:
         lic = c["licenses"]
         if not isinstance(lic, list) or not all(isinstance(x, str) for x in lic):
-            raise UserError(
-                f'{_where("constraints", "licenses", source)} must be a list of strings, e.g. ["apache-2.0", "mit"]'
-            )
+            where = _where("constraints", "licenses", source)
+            raise UserError(f'{where} must be a list of strings, e.g. ["apache-2.0", "mit"]')
         con.licenses = [x.lower() for x in lic]
     if "offline" in c:
         con.offline = _bool("constraints", "offline", c["offline"], source)
 
-    m = raw.get("model", {})
+
+def _parse_model(m: dict[str, Any], model: ModelConfig, source: str, base_dir: Path | None) -> None:
     if "id" in m:
-        cfg.model.id = _string("model", "id", m["id"], source).strip()
-        if cfg.model.id and (
-            cfg.model.id.startswith((".", "/", "~")) or (base_dir and (base_dir / cfg.model.id).is_dir())
-        ):
-            cfg.model.id = _resolve_path(cfg.model.id, base_dir)
+        model.id = _string("model", "id", m["id"], source).strip()
+        local = model.id.startswith((".", "/", "~")) or (base_dir is not None and (base_dir / model.id).is_dir())
+        if model.id and local:
+            model.id = _resolve_path(model.id, base_dir)
 
-    tr = raw.get("train", {})
-    train = cfg.train
-    if "strategy" in tr:
-        train.strategy = _choice("train", "strategy", tr["strategy"], STRATEGIES, source)
-    if "epochs" in tr:
-        train.epochs = _number("train", "epochs", tr["epochs"], source, integer=True, minimum=1, maximum=1000)
-    if "learning_rate" in tr:
-        lr = tr["learning_rate"]
-        if lr != "auto":
-            lr = float(_number("train", "learning_rate", lr, source, minimum=0, exclusive_min=True, maximum=1.0))
-        train.learning_rate = lr
-    if "batch_size" in tr:
-        bs = tr["batch_size"]
-        if bs != "auto":
-            bs = _number("train", "batch_size", bs, source, integer=True, minimum=1, maximum=65536)
-        train.batch_size = bs
-    if "precision" in tr:
-        train.precision = _choice("train", "precision", tr["precision"], PRECISIONS, source)
-    if "seed" in tr:
-        train.seed = _number("train", "seed", tr["seed"], source, integer=True, minimum=0)
-    if "nproc" in tr:
-        train.nproc = _number("train", "nproc", tr["nproc"], source, integer=True, minimum=1, maximum=64)
-        if train.nproc > 1:
-            raise UserError(
-                f"{_where('train', 'nproc', source)} = {train.nproc}: multi-process (DDP) training is not "
-                "supported yet; set nproc = 1"
-            )
-    if "grad_accum" in tr:
-        train.grad_accum = _number(
-            "train", "grad_accum", tr["grad_accum"], source, integer=True, minimum=1, maximum=1024
-        )
-    if "metric" in tr:
-        train.metric = _choice("train", "metric", tr["metric"], METRICS, source)
-    if "max_length" in tr:
-        train.max_length = _number(
-            "train", "max_length", tr["max_length"], source, integer=True, minimum=8, maximum=8192
-        )
-    if "image_size" in tr:
-        size = tr["image_size"]
-        if size != "auto":
-            size = _number("train", "image_size", size, source, integer=True, minimum=16, maximum=2048)
-        train.image_size = size
-    if "max_train_samples" in tr:
-        train.max_train_samples = _number(
-            "train", "max_train_samples", tr["max_train_samples"], source, integer=True, minimum=0
-        )
 
+def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a Config. Raises UserError on the first problem."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source or 'config'}: expected TOML tables [task], [train], ...")
+    _check_tables(raw, source)
+    cfg = Config(source=source)
+    _parse_task(raw.get("task", {}), cfg.task, source, base_dir)
+    _parse_constraints(raw.get("constraints", {}), cfg.constraints, source)
+    _parse_model(raw.get("model", {}), cfg.model, source, base_dir)
+    for key, value in raw.get("train", {}).items():
+        setattr(cfg.train, key, TRAIN_RULES[key]("train", key, value, source))
     o = raw.get("output", {})
     if "runs_dir" in o:
         cfg.output.runs_dir = _resolve_path(_string("output", "runs_dir", o["runs_dir"], source), base_dir)
