@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwiz.engine import events as ev_schema
+from modelwiz.engine.checkpoints import checkpoint_paths
 from modelwiz.engine.config import Config
 from modelwiz.engine.events import RunState, fold, read_events
 from modelwiz.engine.runs import (
@@ -132,7 +133,7 @@ def resume_run(run_dir: Path) -> None:
         raise UserError(f"run {run_dir.name} is still {state}; `modelwiz attach {run_dir.name}` to watch it")
     if state == "completed":
         raise UserError(f"run {run_dir.name} already completed; nothing to resume")
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
+    if not checkpoint_paths(run_dir):
         raise UserError(
             f"run {run_dir.name} has no checkpoint yet (it stopped before its first epoch ended); "
             "start a new run with the same config"

@@ -18,7 +18,8 @@ from typing import Any
 from modelwiz.engine.errors import UserError
 
 MODALITIES = ("text", "image")
-STRATEGIES = ("auto", "linear-probe", "partial", "full")
+STRATEGIES = ("auto", "linear-probe", "partial", "gradual", "full")
+SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 METRICS = ("macro_f1", "accuracy", "val_loss")  # what "best" means (engine.events.is_better)
 
@@ -45,6 +46,7 @@ class ConstraintsConfig:
 @dataclass
 class ModelConfig:
     id: str = ""
+    trust_remote_code: bool = False  # run code a model ships (config.json auto_map); only when asked by name
 
 
 @dataclass
@@ -61,6 +63,18 @@ class TrainConfig:
     max_length: int = 128  # text: tokens per example
     image_size: int | str = "auto"  # image: side in pixels; auto = the model's own
     max_train_samples: int = 0  # 0: all
+    # recipes (engine/recipes.py)
+    unfreeze_blocks: int | str = "auto"  # partial: top N blocks trained; gradual: blocks unfrozen first
+    unfreeze_every: int = 1  # gradual: one more block every E epochs
+    layer_decay: float = 1.0  # layer-wise LR decay: block k from the top trains at lr * layer_decay**k
+    schedule: str = "linear"  # after warmup: linear | cosine decay to zero, or constant
+    warmup: float = 0.06  # fraction of optimizer steps warming up linearly
+    weight_decay: float = 0.01  # AdamW; never on biases and norm weights
+    max_grad_norm: float = 1.0  # gradient clipping (0: off)
+    augment: bool | str = "auto"  # images: standard augmentation in training (auto: on for small data)
+    checkpoint_every: int = 0  # optimizer steps between checkpoints (0: each epoch only)
+    keep_checkpoints: int = 2  # step checkpoints kept besides the best weights
+    patience: int = 0  # early stopping: epochs without a better [train] metric (0: off)
 
 
 @dataclass
@@ -226,6 +240,17 @@ TRAIN_RULES: dict[str, Rule] = {
     "max_length": _integer(8, 8192),
     "image_size": _or_auto(_integer(16, 2048)),
     "max_train_samples": _integer(0),
+    "unfreeze_blocks": _or_auto(_integer(1, 10000)),
+    "unfreeze_every": _integer(1, 1000),
+    "layer_decay": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0, exclusive_min=True, maximum=1.0)),
+    "schedule": _one_of(SCHEDULES),
+    "warmup": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0, maximum=0.5)),
+    "weight_decay": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0, maximum=1.0)),
+    "max_grad_norm": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0)),
+    "augment": lambda s, k, v, src: v if v == "auto" else _bool(s, k, v, src),
+    "checkpoint_every": _integer(0),
+    "keep_checkpoints": _integer(1, 100),
+    "patience": _integer(0, 1000),
 }
 
 
@@ -288,6 +313,8 @@ def _parse_model(m: dict[str, Any], model: ModelConfig, source: str, base_dir: P
         local = model.id.startswith((".", "/", "~")) or (base_dir is not None and (base_dir / model.id).is_dir())
         if model.id and local:
             model.id = _resolve_path(model.id, base_dir)
+    if "trust_remote_code" in m:
+        model.trust_remote_code = _bool("model", "trust_remote_code", m["trust_remote_code"], source)
 
 
 def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | None = None) -> Config:

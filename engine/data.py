@@ -43,6 +43,9 @@ TEXT_NAMES = (
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "y", "intent", "sentiment", "tag", "topic")
 MIN_PER_CLASS = 2
 MAX_FILE_BYTES = 2 * 1024**3
+# Images above this are refused before decoding (PIL's own warning threshold, ~89 MP: a 3-channel
+# image that size is already ~270 MB decoded). Larger ones are usually decompression bombs.
+MAX_IMAGE_PIXELS = 89_478_485
 _EN_STOPWORDS = set(
     "the a an and or to of in on for is are was were it this that with my your i you we be not have has "
     "at by from as but do does did can will would please".split()
@@ -126,6 +129,8 @@ def _check_file(path: Path, what: str) -> None:
 
 def _read_text_file(path: Path) -> str:
     raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise UserError(f"{path} is UTF-16 text; re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)")
     if b"\x00" in raw[:4096]:
         raise UserError(f"{path} looks like a binary file, not CSV/TSV/JSONL text; export your data as UTF-8 text")
     try:
@@ -162,22 +167,22 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             for k in obj:
                 columns.setdefault(str(k), None)
         return list(columns), rows
-    delimiter = TEXT_SUFFIXES[suffix] or ","
+    delimiter = sniff_delimiter(text, TEXT_SUFFIXES[suffix] or ",")
+    what = _DELIMITER_NAMES[delimiter]
     try:
         reader = csv.reader(text.splitlines(), delimiter=delimiter, strict=True)
         table = [r for r in reader]
     except csv.Error as exc:
-        raise UserError(
-            f"{path}: cannot parse as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); check quoting"
-        ) from None
+        raise UserError(f"{path}: cannot parse as {what} ({exc}); check quoting") from None
     table = [r for r in table if any(cell.strip() for cell in r)]
     if not table:
         raise UserError(f"{path} has no rows; it needs a header row and labelled examples")
     header = [h.strip() for h in table[0]]
     if len(header) < 2:
-        other = "tabs" if delimiter == "," else "commas"
-        hint = f" (it may be separated by {other}: use the {'.tsv' if other == 'tabs' else '.csv'} extension)"
-        raise UserError(f"{path}: found {len(header)} column; need a text column and a label column{hint}")
+        raise UserError(
+            f"{path}: found {len(header)} column (no comma, semicolon, tab or | separates the header's "
+            "fields); need a text column and a label column"
+        )
     if len(set(header)) != len(header):
         dup = [h for h, c in Counter(header).items() if c > 1][0]
         raise UserError(f"{path}: column name '{dup}' appears twice in the header; rename one")
@@ -190,6 +195,41 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             )
         rows.append(dict(zip(header, r, strict=False)))
     return header, rows
+
+
+_DELIMITER_NAMES = {",": "CSV", ";": "semicolon-separated CSV", "\t": "TSV", "|": "|-separated CSV"}
+SNIFF_BYTES = 64 * 1024
+
+
+def sniff_delimiter(text: str, default: str) -> str:
+    """The field separator of a delimited text file, judged on its first 64 KiB by parsing: a
+    candidate (comma, semicolon, tab, |) fits when it splits the header into two or more fields
+    and the rows into as many. The suffix's `default` wins unless another fits more rows (so a
+    semicolon or tab-separated `.csv` is read as such); when none fits, `default` (the parse then
+    names the bad row). `csv.Sniffer` counts characters and guesses wrong on texts full of
+    punctuation, e.g. a comma-separated file whose texts contain semicolons."""
+    sample = text[:SNIFF_BYTES]
+    lines = sample.splitlines()
+    if len(sample) < len(text) and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut mid-way
+
+    def consistent_rows(delim: str) -> int:
+        try:
+            rows = [r for r in csv.reader(lines, delimiter=delim) if any(c.strip() for c in r)]
+        except csv.Error:
+            return -1
+        if not rows or len(rows[0]) < 2:
+            return -1
+        width = len(rows[0])
+        # a quoted field may span lines, so a row cut at the sample's end may be short
+        good = sum(len(r) == width for r in rows[1:])
+        return good if good >= len(rows[1:]) - 1 else -1
+
+    scores = {d: consistent_rows(d) for d in _DELIMITER_NAMES}
+    best = max(scores, key=lambda d: scores[d])  # ties: the first of , ; tab |
+    if scores[best] > scores[default]:
+        return best
+    return default
 
 
 def _cell(value: Any) -> str:
@@ -339,16 +379,48 @@ def load_image_folder(root: Path, *, verify: bool = True) -> tuple[list[str], li
     if not paths:
         raise UserError(f"{root}: no images (.jpg, .png, ...) in its class sub-folders")
     if verify:
-        from PIL import Image, UnidentifiedImageError
-
         for p in paths:
-            try:
-                with Image.open(p) as im:
-                    im.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise UserError(f"corrupt or unreadable image {p} ({reason}); delete or replace it") from None
+            verify_image(p)
     return paths, labels
+
+
+def verify_image(path: str) -> None:
+    """Refuse an image that cannot be decoded, or that declares more than MAX_IMAGE_PIXELS (a
+    decompression bomb: a few KB on disk, gigabytes once decoded). Reads the header and checks
+    the file's integrity; never decodes the pixels."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above its own limit and raises above twice it: both are refusals here
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                check_image_size(path, im.size)
+                im.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise image_too_large(path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"corrupt or unreadable image {path} ({reason}); delete or replace it") from None
+
+
+def check_image_size(path: str, size: tuple[int, int]) -> None:
+    """Raise unless `size` (from the header) is a real image within MAX_IMAGE_PIXELS."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise UserError(f"image {path} is {width}x{height} pixels; delete or replace it")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise image_too_large(path, size)
+
+
+def image_too_large(path: str, size: tuple[int, int] | None = None) -> UserError:
+    declared = f"is {size[0]}x{size[1]} pixels" if size else "declares more pixels than that"
+    return UserError(
+        f"image {path} {declared}; modelwiz decodes at most {MAX_IMAGE_PIXELS / 1e6:.0f} million pixels "
+        "(a decompression bomb?): resize it or delete it"
+    )
 
 
 # ----------------------------------------------------------------------------------- splitting

@@ -172,6 +172,18 @@ class PlanStarted(Event):
 
 @_register
 @dataclass
+class PlanChanged(Event):
+    """The trainer amended its plan mid-run (e.g. a smaller micro-batch after running out of
+    memory); plan.json holds the amended plan."""
+
+    kind: ClassVar[str] = "plan_changed"
+    plan: dict[str, Any]
+    reason: str
+    step: int
+
+
+@_register
+@dataclass
 class EpochStarted(Event):
     kind: ClassVar[str] = "epoch_started"
     epoch: int
@@ -516,6 +528,8 @@ class RunState:
             self.plan = dict(obj.get("plan") or {})
             self.epochs, self.total_steps = obj.get("epochs", 0), obj.get("total_steps", 0)
             self.metric = obj.get("metric") or DEFAULT_METRIC
+        elif kind == "plan_changed":
+            self.plan = dict(obj.get("plan") or {})
         elif kind == "epoch_started":
             self.epoch = obj.get("epoch", self.epoch)
         elif kind == "step":

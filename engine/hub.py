@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelwiz.engine.errors import UserError
+from modelwiz.engine.redact import redact
 
 # Root-level files worth having for config, tokenizer, processor and weights.
 ALLOW_PATTERNS = [
@@ -123,6 +124,34 @@ def download_model(
     return folder
 
 
+def remote_config(repo_id: str, *, revision: str | None = None) -> dict:
+    """`repo_id`'s parsed config.json, after asking the Hub that the model exists, may be read
+    with the token in use and has safetensors weights: what a run needs to know before it starts,
+    without downloading any weights (config.json lands in the cache, where the download reuses it).
+    Raises `UserError` (one line) for anything the user can fix."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    endpoint = hub_endpoint()
+    try:
+        info = HfApi().model_info(repo_id, revision=revision)
+        _files_to_download(repo_id, info.siblings)
+        path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated when the user can fix it, re-raised otherwise
+        error = _user_error(exc, repo_id, revision, endpoint)
+        if error is None:
+            raise
+        raise error from exc
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UserError(f"the config.json of '{repo_id}' on the Hugging Face Hub is not valid JSON") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the config.json of '{repo_id}' on the Hugging Face Hub is not a JSON object")
+    return config
+
+
 def list_cached_models() -> list[dict]:
     """Models in the local Hugging Face cache, largest first.
 
@@ -207,7 +236,13 @@ def _has_safetensors(folder: Path) -> bool:
 
 
 def _user_error(exc: BaseException, repo_id: str, revision: str | None, endpoint: str) -> UserError | None:
-    """The one-line `UserError` for a failure the user can fix; None for a bug or unknown failure."""
+    """The one-line `UserError` for a failure the user can fix; None for a bug or unknown failure.
+    Its text never carries a token (engine.redact), whatever the library's message held."""
+    error = _translate(exc, repo_id, revision, endpoint)
+    return None if error is None else UserError(redact(str(error)))
+
+
+def _translate(exc: BaseException, repo_id: str, revision: str | None, endpoint: str) -> UserError | None:
     import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,

@@ -8,7 +8,7 @@ values change, and `workflow.start_run` writes the chosen plan into the run dire
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,18 @@ PLAN_VERSION = 1
 BATCH_LADDER = (64, 32, 16, 8, 4, 2, 1)
 CPU_MAX_BATCH = 32
 MEMORY_HEADROOM = 0.9  # plan to use at most 90% of what is available
-PROBE_EXAMPLES_PER_CLASS = 20  # below this, a frozen backbone generalises better
+PROBE_EXAMPLES_PER_CLASS = 20  # below this many examples per class: linear probe
+FULL_EXAMPLES_PER_CLASS = 100  # below this: partial fine-tuning; from here: full
+AUGMENT_EXAMPLES_PER_CLASS = 100  # images: augmentation on by default below this
+STRATEGY_COST = {"linear-probe": 0, "partial": 1, "gradual": 2, "full": 2}
+STRATEGY_WORDS = {
+    "linear-probe": "linear probe",
+    "partial": "partial fine-tuning",
+    "gradual": "gradual unfreezing",
+    "full": "full fine-tuning",
+}
+# image architectures that are transformers: no channels-last for them
+TRANSFORMER_IMAGE_ARCHS = {"vit", "deit", "beit", "dinov2", "swin", "swinv2"}
 
 
 @dataclass
@@ -51,6 +62,20 @@ class Plan:
     fits: bool
     epoch_seconds: float
     total_seconds: float
+    # recipes (engine/recipes.py)
+    unfreeze_blocks: int = 0  # partial: top blocks trained; gradual: blocks unfrozen at the start
+    unfreeze_every: int = 1  # gradual: epochs between unfreezing one more block
+    layer_decay: float = 1.0  # block k from the top trains at learning_rate * layer_decay**k
+    schedule: str = "linear"  # linear | cosine | constant, after a linear warmup
+    warmup: float = 0.06  # fraction of optimizer steps
+    weight_decay: float = 0.01  # never on biases and norm weights
+    max_grad_norm: float = 1.0  # 0: no clipping
+    augment: bool = False  # images: augmentation in training
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions
+    channels_last: bool = False  # CUDA CNNs: channels-last memory format
+    checkpoint_every: int = 0  # optimizer steps between step checkpoints (0: each epoch only)
+    keep_checkpoints: int = 2  # step checkpoints kept
+    patience: int = 0  # early stopping after this many epochs without a better metric (0: off)
     notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
     version: int = PLAN_VERSION
 
@@ -66,7 +91,8 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
         names = {f.name for f in fields(cls)}
-        missing = names - set(d) - {"notes", "version"}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        missing = required - set(d)
         if missing:
             raise UserError(f"plan.json lacks {', '.join(sorted(missing))}; it was not written by this modelwiz")
         mem = memory.MemoryEstimate(**d["memory"])
@@ -104,16 +130,19 @@ def resolve_precision(requested: str, device: str, hardware: Any) -> tuple[str, 
     return requested, ""
 
 
-def resolve_strategy(requested: str, train_size: int, num_classes: int) -> tuple[str, str]:
+def resolve_strategy(requested: str, per_class: int) -> tuple[str, str]:
+    """The recipe for this much data: a frozen backbone on little data, the top blocks on some,
+    everything on plenty (the practitioners' advice, as thresholds stated here)."""
     if requested != "auto":
         return requested, ""
-    per_class = train_size // max(num_classes, 1)
     if per_class < PROBE_EXAMPLES_PER_CLASS:
-        return "linear-probe", (
-            f"{per_class} examples per class (< {PROBE_EXAMPLES_PER_CLASS}): linear probe, "
-            "a frozen backbone generalises better on little data"
+        return (
+            "linear-probe",
+            f"linear probe (fewer than {PROBE_EXAMPLES_PER_CLASS} per class: a frozen backbone generalises better)",
         )
-    return "full", f"{per_class} examples per class: full fine-tuning"
+    if per_class < FULL_EXAMPLES_PER_CLASS:
+        return "partial", f"partial fine-tuning of the top blocks (fewer than {FULL_EXAMPLES_PER_CLASS} per class)"
+    return "full", "full fine-tuning"
 
 
 def default_learning_rate(strategy: str, params: int) -> float:
@@ -147,17 +176,17 @@ def make_plan(
     notes: list[str] = []
     if train_cfg.max_train_samples:
         train_size = min(train_size, int(train_cfg.max_train_samples))
-    strategy, why = resolve_strategy(train_cfg.strategy, train_size, num_classes)
+    per_class = train_size // max(num_classes, 1)
+    strategy, why_strategy = resolve_strategy(train_cfg.strategy, per_class)
     precision, why_precision = resolve_precision(train_cfg.precision, device, hardware)
     max_length, why_length = text_length(int(train_cfg.max_length), cand)
-    notes += [n for n in (why, why_precision, why_length if cand.modality == "text" else "") if n]
+    notes += [n for n in (why_precision, why_length if cand.modality == "text" else "") if n]
     image_size = cand.image_size if train_cfg.image_size == "auto" else int(train_cfg.image_size)
-    grad_accum = int(train_cfg.grad_accum)
 
-    def est(bs: int) -> memory.MemoryEstimate:
+    def est(bs: int, recipe: str) -> memory.MemoryEstimate:
         return memory.estimate(
             cand,
-            strategy=strategy,
+            strategy="full" if recipe == "gradual" else recipe,  # gradual ends with the most unfrozen
             batch_size=bs,
             seq_len=max_length,
             image_size=image_size,
@@ -166,27 +195,44 @@ def make_plan(
             num_labels=num_classes,
         )
 
+    usable = budget * MEMORY_HEADROOM
+    if train_cfg.strategy == "auto":
+        # a recipe that cannot fit even one example gives way to a cheaper one
+        for cheaper in ("partial", "linear-probe"):
+            if est(1, strategy).total_gb <= usable or strategy == "linear-probe":
+                break
+            if STRATEGY_COST[cheaper] < STRATEGY_COST[strategy]:
+                why_strategy = f"{STRATEGY_WORDS[cheaper]} ({STRATEGY_WORDS[strategy]} does not fit even at batch 1)"
+                strategy = cheaper
     if train_cfg.batch_size == "auto":
         cap = CPU_MAX_BATCH if not device.startswith("cuda") else BATCH_LADDER[0]
         cap = min(cap, max(1, train_size))
         ladder = [b for b in BATCH_LADDER if b <= cap] or [1]
-        batch = ladder[-1]
-        for b in ladder:
-            if est(b).total_gb <= budget * MEMORY_HEADROOM:
-                batch = b
-                break
-        notes.append(f"batch {batch}: the largest up to {cap} predicted to fit in {budget * MEMORY_HEADROOM:.1f} GB")
+        batch = next((b for b in ladder if est(b, strategy).total_gb <= usable), ladder[-1])
     else:
         batch = int(train_cfg.batch_size)
-    mem = est(batch)
+    if train_cfg.strategy == "auto" or train_cfg.batch_size == "auto":
+        # the one line that says why: data per class and memory, then the choice
+        notes.insert(
+            0,
+            f"{per_class} examples per class and {budget:.1f} GB free: "
+            f"{why_strategy or STRATEGY_WORDS[strategy]}, batch {batch}",
+        )
+    augment, why_augment = resolve_augment(train_cfg.augment, cand.modality, per_class)
+    notes += [why_augment] if why_augment else []
+    mem = est(batch, strategy)
     lr = (
         default_learning_rate(strategy, cand.params)
         if train_cfg.learning_rate == "auto"
         else float(train_cfg.learning_rate)
     )
+    blocks = train_cfg.unfreeze_blocks
+    if blocks == "auto":
+        blocks = 1 if strategy == "gradual" else max(1, (cand.num_layers or 3) // 3)
     flops = memory.flops_per_sample(cand, strategy=strategy, seq_len=max_length, image_size=image_size)
     rate = memory.device_flops(device, hardware)
     epoch_s = train_size * flops / rate if rate else 0.0
+    cuda = device.startswith("cuda")
     return Plan(
         model_id=cand.id,
         model_name=cand.name,
@@ -195,7 +241,7 @@ def make_plan(
         device=device,
         strategy=strategy,
         batch_size=batch,
-        grad_accum=grad_accum,
+        grad_accum=int(train_cfg.grad_accum),
         learning_rate=lr,
         precision=precision,
         epochs=int(train_cfg.epochs),
@@ -210,5 +256,31 @@ def make_plan(
         fits=mem.total_gb <= budget,
         epoch_seconds=round(epoch_s, 1),
         total_seconds=round(epoch_s * int(train_cfg.epochs), 1),
+        unfreeze_blocks=int(blocks) if strategy in ("partial", "gradual") else 0,
+        unfreeze_every=int(train_cfg.unfreeze_every),
+        layer_decay=float(train_cfg.layer_decay),
+        schedule=str(train_cfg.schedule),
+        warmup=float(train_cfg.warmup),
+        weight_decay=float(train_cfg.weight_decay),
+        max_grad_norm=float(train_cfg.max_grad_norm),
+        augment=augment,
+        tf32=cuda,
+        channels_last=cuda and cand.modality == "image" and cand.arch.split("_")[0] not in TRANSFORMER_IMAGE_ARCHS,
+        checkpoint_every=int(train_cfg.checkpoint_every),
+        keep_checkpoints=int(train_cfg.keep_checkpoints),
+        patience=int(train_cfg.patience),
         notes=notes,
     )
+
+
+def resolve_augment(requested: bool | str, modality: str, per_class: int) -> tuple[bool, str]:
+    if modality != "image":
+        return False, ""
+    if requested != "auto":
+        return bool(requested), ""
+    if per_class < AUGMENT_EXAMPLES_PER_CLASS:
+        return True, (
+            f"{per_class} images per class (< {AUGMENT_EXAMPLES_PER_CLASS}): augmentation on in training "
+            "(random resized crop, flip, TrivialAugment); evaluation never augmented"
+        )
+    return False, ""

@@ -41,6 +41,7 @@ ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
 CANCEL_FILE = "cancel.request"
 LAUNCHER, TRAINER = "launcher", "trainer"
+PRIVATE_DIR, PRIVATE_FILE, PRIVATE_UMASK = 0o700, 0o600, 0o077
 
 
 def runs_dir_for(config: Config | None = None, override: str | Path | None = None) -> Path:
@@ -58,10 +59,13 @@ def new_run_id() -> str:
 def create_run(
     config: Config, *, model_id: str, runs_dir: Path | None = None, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Make a run directory holding the resolved config; the model is fixed from here on."""
+    """Make a run directory holding the resolved config; the model is fixed from here on.
+    The run directory is private to the user (0o700: what it holds, data paths, metrics and
+    weights, is no one else's to read), and so is a runs folder created here; the trainer
+    writes inside it under umask 077 (`launch_trainer`)."""
     runs_dir = runs_dir or runs_dir_for(config)
     try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
     except OSError as exc:
         raise UserError(
             f"cannot create runs folder {runs_dir}: {exc.strerror}; set [output] runs_dir "
@@ -69,7 +73,8 @@ def create_run(
         ) from None
     run_id = new_run_id()
     run_dir = runs_dir / run_id
-    run_dir.mkdir()
+    run_dir.mkdir(mode=PRIVATE_DIR)
+    run_dir.chmod(PRIVATE_DIR)  # whatever the umask
     config.model.id = model_id
     config.output.runs_dir = str(runs_dir)
     config.save(run_dir / "config.toml")
@@ -99,7 +104,7 @@ def _locked(run_dir: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    fd = os.open(Path(run_dir) / "status.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(Path(run_dir) / "status.lock", os.O_CREAT | os.O_RDWR, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -246,7 +251,7 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
     if write_status(run_dir, by=LAUNCHER, new_attempt=True, state="queued", pid=None, error=None) is None:
         raise UserError(f"run {run_dir.name} is still running; `modelwiz attach {run_dir.name}` to watch it")
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-    log = open(run_dir / "trainer.log", "ab")
+    log = os.fdopen(os.open(run_dir / "trainer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "ab")
     try:
         proc = subprocess.Popen(
             cmd,
@@ -256,6 +261,7 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
             start_new_session=True,
             env=child_env,
             cwd=str(run_dir),
+            umask=PRIVATE_UMASK if os.name == "posix" else -1,  # what the trainer writes is private too
         )
     finally:
         log.close()

@@ -3,8 +3,10 @@
 Started detached by `engine.runs.launch_trainer`. It obeys `RUN_DIR/plan.json` (every setting
 resolved by `engine.plan.make_plan`; nothing is re-resolved here), reads the data named in
 `RUN_DIR/config.toml`, reports through a `Reporter` (events.jsonl and status.json), checkpoints
-atomically to `checkpoints/last.pt` every epoch and on cancel, keeps the best epoch's weights in
-`checkpoints/best.safetensors`, and exports those to `model/` with a model card and `report.json`.
+(engine/checkpoints.py) every epoch, every `checkpoint_every` steps and on cancel, keeps the best
+epoch's weights, stops early when the metric stops improving, and exports the best weights to
+`model/` with a model card and `report.json`. The recipes (which parameters train, at which
+learning rate) are in engine/recipes.py; an out-of-memory step halves the micro-batch and goes on.
 
 Exit status: 0 completed, 1 training failure, 2 bad input, 130 cancelled.
 """
@@ -25,20 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelwiz.engine import checkpoints, recipes
 from modelwiz.engine import events as ev
 from modelwiz.engine.config import load_config
 from modelwiz.engine.errors import TrainingError, UserError
 from modelwiz.engine.fsutil import atomic_write_json
-from modelwiz.engine.plan import Plan, read_plan
+from modelwiz.engine.plan import Plan, read_plan, write_plan
 from modelwiz.engine.runs import CANCEL_FILE, TRAINER, write_status
 
 GB = 1024**3
-WARMUP_FRACTION = 0.06
-WEIGHT_DECAY = 0.01
 STEP_EVENTS_PER_EPOCH = 50
 EVAL_BATCH_MULTIPLIER = 2
-LAST_CKPT = "checkpoints/last.pt"
-BEST_WEIGHTS = "checkpoints/best.safetensors"
 
 
 class Cancelled(Exception):
@@ -55,6 +54,7 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
     train_seconds: float = 0.0
+    stopped_early: int | None = None  # the epoch early stopping ended the run after
 
 
 # --------------------------------------------------------------------------- reporting
@@ -147,6 +147,9 @@ class Reporter:
     def on_evaluate(self, run: Run, record: dict[str, Any], metrics: dict[str, Any]) -> None:
         self.emit(ev.Evaluated(**record, confusion_matrix=metrics["confusion_matrix"], per_class=metrics["per_class"]))
 
+    def on_plan_changed(self, run: Run, reason: str) -> None:
+        self.emit(ev.PlanChanged(plan=run.plan.to_dict(), reason=reason, step=run.progress.global_step))
+
     def on_save(self, run: Run, path: Path, best: bool) -> None:
         self.emit(
             ev.CheckpointSaved(epoch=run.progress.epoch, step=run.progress.global_step, path=str(path), best=best)
@@ -190,27 +193,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The shuffled example order of an epoch: a function of (seed, epoch) only, so a resumed
     run sees exactly the batches the original would have."""
@@ -218,33 +200,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
     g = torch.Generator().manual_seed(seed * 1000 + epoch)
     return torch.randperm(n, generator=g).tolist()
-
-
-def select_trainable(adapter: Any, strategy: str) -> int:
-    """Freeze per strategy; returns the number of trainable parameters. New (head) parameters are
-    always trained; `partial` also trains the top third of the backbone's parameter tensors."""
-    params = list(adapter.model.named_parameters())
-    backbone = [n for n, _ in params if n not in adapter.new_params]
-    keep: set[str] = set(backbone) if strategy == "full" else set()
-    if strategy == "partial":
-        keep = set(backbone[len(backbone) - max(1, len(backbone) // 3) :])
-    for n, p in params:
-        p.requires_grad_(n in adapter.new_params or n in keep)
-    return sum(p.numel() for _, p in params if p.requires_grad)
-
-
-def make_scheduler(optimizer: Any, total_steps: int) -> Any:
-    """Linear warmup over the first 6% of steps, then linear decay to zero."""
-    import torch
-
-    warmup = max(1, int(total_steps * WARMUP_FRACTION))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def autocast_for(device: str, precision: str) -> Any:
@@ -295,60 +250,64 @@ def memory_now(device: str) -> dict[str, float]:
     }
 
 
-def save_checkpoint(run: Run) -> Path:
-    """Atomic: written to a temporary file, then renamed over the previous checkpoint."""
-    import torch
-
-    path = run.run_dir / LAST_CKPT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+def save_checkpoint(run: Run) -> Path | None:
+    """The run's full state as a step checkpoint; a failed write (a full disk) is said in the log
+    and training goes on, the previous checkpoint intact."""
+    p = run.progress
     state = {
         "model": run.adapter.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler else None,
-        "rng": rng_state(),
-        "progress": dataclasses.asdict(run.progress),
-        "format": 2,
+        "rng": checkpoints.rng_state(),
+        "progress": dataclasses.asdict(p),
     }
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path = checkpoints.save(run.run_dir, p.global_step, state, run.plan.keep_checkpoints)
+    except OSError as exc:
+        previous = checkpoints.checkpoint_paths(run.run_dir)
+        kept = f"the previous one ({previous[0].name}) is intact" if previous else "there is no earlier one"
+        run.reporter.log(
+            f"checkpoint at step {p.global_step} not written ({exc.strerror or exc}); {kept}; "
+            "free disk space to keep the next one",
+            "warning",
+        )
+        return None
+    run.reporter.on_save(run, path, best=bool(p.best) and p.best.get("step") == p.global_step)
     return path
 
 
 def load_checkpoint(run: Run) -> Progress:
-    import torch
-
-    # weights_only=False is needed for the RNG states (numpy arrays, tuples); the file is one this
-    # trainer wrote into the run directory, never a downloaded artefact.
-    state = torch.load(run.run_dir / LAST_CKPT, map_location="cpu", weights_only=False)
+    try:
+        state, path = checkpoints.load_latest(run.run_dir, lambda m: run.reporter.log(m, "warning"))
+    except FileNotFoundError:
+        raise UserError(f"run {run.run_dir.name} has no readable checkpoint to resume from; start a new run") from None
     run.adapter.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    checkpoints.set_rng_state(state["rng"])
     return Progress(**state["progress"])
 
 
-def save_best_weights(run: Run) -> None:
-    from safetensors.torch import save_file
+def unfreeze_for(run: Run, epoch: int) -> None:
+    """Gradual unfreezing: open this epoch's blocks (the other recipes keep the first epoch's)."""
+    if run.plan.strategy == "gradual" or epoch == run.progress.epoch:
+        unfrozen = recipes.unfrozen_blocks(run.plan, epoch)
+        trainable = recipes.apply_freeze(run.adapter.model, run.blocks, run.plan.strategy, unfrozen)
+        if trainable != run.trainable_params or epoch == run.progress.epoch:
+            run.trainable_params = trainable
+            run.reporter.log(
+                f"epoch {epoch + 1}: {recipes.describe(run.blocks, run.plan, epoch)} ({trainable:,} parameters)"
+            )
 
-    path = run.run_dir / BEST_WEIGHTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in run.adapter.model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
 
-
-def load_best_weights(run: Run) -> None:
-    from safetensors.torch import load_file
-
-    path = run.run_dir / BEST_WEIGHTS
-    if path.is_file():
-        run.adapter.model.load_state_dict(load_file(str(path)))
+def _inject_oom(micro_batch: int) -> None:
+    """Fault tests set MODELWIZ_FAULT_OOM_ABOVE=N: a micro-batch above N fails as the CPU allocator does."""
+    above = os.environ.get("MODELWIZ_FAULT_OOM_ABOVE")
+    if above and above.isdigit() and micro_batch > int(above):
+        raise RuntimeError(f"DefaultCPUAllocator: can't allocate memory (injected for micro-batch {micro_batch})")
 
 
 def _inject_fault(step: int) -> None:
@@ -377,11 +336,18 @@ class Run:
     reporter: Reporter
     params: int
     trainable_params: int
+    blocks: recipes.Blocks
     cancel_signalled: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train.items) / self.plan.effective_batch)
+
+    @property
+    def stop_early(self) -> bool:
+        """No better metric for `patience` epochs (engine.events.is_better defines "better")."""
+        p, patience = self.progress, self.plan.patience
+        return bool(patience and p.best and len(p.history) - int(p.best["epoch"]) >= patience)
 
     @property
     def total_steps(self) -> int:
@@ -404,19 +370,28 @@ def load_data(run_dir: Path, plan: Plan, reporter: Reporter) -> tuple[Any, Any]:
     return config, data
 
 
-def load_model(plan: Plan, labels: list[str], reporter: Reporter) -> tuple[Any, int, int]:
-    """(adapter, parameters, trainable parameters): the plan's model on its device, frozen per
-    its strategy."""
+def load_model(plan: Plan, labels: list[str], reporter: Reporter) -> tuple[Any, recipes.Blocks, int, int]:
+    """(adapter, its blocks, parameters, trainable parameters): the plan's model on its device,
+    frozen per its recipe for the first epoch."""
+    import torch
+
     from modelwiz.engine.adapters import adapter_class
 
     t0 = time.time()
     adapter = adapter_class(plan.adapter).for_training(plan, labels, progress=reporter.log)
-    trainable = select_trainable(adapter, plan.strategy)
+    names = [n for n, _ in adapter.model.named_parameters()]
+    blocks = recipes.find_blocks(names, adapter.new_params)
+    trainable = recipes.apply_freeze(adapter.model, blocks, plan.strategy, recipes.unfrozen_blocks(plan, 0))
     params = sum(p.numel() for p in adapter.model.parameters())
+    if plan.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     adapter.model.to(plan.device)
+    if plan.channels_last:
+        adapter.model.to(memory_format=torch.channels_last)
     adapter.model.train()
     reporter.on_model(plan, params, trainable, time.time() - t0)
-    return adapter, params, trainable
+    return adapter, blocks, params, trainable
 
 
 def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
@@ -429,9 +404,8 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
         reporter.log(f"plan: {note}")
     check_device(plan.device)
     seed_everything(plan.seed)
-    adapter, params, trainable = load_model(plan, data.label_names, reporter)
-    trained = [p for p in adapter.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=plan.learning_rate, weight_decay=WEIGHT_DECAY)
+    adapter, blocks, params, trainable = load_model(plan, data.label_names, reporter)
+    optimizer = torch.optim.AdamW(recipes.param_groups(adapter.model, blocks, plan), lr=plan.learning_rate)
     run = Run(
         run_dir=run_dir,
         plan=plan,
@@ -445,22 +419,30 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
         reporter=reporter,
         params=params,
         trainable_params=trainable,
+        blocks=blocks,
     )
-    run.scheduler = make_scheduler(optimizer, run.total_steps)
+    run.scheduler = recipes.make_scheduler(optimizer, plan, run.total_steps)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
         run.scaler = torch.amp.GradScaler("cuda")
     reporter.on_plan(run)
     if resume:
-        if not (run_dir / LAST_CKPT).is_file():
-            raise UserError(f"run {run_dir.name} has no checkpoint to resume from; start a new run")
         run.progress = load_checkpoint(run)
         reporter.on_resumed(run)
     return run
 
 
+def to_device(run: Run, inputs: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    out = {k: v.to(run.plan.device) for k, v in inputs.items()}
+    if run.plan.channels_last and "pixel_values" in out and out["pixel_values"].ndim == 4:
+        out["pixel_values"] = out["pixel_values"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
 def train_step(run: Run, idx: list[int]) -> float:
-    """One optimizer step over `idx`, in micro-batches of the plan's batch size; returns the
-    mean training loss."""
+    """One optimizer step over `idx`, in micro-batches of the plan's batch size (accumulating
+    gradients), clipped to the plan's norm; returns the mean training loss."""
     import torch
     import torch.nn.functional as F
 
@@ -470,7 +452,8 @@ def train_step(run: Run, idx: list[int]) -> float:
     total = 0.0
     for start in range(0, len(idx), plan.batch_size):
         micro = idx[start : start + plan.batch_size]
-        inputs = {k: v.to(plan.device) for k, v in run.adapter.collate([items[i] for i in micro], train=True).items()}
+        _inject_oom(len(micro))
+        inputs = to_device(run, run.adapter.collate([items[i] for i in micro], train=True))
         y = torch.tensor([labels[i] for i in micro], dtype=torch.long, device=plan.device)
         with autocast_for(plan.device, plan.precision):
             logits = run.adapter.logits(inputs)
@@ -483,12 +466,58 @@ def train_step(run: Run, idx: list[int]) -> float:
         (run.scaler.scale(scaled) if run.scaler else scaled).backward()
         total += loss.item() * len(micro)
     if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    if plan.max_grad_norm > 0:
+        trained = [p for p in run.adapter.model.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(trained, plan.max_grad_norm)
+    if run.scaler is not None:
         run.scaler.step(run.optimizer)
         run.scaler.update()
     else:
         run.optimizer.step()
     run.scheduler.step()
     return total / len(idx)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator failing."""
+    import torch
+
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
+
+
+def back_off(run: Run, exc: BaseException) -> None:
+    """After an out-of-memory step: a smaller micro-batch, the same examples per optimizer step
+    (more accumulation), the same step again. The amended plan is written to plan.json (a resume
+    continues with it) and said in an event. Gives up with one line when batch 1 did not fit."""
+    import gc
+
+    import torch
+
+    plan = run.plan
+    run.optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if plan.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    if plan.batch_size == 1:
+        raise TrainingError(
+            f"out of memory at step {run.progress.global_step} even with a micro-batch of 1 on "
+            f"{plan.device}; choose a smaller model, a shorter max_length / image_size, or "
+            'strategy = "linear-probe"'
+        )
+    smaller = next(d for d in range(plan.batch_size // 2, 0, -1) if plan.batch_size % d == 0)
+    old = (plan.batch_size, plan.grad_accum)
+    plan.grad_accum *= plan.batch_size // smaller
+    plan.batch_size = smaller
+    plan.notes.append(
+        f"out of memory at step {run.progress.global_step} with micro-batch {old[0]}: micro-batch "
+        f"{plan.batch_size} x {plan.grad_accum} accumulated (same {plan.effective_batch} per step)"
+    )
+    write_plan(run.run_dir, plan)
+    run.reporter.on_plan_changed(run, plan.notes[-1])
 
 
 def train_epoch(run: Run, epoch: int) -> None:
@@ -504,7 +533,14 @@ def train_epoch(run: Run, epoch: int) -> None:
             raise Cancelled()
         _inject_fault(p.global_step)
         idx = order[s * eff : (s + 1) * eff]
-        loss = train_step(run, idx)
+        loss = None
+        while loss is None:
+            try:
+                loss = train_step(run, idx)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+                if not is_out_of_memory(exc):
+                    raise
+                back_off(run, exc)
         p.global_step, p.step_in_epoch = p.global_step + 1, s + 1
         window_loss, window_n = window_loss + loss * len(idx), window_n + len(idx)
         if p.global_step % log_every == 0 or s == run.steps_per_epoch - 1:
@@ -512,6 +548,8 @@ def train_epoch(run: Run, epoch: int) -> None:
             p.train_seconds += elapsed
             run.reporter.on_step(run, window_loss / window_n, window_n / elapsed if elapsed > 0 else 0.0)
             window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+        if run.plan.checkpoint_every and p.global_step % run.plan.checkpoint_every == 0 and s < run.steps_per_epoch - 1:
+            save_checkpoint(run)
 
 
 def evaluate(run: Run) -> dict[str, Any]:
@@ -529,9 +567,7 @@ def evaluate(run: Run) -> dict[str, Any]:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), size):
-            inputs = {
-                k: v.to(plan.device) for k, v in run.adapter.collate(items[start : start + size], train=False).items()
-            }
+            inputs = to_device(run, run.adapter.collate(items[start : start + size], train=False))
             y = torch.tensor(labels[start : start + size], dtype=torch.long, device=plan.device)
             with autocast_for(plan.device, plan.precision):
                 logits = run.adapter.logits(inputs)
@@ -560,13 +596,13 @@ def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
     best = ev.is_better(record, p.best, run.plan.metric)
     if best:
         p.best = {**record, "confusion_matrix": metrics["confusion_matrix"], "per_class": metrics["per_class"]}
-        save_best_weights(run)
+        checkpoints.save_best_weights(run.run_dir, run.adapter.model)
     return best
 
 
 def export(run: Run) -> Path:
     """The best epoch's weights in the family's own format, a model card and report.json."""
-    load_best_weights(run)
+    checkpoints.load_best_weights(run.run_dir, run.adapter.model)
     run.adapter.model.to("cpu")
     model_dir, tmp_dir = run.run_dir / "model", run.run_dir / "model.partial"
     shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -630,20 +666,29 @@ def train(run_dir: Path, resume: bool) -> int:
         run = setup(run_dir, resume, reporter)
         for epoch in range(run.progress.epoch, run.plan.epochs):
             reporter.on_epoch(run, epoch)
+            unfreeze_for(run, epoch)
             train_epoch(run, epoch)
-            best = record_evaluation(run, epoch, evaluate(run))
+            record_evaluation(run, epoch, evaluate(run))
             run.progress.epoch, run.progress.step_in_epoch = epoch + 1, 0
-            reporter.on_save(run, save_checkpoint(run), best)
+            if run.stop_early:
+                run.progress.stopped_early = epoch + 1
+            save_checkpoint(run)
+            if run.stop_early:
+                reporter.log(
+                    f"early stopping after epoch {epoch + 1}: no better {run.plan.metric} for "
+                    f"{run.plan.patience} epoch(s); the best is epoch {run.progress.best['epoch']}"
+                )
+                break
         model_dir = export(run)
         reporter.on_finish("completed", metrics=best_metrics(run.progress), exit_code=0, model_path=str(model_dir))
         return 0
     except Cancelled:
-        ckpt = run_dir / LAST_CKPT
+        ckpts = checkpoints.checkpoint_paths(run_dir)
         reporter.on_finish(
             "cancelled",
             metrics=best_metrics(run.progress) if run else {},
             exit_code=130,
-            checkpoint=str(ckpt) if ckpt.exists() else None,
+            checkpoint=str(ckpts[0]) if ckpts else None,
         )
         return 130
     except UserError as exc:

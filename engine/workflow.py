@@ -11,6 +11,7 @@ from modelwiz.engine.config import Config
 from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
 from modelwiz.engine.plan import write_plan
+from modelwiz.engine.preflight import check_model
 from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
 from modelwiz.engine.sources.base import Candidate
@@ -42,7 +43,10 @@ def recommend(
     hardware = hardware or read_hardware(config)
     if config.model.id:
         cand = candidate_for_id(config.model.id, config.task.modality)
+        notes = check_model(cand, config)  # refused here, before ranking shows it
         found = rerank(config, data, hardware, cand)
+        if found:
+            found.reasons += notes
         return Recommendation(data, hardware, [found] if found else [])
     s = data.summary
     ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
@@ -80,7 +84,10 @@ def choose(config: Config, rec: Recommendation) -> Ranked:
 
 def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
     """Create the run directory (the user's config with the model fixed, and the chosen plan as
-    plan.json: the trainer's only source of settings) and launch the detached trainer."""
+    plan.json: the trainer's only source of settings) and launch the detached trainer. The model
+    is checked first (`engine.preflight`), whether the user named it or the ranking chose it, so a
+    model that cannot run is refused before the run directory exists."""
+    check_model(choice.candidate, config)
     cfg = copy.deepcopy(config)
     plan = choice.plan
     run_dir = create_run(

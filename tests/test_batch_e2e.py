@@ -54,8 +54,9 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     assert summary["metrics"]["macro_f1"] >= 0.7
 
     run_dir = Path(summary["run_dir"])
-    for name in ("config.toml", "events.jsonl", "status.json", "report.json", "checkpoints/last.pt", "model/README.md"):
+    for name in ("config.toml", "plan.json", "events.jsonl", "status.json", "report.json", "model/README.md"):
         assert (run_dir / name).exists(), name
+    assert len(list((run_dir / "checkpoints").glob("step-*.pt"))) == 2  # keep_checkpoints = 2 of 12 epochs
     report = json.loads((run_dir / "report.json").read_text())
     assert report["metrics"]["accuracy"] == summary["metrics"]["accuracy"]
     assert len(report["confusion_matrix"]) == 3

@@ -86,7 +86,7 @@ def test_cancel_stops_cleanly_and_keeps_checkpoint(tmp_path, tiny_bert):
     assert proc.returncode == 0, proc.stderr
     assert "cancelled" in proc.stdout
     assert read_status(run)["state"] == "cancelled"
-    assert (run / "checkpoints" / "last.pt").is_file()
+    assert list((run / "checkpoints").glob("step-*.pt"))
     assert _events(run)[-1]["event"] == "run_finished" and _events(run)[-1]["status"] == "cancelled"
     again = run_cli("cancel", run.name, "--runs-dir", str(run.parent))
     assert again.returncode == 2 and "not running" in again.stderr
@@ -115,7 +115,7 @@ def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
     assert proc.returncode == 130, err
     summary = lines[-1]
     assert summary["status"] == "cancelled" and summary["event"] == "summary"
-    assert Path(summary["run_dir"], "checkpoints", "last.pt").is_file()
+    assert list(Path(summary["run_dir"], "checkpoints").glob("step-*.pt"))
     assert "Traceback" not in err
 
 

@@ -169,7 +169,9 @@ def hf_load(auto_cls: Any, path: Path, labels: list[str]) -> tuple[Any, set[str]
 
 
 class ImageAdapter(Adapter):
-    """Shared by the image families: resize/crop/normalise, light augmentation when training."""
+    """Shared by the image families: resize/crop/normalise; when the plan says `augment`, the
+    standard augmentation in training (random resized crop, horizontal flip, TrivialAugment).
+    Evaluation and prediction are never augmented."""
 
     def __init__(
         self,
@@ -182,29 +184,31 @@ class ImageAdapter(Adapter):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         new_params: set[str] | None = None,
+        augment: bool = False,
     ) -> None:
         super().__init__(model, labels, source=source, arch=arch, new_params=new_params)
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
+        self.augment = augment
         self._transforms: dict[bool, Any] = {}
 
     def transform(self, *, train: bool) -> Any:
-        if train not in self._transforms:
-            from torchvision import transforms as T
+        augmented = train and self.augment
+        if augmented not in self._transforms:
+            import torch
+            from torchvision.transforms import v2
 
-            size, norm = self.image_size, T.Normalize(self.mean, self.std)
-            if train:
-                tf = T.Compose(
-                    [
-                        T.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
-                        T.RandomHorizontalFlip(),
-                        T.ToTensor(),
-                        norm,
-                    ]
-                )
+            size = self.image_size
+            tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+            if augmented:
+                head = [
+                    v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+                    v2.RandomHorizontalFlip(),
+                    v2.TrivialAugmentWide(),
+                ]
             else:
-                tf = T.Compose([T.Resize(int(size * 1.14), antialias=True), T.CenterCrop(size), T.ToTensor(), norm])
-            self._transforms[train] = tf
-        return self._transforms[train]
+                head = [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size)]
+            self._transforms[augmented] = v2.Compose(head + tail)
+        return self._transforms[augmented]
 
     def collate(self, items: list[Any], *, train: bool) -> dict[str, Any]:
         import torch
@@ -228,7 +232,20 @@ class ImageAdapter(Adapter):
 
 
 def load_image(path: str) -> Any:
+    """An RGB image; one declaring more pixels than the data check allows (a decompression bomb
+    among `predict`'s inputs) is refused before it is decoded."""
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    from modelwiz.engine.data import check_image_size, image_too_large
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_image_size decides
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError:
+            raise image_too_large(path) from None
+    with im:
+        check_image_size(path, im.size)
         return im.convert("RGB")

@@ -47,6 +47,7 @@ class HFImageAdapter(ImageAdapter):
             std=_norm(processor, "image_std", IMAGENET_STD),
             new_params=fresh,
             processor=processor,
+            augment=plan.augment,
         )
 
     @classmethod

@@ -48,7 +48,9 @@ class TorchvisionAdapter(ImageAdapter):
             ) from None
         head = replace_head(model, len(labels))
         fresh = {n for n, _ in model.named_parameters() if n.startswith(head + ".")}
-        return cls(model, labels, source=name, arch=name, image_size=plan.image_size, new_params=fresh)
+        return cls(
+            model, labels, source=name, arch=name, image_size=plan.image_size, new_params=fresh, augment=plan.augment
+        )
 
     @classmethod
     def from_export(cls, model_dir: Path, meta: dict[str, Any]) -> TorchvisionAdapter:
