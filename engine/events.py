@@ -421,7 +421,8 @@ def metric_value(record: dict[str, Any], metric: str) -> float | None:
 
 def is_better(candidate: dict[str, Any], best: dict[str, Any] | None, metric: str = DEFAULT_METRIC) -> bool:
     """Whether evaluation `candidate` beats `best` on `metric` (val_loss lower, the others higher).
-    A later epoch wins a tie: it has trained longer for the same score."""
+    Only a strict improvement counts: on a tie the earlier epoch stays the best, and early
+    stopping's patience keeps counting."""
     new = metric_value(candidate, metric)
     if new is None:
         return False
@@ -430,7 +431,7 @@ def is_better(candidate: dict[str, Any], best: dict[str, Any] | None, metric: st
     old = metric_value(best, metric)
     if old is None:
         return True
-    return new <= old if metric == "val_loss" else new >= old
+    return new < old if metric == "val_loss" else new > old
 
 
 METRIC_KEYS = ("epoch", "step", "val_loss", "accuracy", "macro_f1", "precision", "recall")

@@ -633,6 +633,7 @@ def report(run: Run, model_dir: Path) -> dict[str, Any]:
         "metric": plan.metric,
         "metrics": best_metrics(p),
         "best_epoch": p.best.get("epoch"),
+        "stopped_early": p.stopped_early,
         "history": p.history,
         "labels": run.data.label_names,
         "confusion_matrix": p.best.get("confusion_matrix"),

@@ -90,7 +90,7 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     # one meaning of "best" everywhere: the summary, the runs list, the report, the model card and
     # the exported weights are all the best epoch's by the configured metric (macro-F1 here)
     evals = [e for e in events if e["event"] == "eval"]
-    best = max(evals, key=lambda e: (e["macro_f1"], e["epoch"]))
+    best = max(evals, key=lambda e: (e["macro_f1"], -e["epoch"]))  # the earliest of the best
     assert summary["best_epoch"] == best["epoch"] == report["best_epoch"] == listed[0]["best_epoch"]
     assert summary["metrics"]["macro_f1"] == best["macro_f1"] == listed[0]["metrics"]["macro_f1"]
     assert report["confusion_matrix"] == best["confusion_matrix"]

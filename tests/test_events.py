@@ -76,8 +76,8 @@ def test_best_is_the_configured_metric(metric, expected_epoch):
     assert state.best_metrics()["macro_f1"] == {1: 0.60, 2: 0.80, 3: 0.70}[expected_epoch]
 
 
-def test_a_later_epoch_wins_a_tie():
-    assert ev.is_better({"macro_f1": 0.8}, {"macro_f1": 0.8})
+def test_only_a_strict_improvement_is_better():
+    assert not ev.is_better({"macro_f1": 0.8}, {"macro_f1": 0.8})
     assert not ev.is_better({"macro_f1": 0.7}, {"macro_f1": 0.8})
     assert ev.is_better({"val_loss": 0.2}, {"val_loss": 0.3}, "val_loss")
 

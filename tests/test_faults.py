@@ -19,15 +19,23 @@ from modelwiz.engine.runs import read_status, wait_for_final
 pytestmark = pytest.mark.slow
 
 
-def _config(tmp: Path, model: Path, epochs: int = 4) -> Path:
+def _config(tmp: Path, model: Path, epochs: int = 4, **train) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     write_text_data(tmp / "d.csv", n_per_class=40)
     p = tmp / "c.toml"
+    opts = {"learning_rate": 0.002, "batch_size": 8, **train}
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in opts.items())
     p.write_text(
         f'[task]\ntrain = "d.csv"\n[model]\nid = "{model}"\n[train]\nepochs = {epochs}\n'
-        'learning_rate = 0.002\nbatch_size = 8\nmax_length = 32\nstrategy = "full"\n'
-        '[constraints]\ndevice = "cpu"\n'
+        f'max_length = 32\nstrategy = "full"\n{extra}[constraints]\ndevice = "cpu"\n'
     )
     return p
+
+
+def _batch(cfg: Path, tmp: Path, **env: str):
+    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp / "runs"), cwd=tmp, env=env)
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    return proc, lines
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:
@@ -174,3 +182,74 @@ def test_torchvision_model_from_cached_weights(tmp_path):
     pred = run_cli("predict", summary["run_id"], str(img), "--runs-dir", str(tmp_path / "runs"), "--json")
     assert pred.returncode == 0, pred.stderr
     assert json.loads(pred.stdout)["label"] in ("red_h", "green_v", "blue_d")
+
+
+def test_out_of_memory_halves_the_micro_batch_and_keeps_each_step(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert, epochs=2, batch_size=16)
+    proc, lines = _batch(cfg, tmp_path, MODELWIZ_FAULT_OOM_ABOVE="4")
+    assert proc.returncode == 0, proc.stderr
+    changes = [e for e in lines if e["event"] == "plan_changed"]
+    assert [(c["plan"]["batch_size"], c["plan"]["grad_accum"]) for c in changes] == [(8, 2), (4, 4)]
+    assert "out of memory at step 0 with micro-batch 16" in changes[0]["reason"]
+    plan = json.loads(Path(lines[-1]["run_dir"], "plan.json").read_text())
+    assert (plan["batch_size"], plan["grad_accum"]) == (4, 4)  # a resume continues with it
+    steps = [e for e in lines if e["event"] == "step"]
+    total = next(e for e in lines if e["event"] == "plan")["total_steps"]
+    assert steps[-1]["step"] == total == 2 * 6  # 96 examples, 16 per step
+    assert lines[-1]["status"] == "completed"
+    # the same computation as a run planned with that micro-batch from the start
+    ref_cfg = _config(tmp_path / "ref", tiny_bert, epochs=2, batch_size=4, grad_accum=4)
+    ref_proc, ref = _batch(ref_cfg, tmp_path / "ref")
+    assert ref_proc.returncode == 0, ref_proc.stderr
+    assert lines[-1]["metrics"] == ref[-1]["metrics"]
+
+
+def test_out_of_memory_at_batch_one_gives_up_with_one_line(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert, epochs=1, batch_size=4)
+    proc, lines = _batch(cfg, tmp_path, MODELWIZ_FAULT_OOM_ABOVE="0")
+    assert proc.returncode == 1
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and "out of memory at step 0 even with a micro-batch of 1" in err[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert, epochs=2, checkpoint_every=2, keep_checkpoints=3)
+    proc, lines = _batch(cfg, tmp_path, MODELWIZ_FAULT_ENOSPC_AT_STEP="4")
+    assert proc.returncode == 0, proc.stderr
+    warned = [e["message"] for e in lines if e["event"] == "log" and e["level"] == "warning"]
+    assert any("checkpoint at step 4 not written" in w and "step-00000002.pt) is intact" in w for w in warned)
+    run_dir = Path(lines[-1]["run_dir"])
+    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*.pt"))
+    assert saved == ["step-00000020.pt", "step-00000022.pt", "step-00000024.pt"]  # 12 steps per epoch, last 3 kept
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # no half-written file left
+
+
+def test_an_unreadable_checkpoint_is_skipped_for_the_one_before(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert, epochs=3)
+    run = _start(cfg, tiny_bert, tmp_path / "runs")
+    _wait_for(lambda: sum(e["event"] == "checkpoint" for e in _events(run)) >= 2)
+    os.kill(read_status(run)["pid"], signal.SIGKILL)
+    _wait_for(lambda: run_cli("runs", "--runs-dir", str(run.parent), "--json").stdout.count('"interrupted"') == 1)
+    newest = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated, as by a crash
+    proc = run_cli("resume", run.name, "--runs-dir", str(run.parent), "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    warned = [e["message"] for e in lines if e["event"] == "log" and e["level"] == "warning"]
+    assert any(newest.name in w and "unreadable" in w for w in warned), warned
+    summary = lines[-1]
+    assert summary["status"] == "completed" and summary["resumed_from_step"] == 12  # the first epoch's end
+
+
+def test_early_stopping_exports_the_best_epoch(tmp_path, tiny_bert):
+    # a learning rate too small to change any prediction: the metric never improves after epoch 1
+    cfg = _config(tmp_path, tiny_bert, epochs=10, learning_rate=1e-12, patience=2, max_grad_norm=0.0)
+    proc, lines = _batch(cfg, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [e["epoch"] for e in lines if e["event"] == "eval"] == [1, 2, 3]
+    summary = lines[-1]
+    assert summary["best_epoch"] == 1
+    report = json.loads(Path(summary["run_dir"], "report.json").read_text())
+    assert report["best_epoch"] == 1 and report["stopped_early"] == 3
+    assert any(e["event"] == "log" and "early stopping after epoch 3" in e["message"] for e in lines)
