@@ -233,6 +233,7 @@ def candidate_for_id(model_id: str, modality: str) -> Candidate:
                 f"[model] id: {model_id} is not a model folder (needs config.json and "
                 "model.safetensors); check the path"
             )
+        local.read_model_config(p)  # names what is wrong with config.json
         cand = local.candidate_from_folder(p)
         if cand is None:
             raise UserError(f"[model] id: {model_id}/config.json is unreadable; re-save the model with save_pretrained")

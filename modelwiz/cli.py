@@ -98,7 +98,9 @@ def _runs_dir(args: argparse.Namespace) -> Path:
 
 
 def _err(message: str) -> None:
-    print(f"modelwiz: error: {message}", file=sys.stderr)
+    from modelwiz.engine.redact import redact
+
+    print(f"modelwiz: error: {redact(message)}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- batch

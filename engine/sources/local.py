@@ -190,17 +190,7 @@ def check_model_folder(folder: Path, *, modality: str = "", trust_remote_code: b
     be a JSON object naming a model_type; weights must be safetensors with sound headers (pickle
     weights are never loaded); custom code (`auto_map`) is refused unless `trust_remote_code`;
     a text model needs tokenizer files. Raises UserError (one line); returns notes to show."""
-    notes: list[str] = []
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{folder} has no config.json; it is not a save_pretrained model folder") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, OSError) else "not valid JSON"
-        raise UserError(
-            f"{folder}/config.json is unreadable ({reason}); re-save the model with save_pretrained"
-        ) from None
-    notes += check_model_config(cfg, f"{folder}/config.json", trust_remote_code=trust_remote_code)
+    notes = check_model_config(read_model_config(folder), f"{folder}/config.json", trust_remote_code=trust_remote_code)
     weights = safetensors_files(folder)
     if not weights:
         pickled = [n for n in (*PICKLE_WEIGHTS, *OTHER_WEIGHTS) if (folder / n).is_file()]
@@ -225,6 +215,22 @@ def check_model_folder(folder: Path, *, modality: str = "", trust_remote_code: b
             "with tokenizer.save_pretrained(folder)"
         )
     return notes
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """`folder`/config.json parsed; UserError (one line saying what is wrong) when it is missing,
+    unreadable, not JSON or not an object."""
+    where = folder / "config.json"
+    try:
+        cfg = json.loads(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{folder} has no config.json; it is not a save_pretrained model folder") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror or type(exc).__name__ if isinstance(exc, OSError) else "not valid JSON"
+        raise UserError(f"{where} is unreadable ({reason}); re-save the model with save_pretrained") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where} is not a JSON object; re-save the model with save_pretrained")
+    return cfg
 
 
 def check_model_config(cfg: Any, where: str, *, trust_remote_code: bool = False) -> list[str]:
