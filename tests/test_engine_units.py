@@ -286,6 +286,7 @@ def test_the_plan_ranked_is_the_plan_json_the_run_obeys(tmp_path, monkeypatch):
 
     launched: list[Path] = []
     monkeypatch.setattr(workflow, "launch_trainer", lambda run_dir: launched.append(run_dir))
+    monkeypatch.setattr(workflow, "check_model", lambda candidate, config: [])  # "org/m" is not on any disk
     cfg = config_from_dict({"task": {"train": "x.csv"}, "train": {"max_length": 4096, "grad_accum": 2}})
     chosen = rank(cfg, _hw(), train_size=900, num_classes=3, candidates=[_cand(max_length=512)])[0]
     run_dir = workflow.start_run(cfg, chosen, runs_dir=tmp_path / "runs")
