@@ -659,6 +659,18 @@ def test_sniffing_a_large_file_uses_its_first_64_kib():
     assert sniff_delimiter("just one column\nof text\n", ",") == ","  # nothing fits: the suffix's
 
 
+def test_predict_refuses_a_bomb_image_before_decoding(tmp_path):
+    """`modelwiz predict` reads images through the adapters' load_image: the same bound."""
+    from modelwiz.engine.adapters.base import load_image
+    from modelwiz.engine.errors import UserError
+
+    for side, expected in ((40_000, "declares more pixels"), (10_000, "is 10000x10000 pixels")):
+        bomb = tmp_path / f"bomb{side}.png"
+        bomb.write_bytes(_png_header(side, side))
+        with pytest.raises(UserError, match=expected):
+            load_image(str(bomb))
+
+
 def test_a_valid_model_folder_passes_the_check(tmp_path):
     """The model cases above differ from this folder in one thing each."""
     write_text_data(tmp_path / "d.csv")
