@@ -220,13 +220,6 @@ def _or_auto(rule: Rule) -> Rule:
     return lambda s, k, v, src: v if v == "auto" else rule(s, k, v, src)
 
 
-def _single_process(s: str, k: str, v: Any, src: str) -> int:
-    n = _number(s, k, v, src, integer=True, minimum=1, maximum=64)
-    if n > 1:
-        raise UserError(f"{_where(s, k, src)} = {n}: multi-process (DDP) training is not supported yet; set nproc = 1")
-    return int(n)
-
-
 TRAIN_RULES: dict[str, Rule] = {
     "strategy": _one_of(STRATEGIES),
     "epochs": _integer(1, 1000),
@@ -234,7 +227,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "batch_size": _or_auto(_integer(1, 65536)),
     "precision": _one_of(PRECISIONS),
     "seed": _integer(0),
-    "nproc": _single_process,
+    "nproc": _integer(1, 64),
     "grad_accum": _integer(1, 1024),
     "metric": _one_of(METRICS),
     "max_length": _integer(8, 8192),

@@ -76,12 +76,15 @@ class Plan:
     checkpoint_every: int = 0  # optimizer steps between step checkpoints (0: each epoch only)
     keep_checkpoints: int = 2  # step checkpoints kept
     patience: int = 0  # early stopping after this many epochs without a better metric (0: off)
+    nproc: int = 1  # processes (torchrun, DistributedDataParallel); batch_size is per process
+    trust_remote_code: bool = False  # run code the model ships; only when [model] trust_remote_code asks
     notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
     version: int = PLAN_VERSION
 
     @property
     def effective_batch(self) -> int:
-        return self.batch_size * self.grad_accum
+        """Examples per optimizer step: micro-batch x accumulation x processes."""
+        return self.batch_size * self.grad_accum * self.nproc
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -170,7 +173,14 @@ def text_length(requested: int, cand: Candidate) -> tuple[int, str]:
 
 
 def make_plan(
-    cand: Candidate, train_cfg: Any, constraints: Any, hardware: Any, *, train_size: int, num_classes: int
+    cand: Candidate,
+    train_cfg: Any,
+    constraints: Any,
+    hardware: Any,
+    *,
+    train_size: int,
+    num_classes: int,
+    trust_remote_code: bool = False,
 ) -> Plan:
     device, _, budget = memory_budget(hardware, constraints)
     notes: list[str] = []
@@ -269,8 +279,22 @@ def make_plan(
         checkpoint_every=int(train_cfg.checkpoint_every),
         keep_checkpoints=int(train_cfg.keep_checkpoints),
         patience=int(train_cfg.patience),
+        nproc=processes(int(train_cfg.nproc), device, hardware),
+        trust_remote_code=trust_remote_code,
         notes=notes,
     )
+
+
+def processes(nproc: int, device: str, hardware: Any) -> int:
+    """DDP processes: on CUDA one per GPU at most; on the CPU any number (gloo)."""
+    if nproc > 1 and device.startswith("cuda") and hardware is not None and nproc > len(hardware.gpus):
+        raise UserError(
+            f"[train] nproc = {nproc} but this machine has {len(hardware.gpus)} GPU(s); one process "
+            "per GPU: lower nproc"
+        )
+    if nproc > 1 and device == "mps":
+        raise UserError("[train] nproc > 1 is not available on Apple MPS; set nproc = 1")
+    return nproc
 
 
 def resolve_augment(requested: bool | str, modality: str, per_class: int) -> tuple[bool, str]:

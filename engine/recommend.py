@@ -155,7 +155,15 @@ def rank(
             continue
         if con.offline and not c.on_disk:
             continue
-        plan = make_plan(c, config.train, con, hardware, train_size=train_size, num_classes=num_classes)
+        plan = make_plan(
+            c,
+            config.train,
+            con,
+            hardware,
+            train_size=train_size,
+            num_classes=num_classes,
+            trust_remote_code=config.model.trust_remote_code,
+        )
         reasons: list[str] = []
         q = c.quality if c.quality is not None else 0.45
         reasons.append(

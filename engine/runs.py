@@ -242,7 +242,7 @@ def resolve_run(ref: str, runs_dir: Path) -> Path:
 def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] | None = None) -> int:
     """Start the trainer detached from this terminal; returns its pid."""
     run_dir = Path(run_dir)
-    cmd = [sys.executable, "-m", "modelwiz.engine.trainer", str(run_dir)]
+    cmd = trainer_command(run_dir)
     if resume:
         cmd.append("--resume")
     child_env = dict(os.environ if env is None else env)
@@ -270,6 +270,17 @@ def launch_trainer(run_dir: Path, *, resume: bool = False, env: dict[str, str] |
     write_status(run_dir, by=LAUNCHER, pid=proc.pid)
     _REAPABLE[proc.pid] = proc
     return proc.pid
+
+
+def trainer_command(run_dir: Path) -> list[str]:
+    """`python -m modelwiz.engine.trainer RUN_DIR`, through torchrun (one node, a free port) when the
+    plan asks for several processes."""
+    plan = read_json(Path(run_dir) / "plan.json", default={}) or {}
+    nproc = int(plan.get("nproc") or 1)
+    trainer = ["-m", "modelwiz.engine.trainer", str(run_dir)]
+    if nproc <= 1:
+        return [sys.executable, *trainer]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *trainer]
 
 
 # Children started by this process, so that finished trainers are reaped (no zombies).

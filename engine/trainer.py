@@ -33,6 +33,7 @@ from modelwiz.engine.config import load_config
 from modelwiz.engine.errors import TrainingError, UserError
 from modelwiz.engine.fsutil import atomic_write_json
 from modelwiz.engine.plan import Plan, read_plan, write_plan
+from modelwiz.engine.redact import redact
 from modelwiz.engine.runs import CANCEL_FILE, TRAINER, write_status
 
 GB = 1024**3
@@ -75,7 +76,7 @@ class Reporter:
         write_status(self.run_dir, by=TRAINER, **updates)
 
     def log(self, message: str, level: str = "info") -> None:
-        self.emit(ev.Log(level=level, message=message))
+        self.emit(ev.Log(level=level, message=redact(message)))
 
     def on_start(self, resume: bool) -> None:
         self.status(state="running", pid=os.getpid(), started=time.time(), error=None)
@@ -165,6 +166,7 @@ class Reporter:
         model_path: str | None = None,
         checkpoint: str | None = None,
     ) -> None:
+        error = redact(error) if error else error
         self.status(state=status, error=error, model_path=model_path, finished=time.time())
         self.emit(
             ev.RunFinished(
@@ -179,6 +181,22 @@ class Reporter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class SilentReporter(Reporter):
+    """The reporter of DDP ranks other than 0: rank 0 alone speaks for the run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def emit(self, event: ev.Event) -> None:
+        pass
+
+    def status(self, **updates: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- small named pieces
@@ -252,10 +270,12 @@ def memory_now(device: str) -> dict[str, float]:
 
 def save_checkpoint(run: Run) -> Path | None:
     """The run's full state as a step checkpoint; a failed write (a full disk) is said in the log
-    and training goes on, the previous checkpoint intact."""
+    and training goes on, the previous checkpoint intact. Only rank 0 writes."""
     p = run.progress
+    if not run.dist.main:
+        return None
     state = {
-        "model": run.adapter.model.state_dict(),
+        "model": run.module.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler else None,
@@ -282,7 +302,7 @@ def load_checkpoint(run: Run) -> Progress:
         state, path = checkpoints.load_latest(run.run_dir, lambda m: run.reporter.log(m, "warning"))
     except FileNotFoundError:
         raise UserError(f"run {run.run_dir.name} has no readable checkpoint to resume from; start a new run") from None
-    run.adapter.model.load_state_dict(state["model"])
+    run.module.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if run.scaler is not None and state.get("scaler"):
@@ -295,7 +315,9 @@ def unfreeze_for(run: Run, epoch: int) -> None:
     """Gradual unfreezing: open this epoch's blocks (the other recipes keep the first epoch's)."""
     if run.plan.strategy == "gradual" or epoch == run.progress.epoch:
         unfrozen = recipes.unfrozen_blocks(run.plan, epoch)
-        trainable = recipes.apply_freeze(run.adapter.model, run.blocks, run.plan.strategy, unfrozen)
+        trainable = recipes.apply_freeze(run.module, run.blocks, run.plan.strategy, unfrozen)
+        # DDP syncs the parameters that train when it is built: build it again when they change
+        run.adapter.model = run.dist.wrap(run.module, run.plan.device)
         if trainable != run.trainable_params or epoch == run.progress.epoch:
             run.trainable_params = trainable
             run.reporter.log(
@@ -321,6 +343,75 @@ def _inject_fault(step: int) -> None:
 
 
 @dataclass
+class Distributed:
+    """This process's place among the DDP processes torchrun started (one process: rank 0 of 1).
+    Rank 0 alone writes events, status, checkpoints and the export."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(
+            int(os.environ.get("RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")),
+        )
+
+    def start(self, plan: Plan) -> None:
+        """Join the process group (gloo on the CPU, nccl on CUDA), each process on its own GPU."""
+        if self.world <= 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        if plan.device.startswith("cuda"):
+            plan.device = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(self.local_rank)
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
+        dist.init_process_group("nccl" if plan.device.startswith("cuda") else "gloo")
+
+    def stop(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def any(self, flag: bool, device: str) -> bool:
+        if self.world <= 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def shard(self, idx: list[int]) -> list[int]:
+        """This process's share of an optimizer step's examples; the step is first padded by
+        repeating its start so every process has as many (and as many micro-batches)."""
+        if self.world <= 1:
+            return idx
+        padded = idx + (idx * self.world)[: (-len(idx)) % self.world]
+        return padded[self.rank :: self.world]
+
+    def wrap(self, model: Any, device: str) -> Any:
+        if self.world <= 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+@dataclass
 class Run:
     """Everything the loop touches, built once by `setup`."""
 
@@ -337,6 +428,8 @@ class Run:
     params: int
     trainable_params: int
     blocks: recipes.Blocks
+    module: Any = None  # the model itself (adapter.model is its DDP wrapper when training with several processes)
+    dist: Distributed = field(default_factory=lambda: Distributed())
     cancel_signalled: bool = False
 
     @property
@@ -354,7 +447,8 @@ class Run:
         return self.steps_per_epoch * self.plan.epochs
 
     def cancel_requested(self) -> bool:
-        return self.cancel_signalled or (self.run_dir / CANCEL_FILE).exists()
+        """Whether to stop now; with several processes, all agree (any one asked stops them all)."""
+        return self.dist.any(self.cancel_signalled or (self.run_dir / CANCEL_FILE).exists(), self.plan.device)
 
 
 def load_data(run_dir: Path, plan: Plan, reporter: Reporter) -> tuple[Any, Any]:
@@ -399,6 +493,8 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     import torch
 
     plan = read_plan(run_dir)
+    dist = Distributed.from_env()
+    dist.start(plan)
     config, data = load_data(run_dir, plan, reporter)
     for note in plan.notes:
         reporter.log(f"plan: {note}")
@@ -420,6 +516,8 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
         params=params,
         trainable_params=trainable,
         blocks=blocks,
+        module=adapter.model,
+        dist=dist,
     )
     run.scheduler = recipes.make_scheduler(optimizer, plan, run.total_steps)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
@@ -443,32 +541,38 @@ def to_device(run: Run, inputs: dict[str, Any]) -> dict[str, Any]:
 def train_step(run: Run, idx: list[int]) -> float:
     """One optimizer step over `idx`, in micro-batches of the plan's batch size (accumulating
     gradients), clipped to the plan's norm; returns the mean training loss."""
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
     plan = run.plan
     items, labels = run.data.train.items, run.data.train.labels
+    idx = run.dist.shard(idx)
     run.optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for start in range(0, len(idx), plan.batch_size):
         micro = idx[start : start + plan.batch_size]
+        last = start + plan.batch_size >= len(idx)
+        sync = contextlib.nullcontext() if last or run.dist.world == 1 else run.adapter.model.no_sync()
         _inject_oom(len(micro))
         inputs = to_device(run, run.adapter.collate([items[i] for i in micro], train=True))
         y = torch.tensor([labels[i] for i in micro], dtype=torch.long, device=plan.device)
-        with autocast_for(plan.device, plan.precision):
-            logits = run.adapter.logits(inputs)
-        loss = F.cross_entropy(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {run.progress.global_step}; lower the learning rate"
-            )
-        scaled = loss * (len(micro) / len(idx))
-        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+        with sync:
+            with autocast_for(plan.device, plan.precision):
+                logits = run.adapter.logits(inputs)
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {run.progress.global_step}; lower the learning rate"
+                )
+            scaled = loss * (len(micro) / len(idx))
+            (run.scaler.scale(scaled) if run.scaler else scaled).backward()
         total += loss.item() * len(micro)
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
     if plan.max_grad_norm > 0:
-        trained = [p for p in run.adapter.model.parameters() if p.grad is not None]
+        trained = [p for p in run.module.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(trained, plan.max_grad_norm)
     if run.scaler is not None:
         run.scaler.step(run.optimizer)
@@ -498,6 +602,11 @@ def back_off(run: Run, exc: BaseException) -> None:
     import torch
 
     plan = run.plan
+    if run.dist.world > 1:
+        raise TrainingError(
+            f"out of memory at step {run.progress.global_step} in one of {run.dist.world} processes; "
+            "lower [train] batch_size (per process) and resume"
+        )
     run.optimizer.zero_grad(set_to_none=True)
     gc.collect()
     if plan.device.startswith("cuda"):
@@ -559,11 +668,14 @@ def evaluate(run: Run) -> dict[str, Any]:
 
     from modelwiz.engine.metrics import classification_metrics
 
-    plan, model = run.plan, run.adapter.model
+    plan, model = run.plan, run.module
     items, labels = run.data.val.items, run.data.val.labels
     size = plan.batch_size * EVAL_BATCH_MULTIPLIER
     preds: list[int] = []
     loss_sum = 0.0
+    # every process evaluates the whole split on its own (identical) replica: no collectives, and
+    # all reach the same early-stopping decision
+    wrapped, run.adapter.model = run.adapter.model, model
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), size):
@@ -574,6 +686,7 @@ def evaluate(run: Run) -> dict[str, Any]:
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
             preds.extend(logits.argmax(-1).tolist())
     model.train()
+    run.adapter.model = wrapped
     metrics = classification_metrics(labels, preds, len(run.data.label_names))
     metrics["val_loss"] = loss_sum / max(len(items), 1)
     return metrics
@@ -596,14 +709,15 @@ def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
     best = ev.is_better(record, p.best, run.plan.metric)
     if best:
         p.best = {**record, "confusion_matrix": metrics["confusion_matrix"], "per_class": metrics["per_class"]}
-        checkpoints.save_best_weights(run.run_dir, run.adapter.model)
+        if run.dist.main:
+            checkpoints.save_best_weights(run.run_dir, run.module)
     return best
 
 
 def export(run: Run) -> Path:
     """The best epoch's weights in the family's own format, a model card and report.json."""
-    checkpoints.load_best_weights(run.run_dir, run.adapter.model)
-    run.adapter.model.to("cpu")
+    checkpoints.load_best_weights(run.run_dir, run.module)
+    run.adapter.model = run.module.to("cpu")
     model_dir, tmp_dir = run.run_dir / "model", run.run_dir / "model.partial"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     run.adapter.export(tmp_dir)
@@ -651,7 +765,7 @@ def report(run: Run, model_dir: Path) -> dict[str, Any]:
 
 
 def train(run_dir: Path, resume: bool) -> int:
-    reporter = Reporter(run_dir)
+    reporter = Reporter(run_dir) if Distributed.from_env().main else SilentReporter(run_dir)
     run: Run | None = None
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -680,6 +794,8 @@ def train(run_dir: Path, resume: bool) -> int:
                     f"{run.plan.patience} epoch(s); the best is epoch {run.progress.best['epoch']}"
                 )
                 break
+        if not run.dist.main:
+            return 0
         model_dir = export(run)
         reporter.on_finish("completed", metrics=best_metrics(run.progress), exit_code=0, model_path=str(model_dir))
         return 0
@@ -705,6 +821,8 @@ def train(run_dir: Path, resume: bool) -> int:
         return 1
     finally:
         reporter.close()
+        if run is not None:
+            run.dist.stop()
 
 
 def write_model_card(out_dir: Path, run: Run) -> None:

@@ -259,10 +259,19 @@ def test_torchvision_registry_is_read_offline():
     assert not r18.on_disk
 
 
-def test_unsupported_nproc_is_refused_not_ignored():
-    with pytest.raises(UserError, match="not supported yet"):
-        config_from_dict({"train": {"nproc": 2}})
-    assert config_from_dict({"train": {"nproc": 1}}).train.nproc == 1
+def test_nproc_is_checked_against_the_machine():
+    with pytest.raises(UserError, match="at least 1"):
+        config_from_dict({"train": {"nproc": 0}})
+    cfg = config_from_dict({"task": {"train": "x.csv"}, "train": {"nproc": 2}})
+    assert rank(cfg, _hw(), train_size=300, num_classes=3, candidates=[_cand()])[0].plan.nproc == 2  # gloo on CPU
+    with pytest.raises(UserError, match="nproc = 2 but this machine has 1 GPU"):
+        rank(
+            config_from_dict({"train": {"nproc": 2}, "constraints": {"device": "cuda"}}),
+            _hw(gpu=True),
+            train_size=300,
+            num_classes=3,
+            candidates=[_cand()],
+        )
 
 
 def test_usable_positions_follow_the_model_and_its_tokenizer(tmp_path):

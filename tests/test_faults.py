@@ -19,9 +19,9 @@ from modelwiz.engine.runs import read_status, wait_for_final
 pytestmark = pytest.mark.slow
 
 
-def _config(tmp: Path, model: Path, epochs: int = 4, **train) -> Path:
+def _config(tmp: Path, model: Path, epochs: int = 4, n_per_class: int = 40, **train) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    write_text_data(tmp / "d.csv", n_per_class=40)
+    write_text_data(tmp / "d.csv", n_per_class=n_per_class)
     p = tmp / "c.toml"
     opts = {"learning_rate": 0.002, "batch_size": 8, **train}
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in opts.items())
@@ -118,7 +118,9 @@ def test_batch_ctrl_c_cancels_with_exit_130(tmp_path, tiny_bert):
         if lines[-1]["event"] == "checkpoint":
             proc.send_signal(signal.SIGINT)
             break
-    rest, err = proc.communicate(timeout=120)
+    # read through the same buffered stream (communicate() would skip what it already buffered)
+    rest, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=120)
     lines += [json.loads(ln) for ln in rest.splitlines() if ln.strip()]
     assert proc.returncode == 130, err
     summary = lines[-1]
@@ -253,3 +255,23 @@ def test_early_stopping_exports_the_best_epoch(tmp_path, tiny_bert):
     report = json.loads(Path(summary["run_dir"], "report.json").read_text())
     assert report["best_epoch"] == 1 and report["stopped_early"] == 3
     assert any(e["event"] == "log" and "early stopping after epoch 3" in e["message"] for e in lines)
+
+
+def test_two_processes_train_through_torchrun_and_resume_after_sigkill(tmp_path, tiny_bert):
+    """[train] nproc = 2 on the CPU: torchrun, gloo, DDP; rank 0 alone writes; a SIGKILL of rank 0
+    reads as interrupted and `resume` finishes the run."""
+    cfg = _config(tmp_path, tiny_bert, epochs=8, n_per_class=60, nproc=2, batch_size=8)
+    run = _start(cfg, tiny_bert, tmp_path / "runs")
+    _wait_for(lambda: sum(e["event"] == "checkpoint" for e in _events(run)) >= 1, timeout=300)
+    _wait_for(lambda: any(e["event"] == "step" and e["epoch"] == 2 for e in _events(run)), timeout=300)
+    os.kill(read_status(run)["pid"], signal.SIGKILL)
+    _wait_for(lambda: run_cli("runs", "--runs-dir", str(run.parent), "--json").stdout.count('"interrupted"') == 1)
+    proc = run_cli("resume", run.name, "--runs-dir", str(run.parent), "--json")
+    assert proc.returncode == 0, proc.stderr + (run / "trainer.log").read_text()[-3000:]
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "completed" and summary["resumed_from_step"] == 9
+    assert summary["metrics"]["accuracy"] >= 0.6, summary["metrics"]  # 3 classes: chance is 1/3
+    events = _events(run)
+    plan = next(e for e in events if e["event"] == "plan")
+    assert plan["plan"]["nproc"] == 2 and plan["steps_per_epoch"] == 9  # 144 examples, 8 x 2 per step
+    assert len([e for e in events if e["event"] == "run_started"]) == 2  # rank 0 alone writes

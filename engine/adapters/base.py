@@ -138,9 +138,9 @@ def resolve_hf_path(model_id: str, *, offline: bool, progress: Progress | None =
     return download_model(model_id, offline=offline, progress=progress)
 
 
-def hf_load(auto_cls: Any, path: Path, labels: list[str]) -> tuple[Any, set[str]]:
+def hf_load(auto_cls: Any, path: Path, labels: list[str], *, trust_remote_code: bool = False) -> tuple[Any, set[str]]:
     """A Hugging Face model with a new classification head: (model, names of fresh parameters).
-    Safetensors only; remote code is never trusted."""
+    Safetensors only; code the model ships runs only when the plan says the user trusted it."""
     if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
         raise UserError(
             f"{path} has no model.safetensors; modelwiz loads safetensors weights only "
@@ -153,7 +153,7 @@ def hf_load(auto_cls: Any, path: Path, labels: list[str]) -> tuple[Any, set[str]
             output_loading_info=True,
             ignore_mismatched_sizes=True,
             use_safetensors=True,
-            trust_remote_code=False,
+            trust_remote_code=trust_remote_code,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={n: i for i, n in enumerate(labels)},

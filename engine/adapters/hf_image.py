@@ -35,8 +35,8 @@ class HFImageAdapter(ImageAdapter):
         from transformers import AutoModelForImageClassification
 
         path = resolve_hf_path(plan.model_id, offline=plan.offline, progress=progress)
-        processor = _processor(path)
-        model, fresh = hf_load(AutoModelForImageClassification, path, labels)
+        processor = _processor(path, trust_remote_code=plan.trust_remote_code)
+        model, fresh = hf_load(AutoModelForImageClassification, path, labels, trust_remote_code=plan.trust_remote_code)
         return cls(
             model,
             labels,
@@ -82,12 +82,12 @@ class HFImageAdapter(ImageAdapter):
         )
 
 
-def _processor(path: Path) -> Any:
+def _processor(path: Path, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoImageProcessor
 
     quiet_transformers()
     try:
-        return AutoImageProcessor.from_pretrained(str(path))
+        return AutoImageProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError):
         return None
 

@@ -37,8 +37,10 @@ class HFTextAdapter(Adapter):
         from transformers import AutoModelForSequenceClassification
 
         path = resolve_hf_path(plan.model_id, offline=plan.offline, progress=progress)
-        tokenizer = _tokenizer(path)
-        model, fresh = hf_load(AutoModelForSequenceClassification, path, labels)
+        tokenizer = _tokenizer(path, trust_remote_code=plan.trust_remote_code)
+        model, fresh = hf_load(
+            AutoModelForSequenceClassification, path, labels, trust_remote_code=plan.trust_remote_code
+        )
         return cls(
             model,
             labels,
@@ -85,12 +87,12 @@ class HFTextAdapter(Adapter):
         )
 
 
-def _tokenizer(path: Path) -> Any:
+def _tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"cannot load a tokenizer from {path} ({first_line(exc)}); the folder needs "
