@@ -25,7 +25,7 @@ from modelwiz.engine.runs import (
     request_cancel,
     trainer_exit_code,
 )
-from modelwiz.engine.workflow import choose, recommend, start_run
+from modelwiz.engine.workflow import choose, prepare_run, recommend, start_run
 
 EventSink = Callable[[dict[str, Any]], None]
 POLL_S = 0.25
@@ -38,7 +38,11 @@ def run_batch(
     stop: Callable[[], bool] = lambda: False,
     runs_dir: str | Path | None = None,
     top: int = 5,
+    start: bool = True,
 ) -> dict[str, Any]:
+    """Check, rank, choose, create the run and follow its trainer to the end. `start=False`
+    stops once the run directory is ready (for a trainer started by hand, e.g. torchrun on
+    several nodes) and returns its `run_created` event."""
     rec = recommend(config)
     on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
     on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
@@ -59,9 +63,10 @@ def run_batch(
             reasons=c["reasons"],
         ).to_json()
     )
-    run_dir = start_run(config, choice, runs_dir=runs_dir)
-    on_event(ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json())
-    return follow_run(run_dir, on_event, stop=stop)
+    run_dir = (start_run if start else prepare_run)(config, choice, runs_dir=runs_dir)
+    created = ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json()
+    on_event(created)
+    return follow_run(run_dir, on_event, stop=stop) if start else created
 
 
 def follow_run(

@@ -872,6 +872,19 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "plan.json").is_file() or not (run_dir / "config.toml").is_file():
         print(f"error: {run_dir} is not a run directory (no plan.json / config.toml)", file=sys.stderr)
         return 2
+    # refused before the run is touched: a trainer started by hand with the wrong process count
+    try:
+        nproc, world = read_plan(run_dir).nproc, Distributed.from_env().world
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if world != nproc:
+        print(
+            f"error: plan.json asks for {nproc} process(es) in all but {world} were started; start the trainer "
+            f"with torchrun and {nproc} processes in all (nodes x --nproc-per-node)",
+            file=sys.stderr,
+        )
+        return 2
     return train(run_dir, args.resume)
 
 

@@ -83,10 +83,17 @@ def choose(config: Config, rec: Recommendation) -> Ranked:
 
 
 def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
+    """`prepare_run`, then launch the detached trainer."""
+    run_dir = prepare_run(config, choice, runs_dir=runs_dir)
+    launch_trainer(run_dir)
+    return run_dir
+
+
+def prepare_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
     """Create the run directory (the user's config with the model fixed, and the chosen plan as
-    plan.json: the trainer's only source of settings) and launch the detached trainer. The model
-    is checked first (`engine.preflight`), whether the user named it or the ranking chose it, so a
-    model that cannot run is refused before the run directory exists."""
+    plan.json: the trainer's only source of settings), ready for a trainer. The model is checked
+    first (`engine.preflight`), whether the user named it or the ranking chose it, so a model
+    that cannot run is refused before the run directory exists."""
     check_model(choice.candidate, config)
     cfg = copy.deepcopy(config)
     plan = choice.plan
@@ -100,5 +107,4 @@ def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = N
         },
     )
     write_plan(run_dir, plan)
-    launch_trainer(run_dir)
     return run_dir

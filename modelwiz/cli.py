@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="headless: validate data, rank, fine-tune, export (`--batch --demo`: the demo task)",
     )
     p.add_argument("--json", action="store_true", help="with --batch: JSON lines on stdout (events, then a summary)")
+    p.add_argument("--nproc", type=int, metavar="N", help="with --batch: train with N processes (torchrun, DDP)")
+    p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="with --batch: create the run directory (config, plan.json) and print it; start no trainer",
+    )
     p.add_argument(
         "--runs-dir", metavar="DIR", help="where runs live (default: [output] runs_dir, else $MODELWIZ_HOME/runs)"
     )
@@ -157,6 +163,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from modelwiz.engine.demo import demo_config
 
     config = load_config(args.batch) if args.batch else demo_config()
+    if args.nproc is not None:
+        if not 1 <= args.nproc <= 64:
+            raise UsageError("--nproc must be between 1 and 64")
+        config.train.nproc = args.nproc
+    if args.prepare:
+        created = run_batch(config, _json_sink if args.json else lambda ev: None, runs_dir=args.runs_dir, start=False)
+        if not args.json:
+            print(created["run_dir"])
+        return EXIT_OK
     return _follow(args, lambda sink, stop: run_batch(config, sink, stop=stop, runs_dir=args.runs_dir))
 
 
@@ -302,6 +317,8 @@ def dispatch(args: argparse.Namespace) -> int:
         raise UsageError("--batch needs a CONFIG.toml (or --demo for the built-in demo task)")
     if args.batch and args.demo:
         raise UsageError("give --batch either a CONFIG.toml or --demo, not both")
+    if (args.nproc is not None or args.prepare) and args.batch is None:
+        raise UsageError("--nproc and --prepare go with --batch")
     if args.batch is not None:
         return cmd_batch(args)
     if args.json and not args.command:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import run_cli, write_text_data
 
@@ -82,3 +83,20 @@ def test_recommend_json_shape_and_order(tmp_path, tiny_bert, monkeypatch):
     listed = json.loads(offline.stdout)["models"]
     assert str(tiny_bert) in [m["id"] for m in listed]
     assert all(m["available_offline"] for m in listed)
+
+
+def test_batch_prepare_creates_the_run_and_starts_nothing(tmp_path, tiny_bert):
+    write_text_data(tmp_path / "d.csv", n_per_class=20)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[task]\ntrain = "d.csv"\n[model]\nid = "{tiny_bert}"\n[train]\nmax_length = 32\n')
+    proc = run_cli("--batch", str(cfg), "--nproc", "3", "--prepare", "--json", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    created = [json.loads(ln) for ln in proc.stdout.splitlines()][-1]
+    assert created["event"] == "run_created"
+    run_dir = Path(created["run_dir"])
+    assert json.loads((run_dir / "plan.json").read_text())["nproc"] == 3
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "queued" and not status.get("pid")  # no trainer was started
+    assert not (run_dir / "events.jsonl").exists()
+    bad = run_cli("--batch", str(cfg), "--nproc", "0", "--runs-dir", str(tmp_path / "runs"))
+    assert bad.returncode == 2 and "--nproc must be between 1 and 64" in bad.stderr
