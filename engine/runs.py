@@ -188,8 +188,13 @@ class RunInfo:
 
 def run_state(run_dir: Path) -> RunState:
     """The run's events folded (engine.events.RunState), with the state status.json knows
-    better: a trainer that died without a final event is `interrupted`."""
-    state = fold_file(Path(run_dir) / "events.jsonl")
+    better: a trainer that died without a final event is `interrupted`. A run whose events this
+    modelwiz cannot read (another schema version) is listed with what status.json says and the
+    reason as its error, so one old run does not hide the others."""
+    try:
+        state = fold_file(Path(run_dir) / "events.jsonl")
+    except UserError as exc:
+        state = RunState(error=str(exc))
     status = read_status(run_dir)
     state.run_id = state.run_id or status.get("run_id", Path(run_dir).name)
     state.run_dir = str(run_dir)

@@ -99,3 +99,15 @@ def test_the_fixture_folds_to_its_final_state():
     assert state.finished and state.status == "completed"
     assert state.best_epoch == 2 and state.exported_epoch == 2
     assert state.progress == 1.0
+
+
+def test_a_run_of_another_schema_version_does_not_hide_the_others(tmp_path):
+    from modelwiz.engine.runs import LAUNCHER, list_runs, write_status
+
+    for name, v in (("old", 1), ("new", ev.SCHEMA_VERSION)):
+        run = tmp_path / name
+        run.mkdir()
+        write_status(run, by=LAUNCHER, new_attempt=True, run_id=name, state="completed", created=1.0)
+        (run / "events.jsonl").write_text(json.dumps({**ev.Log(level="info", message="x").to_json(), "v": v}) + "\n")
+    listed = {r.run_id: r for r in list_runs(tmp_path)}
+    assert set(listed) == {"old", "new"} and listed["old"].state == "completed"
