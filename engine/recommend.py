@@ -30,6 +30,9 @@ class Ranked:
     score: float
     plan: Plan
     reasons: list[str] = field(default_factory=list)
+    # set by `modelwiz.engine.transfer.rerank` when the user's data was probed (--probe): LogME,
+    # H-score, rank among the probed, examples, seconds. `score` stays the prior's.
+    probe: dict[str, Any] | None = None
 
     @property
     def fits(self) -> bool:
@@ -62,6 +65,7 @@ class Ranked:
             "device": self.plan.device,
             "reasons": self.reasons,
             "refs": c.refs,
+            "probe": self.probe,
         }
 
 

@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", metavar="CONFIG.toml")
     r.add_argument("--json", action="store_true", help="one JSON object with a 'models' list, best first")
     r.add_argument("--top", type=int, default=10, metavar="N", help="how many models to show (default 10)")
+    r.add_argument(
+        "--probe",
+        type=int,
+        nargs="?",
+        const=5,
+        default=None,
+        metavar="K",
+        help="score the top K models on disk or downloadable (default 5) on a sample of your data "
+        "(LogME, H-score) and re-rank them by LogME",
+    )
 
     h = sub.add_parser("hardware", help=COMMANDS["hardware"], description=COMMANDS["hardware"])
     h.add_argument("--json", action="store_true")
@@ -200,27 +210,80 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UsageError("--top must be at least 1")
     config = load_config(args.config)
+    if args.probe is not None and args.probe < 1:
+        raise UsageError("--probe K must be at least 1")
     rec = recommend(config)
     if not rec.ranked:
         raise UserError(explain_empty(config))
+    probe_results = _probe(args, config, rec) if args.probe is not None else None
     models = [r.to_dict() for r in rec.ranked[: args.top]]
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "models": models,
-                    "data": rec.summary.to_dict(),
-                    "hardware": rec.hardware.to_dict(),
-                    "candidates": len(rec.ranked),
-                },
-                default=str,
-            )
-        )
+        out = {
+            "models": models,
+            "data": rec.summary.to_dict(),
+            "hardware": rec.hardware.to_dict(),
+            "candidates": len(rec.ranked),
+        }
+        if probe_results is not None:
+            out["probe"] = [p.to_dict() for p in probe_results]
+        print(json.dumps(out, default=str))
         return EXIT_OK
     from modelwiz.tui.progress import print_recommendations
 
     print_recommendations(rec, models)
     return EXIT_OK
+
+
+def _probe(args: argparse.Namespace, config: Any, rec: Any) -> list[Any]:
+    """`recommend --probe K`: transferability of the top K on the user's data (this process
+    imports torch), progress as JSON lines or a Rich bar on stderr; re-ranks `rec.ranked`."""
+    from modelwiz.engine import transfer
+    from modelwiz.engine.hub import hub_offline
+
+    offline = bool(config.constraints.offline) or hub_offline()
+    kwargs = {"k": args.probe, "seed": config.train.seed, "offline": offline}
+    if args.json:
+
+        def sink(event: dict[str, Any]) -> None:
+            print(json.dumps(event, default=str), flush=True)
+
+        results = transfer.probe(rec.ranked, rec.data, sink=sink, **kwargs)
+    else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("probe", total=None)
+
+            def show(event: dict[str, Any]) -> None:
+                kind = event["event"]
+                if kind == "probe_model":
+                    bar.update(
+                        task,
+                        description=f"probe {event['index']}/{event['of']} {event['model'][-40:]}",
+                        completed=0,
+                        total=event["examples"],
+                    )
+                elif kind == "probe_progress":
+                    bar.update(task, completed=event["done"])
+                elif kind == "probe_result":
+                    bar.console.print(
+                        f"  {event['model']}: LogME {event['logme']:.3f}, H-score {event['h_score']:.2f} "
+                        f"({event['seconds']:.1f} s{', cached' if event['cached'] else ''})"
+                    )
+                elif kind == "probe_failed":
+                    bar.console.print(f"  {event['model']}: probe failed: {event['error']}")
+
+            results = transfer.probe(rec.ranked, rec.data, sink=show, **kwargs)
+    rec.ranked = transfer.rerank(rec.ranked, results)
+    return results
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
@@ -239,6 +302,10 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from modelwiz.engine.runs import list_runs
 
+    if not args.json and sys.stdout.isatty() and sys.stdin.isatty():
+        from modelwiz.tui.app import run_runs  # a terminal: the runs screen (attach, resume, cancel)
+
+        return run_runs(_runs_dir(args))
     runs = list_runs(_runs_dir(args))
     if args.json:
         print(json.dumps({"runs_dir": str(_runs_dir(args)), "runs": [r.to_dict() for r in runs]}))

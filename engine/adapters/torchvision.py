@@ -29,11 +29,15 @@ class TorchvisionAdapter(ImageAdapter):
 
         from modelwiz.engine.sources.torchvision_registry import weights_file
 
-        name = plan.model_id[len(PREFIX) :]
+        # "torchvision:NAME" is the DEFAULT weights, "torchvision:NAME.WEIGHTS" another entry
+        name, _, entry = plan.model_id[len(PREFIX) :].partition(".")
         try:
-            weights = tvm.get_model_weights(name).DEFAULT
+            enum = tvm.get_model_weights(name)
+            weights = enum[entry] if entry else enum.DEFAULT
         except (ValueError, KeyError, AttributeError):
-            raise UserError(f"unknown torchvision model '{name}'; `modelwiz recommend` lists them") from None
+            raise UserError(
+                f"unknown torchvision model '{plan.model_id[len(PREFIX) :]}'; `modelwiz recommend` lists them"
+            ) from None
         if plan.offline and not weights_file(weights.url).is_file():
             raise UserError(
                 f"torchvision weights for {name} are not on disk ({weights_file(weights.url)}) and "

@@ -1,4 +1,6 @@
-"""torchvision's classification weights registry, read offline.
+"""torchvision's classification weights registry, read offline: every weights entry of every
+model, each a candidate with its own accuracy and file, on disk when that file is in torch.hub's
+cache.
 
 Importing torchvision costs seconds, so the registry is dumped once by a subprocess into a JSON
 cache keyed by the installed torchvision version; later reads are a file read.
@@ -22,35 +24,46 @@ PREFIX = "torchvision:"
 
 
 def dump_registry() -> list[dict[str, Any]]:
-    """Runs in the subprocess: every classification model with DEFAULT weights and their metadata."""
+    """Runs in the subprocess: every weights entry of every classification model (a model may
+    have several, e.g. MobileNet_V2's IMAGENET1K_V1 and IMAGENET1K_V2), each with its own
+    accuracy and file; `default` marks the one torchvision's DEFAULT names."""
     import torchvision
     from torchvision import models
 
     out = []
     for name in models.list_models(module=models):
         try:
-            weights = models.get_model_weights(name).DEFAULT
+            enum = models.get_model_weights(name)
+            default = enum.DEFAULT
         except (ValueError, AttributeError, KeyError):
             continue
-        meta = weights.meta
-        metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
-        crop = getattr(weights.transforms, "keywords", {}).get("crop_size", 224)
-        out.append(
-            {
-                "name": name,
-                "weights": str(weights).split(".")[-1],
-                "params": meta.get("num_params", 0),
-                "acc1": metrics.get("acc@1"),
-                "gflops": meta.get("_ops"),
-                "file_size_mb": meta.get("_file_size"),
-                "url": weights.url,
-                "recipe": meta.get("recipe", ""),
-                "min_size": list(meta.get("min_size", (1, 1))),
-                "image_size": int(crop) if isinstance(crop, int) else 224,
-                "categories": len(meta.get("categories") or []),
-            }
-        )
+        for weights in enum:
+            meta = weights.meta
+            metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+            crop = getattr(weights.transforms, "keywords", {}).get("crop_size", 224)
+            out.append(
+                {
+                    "name": name,
+                    "weights": weights.name,
+                    "default": weights is default,
+                    "params": meta.get("num_params", 0),
+                    "acc1": metrics.get("acc@1"),
+                    "gflops": meta.get("_ops"),
+                    "file_size_mb": meta.get("_file_size"),
+                    "url": weights.url,
+                    "recipe": meta.get("recipe", ""),
+                    "min_size": list(meta.get("min_size", (1, 1))),
+                    "image_size": int(crop) if isinstance(crop, int) else 224,
+                    "categories": len(meta.get("categories") or []),
+                }
+            )
     return [dict(o, torchvision=torchvision.__version__) for o in out]
+
+
+def model_id(entry: dict[str, Any]) -> str:
+    """`torchvision:NAME` for a model's DEFAULT weights, `torchvision:NAME.WEIGHTS` for another
+    entry (what [model] id accepts)."""
+    return PREFIX + entry["name"] + ("" if entry.get("default", True) else "." + str(entry["weights"]))
 
 
 def _cache_file() -> Path | None:
@@ -58,7 +71,7 @@ def _cache_file() -> Path | None:
         version = metadata.version("torchvision")
     except metadata.PackageNotFoundError:
         return None
-    return cache_dir() / f"torchvision-registry-{version}.json"
+    return cache_dir() / f"torchvision-registry-v2-{version}.json"  # v2: every weights entry
 
 
 def registry() -> list[dict[str, Any]]:
@@ -100,8 +113,8 @@ def load() -> list[Candidate]:
         on_disk = weights_file(m["url"]).is_file()
         out.append(
             Candidate(
-                id=PREFIX + m["name"],
-                name=m["name"],
+                id=model_id(m),
+                name=m["name"] if m.get("default", True) else f"{m['name']} ({m.get('weights')})",
                 source="torchvision",
                 modality="image",
                 arch=m["name"],
@@ -111,7 +124,9 @@ def load() -> list[Candidate]:
                 on_disk=on_disk,
                 path=str(weights_file(m["url"])) if on_disk else None,
                 quality=quality,
-                quality_note=f"ImageNet-1k top-1 {acc}" if acc is not None else "",
+                quality_note=f"ImageNet-1k top-1 {acc} ({m.get('weights', 'DEFAULT')} weights)"
+                if acc is not None
+                else "",
                 gflops=m.get("gflops"),
                 image_size=int(m.get("image_size") or 224),
                 refs=[m.get("recipe", "")] if m.get("recipe") else [],

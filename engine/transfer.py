@@ -1,0 +1,446 @@
+"""Transferability: how well a model's frozen features fit the user's labels, in seconds.
+
+Two estimators, both on features of a seeded, stratified sample of the training data:
+
+- **LogME** (You, Liu, Wang, Long: "LogME: Practical Assessment of Pre-trained Models for Transfer
+  Learning", ICML 2021): the log marginal evidence, per example, of a Bayesian linear regression
+  from features to each one-hot label column, with the prior precision alpha and noise precision
+  beta fitted by MacKay's fixed point; averaged over classes. Higher is better. Computed in
+  float64 from one eigendecomposition of the smaller Gram matrix (F^T F or F F^T). When there are
+  fewer samples than feature dimensions, the d - n null directions of F^T F still belong to the
+  log-determinant of A = alpha I + beta F^T F: each adds log(alpha) (the reference code, which
+  sums over the n singular values only, leaves them out and over-rates wide features).
+- **H-score** (Bao, Li, Huang, Zhao, Zhang, Wang: "An Information-theoretic Approach to
+  Transferability in Task Transfer Learning", ICIP 2019): tr(cov(f)^-1 cov(E[f | y])), with the
+  feature covariance shrunk by Ledoit-Wolf as Ibrahim, Ponomareva, Mazumder ("Newer is not always
+  better: Rethinking transferability metrics, their peculiarities, stability and performance",
+  ECML-PKDD 2022) found necessary for a stable estimate when samples are few against the
+  dimension. Higher is better.
+
+Features are pooled as the transferability literature found best: text, the mean over tokens
+(padding masked) of every transformer layer's output, averaged over the layers (Bassignana et
+al., "Evidence > Intuition", 2022, and Tenney et al. on layer-wise information); images, the input
+of the classifier (the pooled penultimate features). They are cached per (model, data hash,
+pooling) under the cache folder, so a second probe of the same data is a file read.
+
+`probe` is the one entry point: the CLI calls it in its own process, a TUI worker would call it
+in a subprocess (the UI process never imports torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelwiz.engine.paths import cache_dir
+
+MAX_PROBE_EXAMPLES = 2000
+TEXT_POOLING = "mean-tokens-mean-layers"
+IMAGE_POOLING = "classifier-input"
+Event = dict[str, Any]
+Sink = Callable[[Event], None]
+
+
+# ---------------------------------------------------------------------------------- estimators
+
+
+def _one_hot(labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, int]:
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    classes = np.unique(y)
+    index = np.searchsorted(classes, y)
+    out = np.zeros((y.size, classes.size), dtype=np.float64)
+    out[np.arange(y.size), index] = 1.0
+    return out, int(classes.size)
+
+
+def logme(features: np.ndarray, labels: Sequence[int] | np.ndarray, *, max_iter: int = 100, tol: float = 1e-5) -> float:
+    """LogME of `features` (n x d) for integer `labels`: mean over classes of the per-example
+    log evidence of a Bayesian linear model (see the module doc). Higher is better."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] != len(labels):
+        raise ValueError(f"features {f.shape} do not match {len(labels)} labels")
+    n, d = f.shape
+    y, k = _one_hot(labels)
+    if n >= d:
+        sigma, v = np.linalg.eigh(f.T @ f)  # d eigenvalues: F^T F = V diag(sigma) V^T
+        sigma = np.clip(sigma, 0.0, None)
+        keep = sigma > sigma.max() * 1e-12 if sigma.size else sigma > 0
+        sigma, v = sigma[keep], v[:, keep]
+        # z = U^T y with U = F V S^-1: the label columns in the left singular basis
+        z = (v.T @ (f.T @ y)) / np.sqrt(sigma)[:, None]
+    else:
+        sigma, u = np.linalg.eigh(f @ f.T)  # n eigenvalues of F F^T = U diag(sigma) U^T
+        sigma = np.clip(sigma, 0.0, None)
+        keep = sigma > sigma.max() * 1e-12 if sigma.size else sigma > 0
+        sigma, u = sigma[keep], u[:, keep]
+        z = u.T @ y
+    rank = sigma.size
+    null = d - rank  # directions of A = alpha I + beta F^T F where only alpha acts
+    total = 0.0
+    for c in range(k):
+        z2 = z[:, c] ** 2
+        outside = max(float(y[:, c] @ y[:, c] - z2.sum()), 0.0)  # |y|^2 outside the span of F
+        alpha, beta = 1.0, 1.0
+        for _ in range(max_iter):
+            t = alpha / beta
+            gamma = float((sigma / (sigma + t)).sum())
+            m2 = float((sigma * z2 / (sigma + t) ** 2).sum())
+            res2 = float((z2 * (t / (sigma + t)) ** 2).sum()) + outside
+            new_alpha = gamma / (m2 + 1e-12)
+            new_beta = (n - gamma) / (res2 + 1e-12)
+            done = abs(new_alpha / new_beta - t) / t < tol
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        t = alpha / beta
+        m2 = float((sigma * z2 / (sigma + t) ** 2).sum())
+        res2 = float((z2 * (t / (sigma + t)) ** 2).sum()) + outside
+        logdet = float(np.log(alpha + beta * sigma).sum()) + null * math.log(alpha)
+        evidence = (
+            n / 2 * math.log(beta)
+            + d / 2 * math.log(alpha)
+            - n / 2 * math.log(2 * math.pi)
+            - beta / 2 * res2
+            - alpha / 2 * m2
+            - logdet / 2
+        )
+        total += evidence / n
+    return total / k
+
+
+def _ledoit_wolf(x: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrinkage of the covariance of centred `x` (n x d) towards a scaled identity."""
+    n, d = x.shape
+    s = x.T @ x / n
+    mu = float(np.trace(s)) / d
+    d2 = float(((s - mu * np.eye(d)) ** 2).sum())
+    if d2 <= 0:
+        return s
+    row4 = float(((x**2).sum(axis=1) ** 2).sum())
+    b2 = max((row4 - n * float((s**2).sum())) / n**2, 0.0)
+    shrink = min(b2, d2) / d2
+    return shrink * mu * np.eye(d) + (1 - shrink) * s
+
+
+def h_score(features: np.ndarray, labels: Sequence[int] | np.ndarray, *, shrinkage: bool = True) -> float:
+    """H-score tr(cov(f)^-1 cov(E[f|y])) (see the module doc); `shrinkage` uses the Ledoit-Wolf
+    covariance, else the pseudo-inverse of the sample covariance (Bao et al.'s original)."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    if f.ndim != 2 or f.shape[0] != y.size:
+        raise ValueError(f"features {f.shape} do not match {y.size} labels")
+    x = f - f.mean(axis=0)
+    n = x.shape[0]
+    cov = _ledoit_wolf(x) if shrinkage else x.T @ x / n
+    classes, index = np.unique(y, return_inverse=True)
+    means = np.zeros((classes.size, x.shape[1]))
+    np.add.at(means, index, x)
+    counts = np.bincount(index).astype(np.float64)
+    means /= counts[:, None]
+    g = means[index]  # E[f | y] for each example
+    cov_g = g.T @ g / n
+    inv = np.linalg.pinv(cov, rcond=1e-10, hermitian=True) if not shrinkage else np.linalg.inv(cov)
+    return float(np.trace(inv @ cov_g))
+
+
+# ---------------------------------------------------------------------------------- the sample
+
+
+def stratified_sample(labels: Sequence[int], limit: int = MAX_PROBE_EXAMPLES, seed: int = 0) -> list[int]:
+    """Indices of at most `limit` examples, each class in proportion (at least 2 where it has
+    them), chosen with `seed`; sorted."""
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    share = {c: max(min(2, len(ix)), int(limit * len(ix) / len(labels))) for c, ix in by_class.items()}
+    while sum(share.values()) > limit:  # the floors may overshoot: trim the largest
+        big = max(share, key=lambda c: share[c])
+        share[big] -= 1
+    left = limit - sum(share.values())
+    for c in sorted(by_class, key=lambda c: -len(by_class[c])):  # rounding remainder to big classes
+        if left <= 0:
+            break
+        if share[c] < len(by_class[c]):
+            share[c] += 1
+            left -= 1
+    picked: list[int] = []
+    for c, ix in sorted(by_class.items()):
+        picked += [int(i) for i in rng.choice(ix, size=share[c], replace=False)]
+    return sorted(picked)
+
+
+def data_hash(items: Sequence[Any], labels: Sequence[int]) -> str:
+    """What the features depend on in the data: the examples (texts, or image paths with their
+    size and modification time) and labels."""
+    h = hashlib.sha256()
+    for item, y in zip(items, labels, strict=True):
+        h.update(str(item).encode("utf-8", "surrogatepass"))
+        p = Path(str(item))
+        if not isinstance(item, str) or len(item) < 4096:
+            try:
+                st = p.stat() if p.is_file() else None
+            except (OSError, ValueError):
+                st = None
+            if st is not None:
+                h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(f"\x00{y}\x01".encode())
+    return h.hexdigest()[:20]
+
+
+# ---------------------------------------------------------------------------------- features
+
+
+def pooling_for(adapter: Any) -> str:
+    return IMAGE_POOLING if getattr(adapter, "kind", "") in ("torchvision", "hf-image") else TEXT_POOLING
+
+
+def _pool_hf(outputs: Any, inputs: dict[str, Any], pooling: str) -> Any:
+    import torch
+
+    states = outputs.hidden_states
+    if pooling == IMAGE_POOLING:
+        last = states[-1]
+        return last.mean(dim=(2, 3)) if last.dim() == 4 else last.mean(dim=1)
+    layers = states[1:] if len(states) > 1 else states  # every layer's output, not the embeddings
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(layers[0].shape[:2], dtype=layers[0].dtype)
+    w = mask.to(layers[0].dtype).unsqueeze(-1)
+    per_layer = [(h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0) for h in layers]
+    return torch.stack(per_layer).mean(dim=0)
+
+
+def extract_features(
+    adapter: Any,
+    items: Sequence[Any],
+    *,
+    batch_size: int = 32,
+    pooling: str = "",
+    on_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Frozen, pooled features (n x d, float32) of `items` from an adapter's backbone (eval mode,
+    no gradients): for Hugging Face models the hidden states pooled as `pooling` says, for
+    torchvision models the input of the last Linear layer (the replaced head)."""
+    import torch
+
+    pooling = pooling or pooling_for(adapter)
+    model = adapter.model.eval()
+    captured: list[Any] = []
+    hook = None
+    if getattr(adapter, "kind", "") == "torchvision":
+        import torch.nn as nn
+
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        hook = last.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("probe cancelled")
+                inputs = adapter.collate(list(items[start : start + batch_size]), train=False)
+                if hook is not None:
+                    captured.clear()
+                    model(inputs["pixel_values"])
+                    pooled = captured[-1].flatten(1)
+                else:
+                    outputs = model(**inputs, output_hidden_states=True)
+                    pooled = _pool_hf(outputs, inputs, pooling)
+                chunks.append(pooled.float().cpu().numpy())
+                if on_batch is not None:
+                    on_batch(min(start + batch_size, len(items)))
+    finally:
+        if hook is not None:
+            hook.remove()
+    return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def _feature_cache(model_key: str, dhash: str, pooling: str) -> Path:
+    key = hashlib.sha256(f"{model_key}\x00{dhash}\x00{pooling}".encode()).hexdigest()[:24]
+    return cache_dir() / "features" / f"{key}.npy"
+
+
+def _model_key(candidate: Any) -> str:
+    """A model's identity for the cache: its id, and where it lies with the weights' size and
+    modification time (a re-saved folder gets new features)."""
+    parts = [str(candidate.id), str(candidate.path or "")]
+    where = Path(str(candidate.path)) if candidate.path else None
+    if where is not None:
+        files = sorted(where.glob("*.safetensors")) if where.is_dir() else [where]
+        for f in files:
+            try:
+                st = f.stat()
+                parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+            except OSError:
+                pass
+    return "|".join(parts)
+
+
+def cached_features(
+    candidate: Any,
+    plan: Any,
+    items: Sequence[Any],
+    labels: Sequence[int],
+    label_names: list[str],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Features of `items` for the plan's model, from the cache or computed (and cached):
+    (features, whether they came from the cache). The model is loaded as the trainer loads it."""
+    from modelwiz.engine.adapters import adapter_class
+
+    pooling = IMAGE_POOLING if plan.adapter in ("torchvision", "hf-image") else TEXT_POOLING
+    path = _feature_cache(_model_key(candidate), data_hash(items, labels), pooling)
+    if path.is_file():
+        try:
+            feats = np.load(path, allow_pickle=False)
+            if feats.shape[0] == len(items):
+                return feats, True
+        except (OSError, ValueError):
+            pass
+    adapter = adapter_class(plan.adapter).for_training(plan, label_names)
+    feats = extract_features(adapter, items, batch_size=32, pooling=pooling, on_batch=on_batch, should_stop=should_stop)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, feats, allow_pickle=False)
+    tmp.replace(path)
+    return feats, False
+
+
+# ---------------------------------------------------------------------------------- the probe
+
+
+@dataclass
+class ProbeResult:
+    model: str
+    logme: float
+    h_score: float
+    examples: int
+    dim: int
+    seconds: float  # features and scores
+    feature_seconds: float
+    cached: bool
+    rank: int = 0  # 1 = best LogME among the probed
+    of: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("logme", "h_score", "seconds", "feature_seconds"):
+            value = out[key]
+            out[key] = round(value, 4) if isinstance(value, float) and math.isfinite(value) else None
+        return out
+
+
+def probe_candidates(ranked: Sequence[Any], k: int, *, offline: bool) -> list[Any]:
+    """The first `k` ranked models whose weights are on disk, or downloadable when not offline."""
+    return [r for r in ranked if r.candidate.on_disk or not offline][:k]
+
+
+def probe(
+    ranked: Sequence[Any],
+    data: Any,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    offline: bool = False,
+    limit: int = MAX_PROBE_EXAMPLES,
+    sink: Sink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[ProbeResult]:
+    """Score the top `k` probe-able models of `ranked` (workflow `Ranked` rows) on a seeded,
+    stratified sample of `data.train` (at most `limit` examples); results best LogME first.
+    `sink` receives progress events (dicts with an "event" key). A model that fails to load is
+    reported with `error` and ranked last, not raised."""
+    emit = sink or (lambda _e: None)
+    chosen = probe_candidates(ranked, k, offline=offline)
+    train = data.train
+    picked = stratified_sample(train.labels, limit, seed)
+    items = [train.items[i] for i in picked]
+    labels = [int(train.labels[i]) for i in picked]
+    emit({"event": "probe_started", "models": [r.candidate.id for r in chosen], "examples": len(items)})
+    results: list[ProbeResult] = []
+    for i, r in enumerate(chosen, start=1):
+        cid = r.candidate.id
+        emit({"event": "probe_model", "model": cid, "index": i, "of": len(chosen), "examples": len(items)})
+        t0 = time.perf_counter()
+
+        def batch_done(done: int, cid: str = cid, i: int = i) -> None:
+            emit({"event": "probe_progress", "model": cid, "index": i, "done": done, "total": len(items)})
+
+        try:
+            feats, cached = cached_features(
+                r.candidate,
+                r.plan,
+                items,
+                labels,
+                list(data.label_names),
+                on_batch=batch_done,
+                should_stop=should_stop,
+            )
+        except InterruptedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken model must not end the probe
+            from modelwiz.engine.adapters.base import first_line
+
+            results.append(
+                ProbeResult(cid, float("-inf"), float("-inf"), len(items), 0, time.perf_counter() - t0, 0.0, False)
+            )
+            results[-1].error = first_line(exc)
+            emit({"event": "probe_failed", "model": cid, "error": results[-1].error})
+            continue
+        t1 = time.perf_counter()
+        score = logme(feats, labels)
+        h = h_score(feats, labels)
+        res = ProbeResult(cid, score, h, len(items), int(feats.shape[1]), time.perf_counter() - t0, t1 - t0, cached)
+        results.append(res)
+        emit({"event": "probe_result", **res.to_dict()})
+    results.sort(key=lambda x: -x.logme)
+    for n, res in enumerate(results, start=1):
+        res.rank, res.of = n, len(results)
+    return results
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def rerank(ranked: list[Any], results: list[ProbeResult]) -> list[Any]:
+    """The ranking re-ordered by evidence, kept apart from the prior score: the probed models
+    take the places they held, ordered among themselves by LogME (a failed one last); every
+    other row keeps its place. Each probed row gets `probe` (the result) and a reason line."""
+    by_id = {res.model: res for res in results}
+    slots = [i for i, r in enumerate(ranked) if r.candidate.id in by_id]
+    probed = sorted((ranked[i] for i in slots), key=lambda r: by_id[r.candidate.id].rank)
+    out = list(ranked)
+    for slot, row in zip(slots, probed, strict=True):
+        res = by_id[row.candidate.id]
+        row.probe = res.to_dict()
+        if res.error:
+            row.reasons.insert(0, f"probe failed: {res.error}")
+        else:
+            row.reasons.insert(
+                0,
+                f"LogME {res.logme:.2f}, {ordinal(res.rank)} of {res.of} on {res.examples:,} of your examples "
+                f"(H-score {res.h_score:.2f}; {res.seconds:.1f} s{', cached features' if res.cached else ''})",
+            )
+        out[slot] = row
+    return out
+
+
+def to_json(results: list[ProbeResult]) -> str:
+    return json.dumps([r.to_dict() for r in results])

@@ -1,0 +1,200 @@
+"""Transferability (engine.transfer): LogME and H-score on synthetic features, pooled features of
+tiny models built in code, the stratified sample, the feature cache, and `recommend --probe`."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from conftest import build_tiny_bert, run_cli, write_image_data, write_text_data
+
+from modelwiz.engine import transfer
+
+
+def _separable(n=300, d=20, k=3, seed=0, margin=3.0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    f = rng.normal(size=(n, d))
+    f[:, :k] += margin * np.eye(k)[y]
+    return f, y
+
+
+def reference_logme(f: np.ndarray, labels: np.ndarray) -> float:
+    """LogME written out with explicit matrices (A = alpha I + beta F^T F, its inverse and
+    slogdet), the same MacKay fixed point: slow, but plainly the formula of You et al. 2021."""
+    f = f.astype(np.float64)
+    n, d = f.shape
+    ftf = f.T @ f
+    eig = np.linalg.eigvalsh(ftf)
+    total = 0.0
+    classes = np.unique(labels)
+    for c in classes:
+        y = (labels == c).astype(np.float64)
+        alpha, beta = 1.0, 1.0
+        for _ in range(100):
+            a = alpha * np.eye(d) + beta * ftf
+            m = beta * np.linalg.solve(a, f.T @ y)
+            gamma = float((beta * eig / (alpha + beta * eig)).sum())
+            new_alpha = gamma / (m @ m)
+            new_beta = (n - gamma) / float(((y - f @ m) ** 2).sum())
+            done = abs(new_alpha / new_beta - alpha / beta) / (alpha / beta) < 1e-5
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        a = alpha * np.eye(d) + beta * ftf
+        m = beta * np.linalg.solve(a, f.T @ y)
+        _, logdet = np.linalg.slogdet(a)
+        ev = (
+            n / 2 * math.log(beta)
+            + d / 2 * math.log(alpha)
+            - n / 2 * math.log(2 * math.pi)
+            - beta / 2 * float(((y - f @ m) ** 2).sum())
+            - alpha / 2 * float(m @ m)
+            - logdet / 2
+        )
+        total += ev / n
+    return total / len(classes)
+
+
+def test_logme_orders_separable_above_random_labels():
+    f, y = _separable()
+    rand = np.random.default_rng(1).integers(0, 3, len(y))
+    assert transfer.logme(f, y) > transfer.logme(f, rand) + 0.1
+    # and better features score higher for the same labels
+    weak, _ = _separable(margin=0.5)
+    assert transfer.logme(f, y) > transfer.logme(weak, y)
+
+
+@pytest.mark.parametrize("shape", [(120, 8), (40, 60)])  # n > d, and n < d (null directions)
+def test_logme_matches_the_reference(shape):
+    n, d = shape
+    f, y = _separable(n=n, d=d, k=3, seed=2)
+    fast, ref = transfer.logme(f, y), reference_logme(f, y)
+    assert math.isfinite(fast)
+    assert fast == pytest.approx(ref, rel=1e-4, abs=1e-4)
+
+
+def test_logme_with_fewer_samples_than_dimensions_is_finite_and_still_orders():
+    f, y = _separable(n=30, d=200, k=3, seed=3)
+    rand = np.random.default_rng(4).integers(0, 3, len(y))
+    good, bad = transfer.logme(f, y), transfer.logme(f, rand)
+    assert math.isfinite(good) and math.isfinite(bad)
+    assert good > bad
+
+
+def test_h_score_orders_and_is_finite_when_n_below_d():
+    f, y = _separable()
+    rand = np.random.default_rng(1).integers(0, 3, len(y))
+    assert transfer.h_score(f, y) > transfer.h_score(f, rand)
+    assert transfer.h_score(f, y, shrinkage=False) > transfer.h_score(f, rand, shrinkage=False)
+    wide, wy = _separable(n=30, d=200, seed=5)
+    assert math.isfinite(transfer.h_score(wide, wy))
+
+
+def test_stratified_sample_keeps_classes_and_is_seeded():
+    labels = [0] * 900 + [1] * 90 + [2] * 10
+    a = transfer.stratified_sample(labels, limit=100, seed=7)
+    assert len(a) == 100 and a == transfer.stratified_sample(labels, limit=100, seed=7)
+    counts = np.bincount(np.asarray(labels)[a])
+    assert counts[2] >= 1 and counts[1] >= 8 and counts[0] >= 85
+    assert transfer.stratified_sample(labels[:50], limit=100) == list(range(50))
+
+
+def test_text_features_mean_over_tokens_and_layers(tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from modelwiz.engine.adapters.hf_text import HFTextAdapter
+
+    folder = build_tiny_bert(tmp_path / "bert")
+    model = AutoModel.from_pretrained(str(folder))
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    adapter = HFTextAdapter(model, ["a", "b"], tokenizer=tok, max_length=16, source=str(folder), arch="bert")
+    texts = ["the match goal", "rain and wind today again", "oven"]
+    feats = transfer.extract_features(adapter, texts, batch_size=2)
+    assert feats.shape == (3, 32) and feats.dtype == np.float32
+    # by hand: one text alone (no padding), mean over its tokens of each layer, then over layers
+    with torch.inference_mode():
+        enc = tok(texts[1:2], return_tensors="pt")
+        states = model(**enc, output_hidden_states=True).hidden_states[1:]
+        want = torch.stack([h[0].mean(dim=0) for h in states]).mean(dim=0).numpy()
+    np.testing.assert_allclose(feats[1], want, rtol=1e-4, atol=1e-5)  # padding in its batch is masked
+
+
+def test_torchvision_features_are_the_classifier_input(tmp_path):
+    import torch
+    from torchvision import models
+
+    from modelwiz.engine.adapters.torchvision import TorchvisionAdapter, replace_head
+
+    root = write_image_data(tmp_path / "imgs", n_per_class=2, size=32)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    torch.manual_seed(0)
+    model = models.get_model("mobilenet_v3_small", weights=None)
+    replace_head(model, 3)
+    adapter = TorchvisionAdapter(model, ["a", "b", "c"], source="x", arch="mobilenet_v3_small", image_size=32)
+    feats = transfer.extract_features(adapter, paths, batch_size=4)
+    assert feats.shape == (len(paths), 1024)  # the last Linear's in_features
+    assert np.isfinite(feats).all()
+
+
+def test_features_are_cached_per_model_data_and_pooling(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    calls = []
+
+    class FakeAdapter:
+        kind = "hf-text"
+
+        @classmethod
+        def for_training(cls, plan, labels):
+            calls.append(plan.model_id)
+            return cls()
+
+    monkeypatch.setattr("modelwiz.engine.adapters.adapter_class", lambda kind: FakeAdapter)
+    monkeypatch.setattr(transfer, "extract_features", lambda adapter, items, **kw: np.ones((len(items), 4), "float32"))
+    cand = SimpleNamespace(id="m1", path=None)
+    plan = SimpleNamespace(model_id="m1", adapter="hf-text")
+    items, labels = ["x", "y"], [0, 1]
+    _, cached = transfer.cached_features(cand, plan, items, labels, ["a", "b"])
+    _, cached_again = transfer.cached_features(cand, plan, items, labels, ["a", "b"])
+    assert (cached, cached_again) == (False, True) and calls == ["m1"]
+    transfer.cached_features(cand, plan, ["x", "z"], labels, ["a", "b"])  # other data: computed
+    assert calls == ["m1", "m1"]
+
+
+def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
+    """Two tiny local models, offline: `--probe 2 --json` streams progress events, then the
+    ranking with each probed model's LogME, its place among the probed, and its time."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_bert, models / "tiny-a")
+    build_tiny_bert(models / "tiny-b")
+    write_text_data(tmp_path / "d.csv", n_per_class=30)
+    (tmp_path / "c.toml").write_text(
+        '[task]\ntrain = "d.csv"\n[constraints]\noffline = true\n[train]\nmax_length = 32\n'
+    )
+    proc = run_cli(
+        "recommend", str(tmp_path / "c.toml"), "--json", "--probe", "2", env={"MODELWIZ_MODEL_PATH": str(models)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    events = [ln["event"] for ln in lines[:-1]]
+    assert events[0] == "probe_started" and events.count("probe_result") == 2 and "probe_progress" in events
+    out = lines[-1]
+    probed = [m for m in out["models"] if m.get("probe")]
+    assert len(probed) == 2 and len(out["probe"]) == 2
+    assert [m["probe"]["rank"] for m in probed] == [1, 2]
+    assert probed[0]["probe"]["logme"] >= probed[1]["probe"]["logme"]
+    for m in probed:
+        assert m["probe"]["examples"] == 72 and m["probe"]["seconds"] >= 0  # 80% of 90, all of it
+        assert m["reasons"][0].startswith("LogME ") and " of 2 on 72 of your examples" in m["reasons"][0]
+    # a second probe of the same data reads the cached features
+    again = run_cli(
+        "recommend", str(tmp_path / "c.toml"), "--json", "--probe", "2", env={"MODELWIZ_MODEL_PATH": str(models)}
+    )
+    assert again.returncode == 0, again.stderr
+    assert all(p["cached"] for p in json.loads(again.stdout.splitlines()[-1])["probe"])
