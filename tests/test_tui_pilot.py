@@ -11,11 +11,11 @@ import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from tui_fixtures import walk
-from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, write_run
+from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, RecordedRuns, make_services, write_run, write_runs
 from tui_fixtures.walk import async_test
 
 from modelwiz.engine import demo as demo_module
-from modelwiz.engine.config import load_config
+from modelwiz.engine.config import STRATEGIES, load_config
 from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.recommend import rank
@@ -24,6 +24,7 @@ from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.help import HelpScreen
+from modelwiz.tui.screens.runs import RunsScreen
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DEBERTA = "microsoft/deberta-v3-large"
@@ -231,7 +232,9 @@ async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(
         before = setup.ranked
         assert before.plan.strategy == "linear-probe" and app.state.chosen is before
 
-        await pilot.press("shift+tab", "enter", "down", "down", "down", "enter")  # strategy: full
+        # strategy: full (the last option, after auto, linear-probe, partial, gradual)
+        downs = ["down"] * STRATEGIES.index("full")
+        await pilot.press("shift+tab", "enter", *downs, "enter")
         await walk.settle(pilot)
         after = setup.ranked
         assert app.state.config.train.strategy == "full" and after.plan.strategy == "full"
@@ -466,3 +469,136 @@ def test_ui_never_imports_torch() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- the runs screen
+
+
+def runs_app(tmp_path: Path) -> tuple[ModelwizApp, RecordedRuns, list[Path]]:
+    """`modelwiz runs` in a terminal: the app on the runs list of three recorded runs."""
+    dirs = write_runs(tmp_path)
+    runs = RecordedRuns(tmp_path)
+    app = ModelwizApp(None, runs_dir=tmp_path, services=make_services(runs), theme_dirs=[THEMES], runs_only=True)
+    return app, runs, dirs
+
+
+async def runs_shown(pilot) -> RunsScreen:
+    app = pilot.app
+    await walk.wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+    await walk.settle(pilot)
+    return app.screen
+
+
+@async_test
+async def test_runs_screen_lists_every_run_and_attaches(tmp_path: Path) -> None:
+    app, _, dirs = runs_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await runs_shown(pilot)
+        table = screen.query_one("#runs", DataTable)
+        assert table_ids(table) == [d.name for d in dirs]  # newest first
+        states = [r.info.state for r in screen.rows]
+        assert states == ["running", "interrupted", "completed"]
+        text = walk.screen_text(app)
+        assert "3 runs · 1 active · in" in text
+        # best metric (the run's own: macro-F1), start and duration from the events' clock
+        assert re.search(r"20250101-120000-ab12 completed\s+all-MiniLM-L6-\S*\s+0\.886 F1 01-01 \d\d:00\s+00:12", text)
+        assert "Attach" in text and "Resume" in text
+
+        # enter on the completed run: its dashboard with the whole history, then ctrl+b back to the list
+        await pilot.press("down", "down", "enter")
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.done)
+        dashboard = app.screen
+        assert dashboard.run_dir == dirs[2] and dashboard.run.finished
+        assert dashboard.run.best_metrics()["accuracy"] == pytest.approx(0.8889)
+        await walk.settle(pilot)
+        assert "completed" in walk.screen_text(app)
+        await pilot.press("ctrl+b")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, RunsScreen) and app.screen is screen
+        assert screen.highlighted.info.run_dir == dirs[2]  # the cursor stayed on that run
+
+        # attaching to the running run replays what it has written so far and keeps following it
+        await pilot.press("up", "up", "enter")
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.run.events > 0)
+        assert app.screen.run_dir == dirs[0] and not app.screen.done and app.screen.run.epoch == 1
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+@async_test
+async def test_runs_screen_resumes_an_interrupted_run_after_asking(tmp_path: Path) -> None:
+    app, runs, dirs = runs_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await runs_shown(pilot)
+        # on the running run, resume is not offered
+        await pilot.press("r")
+        await walk.settle(pilot)
+        assert app.screen is screen and runs.resumed == []
+
+        await pilot.press("down", "r")  # the interrupted run
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog) and "Resume this run?" in walk.screen_text(app)
+        await pilot.press("n")  # not now: nothing happens
+        await walk.settle(pilot)
+        assert app.screen is screen and runs.resumed == []
+
+        await pilot.press("r", "y")
+        await walk.wait_until(pilot, lambda: runs.resumed == [dirs[1]])
+        await walk.wait_until(pilot, lambda: screen.rows[1].info.state == "running")  # re-read after resuming
+        assert screen.highlighted.info.run_dir == dirs[1]
+
+
+@async_test
+async def test_runs_screen_cancels_a_running_run_after_asking(tmp_path: Path) -> None:
+    app, runs, dirs = runs_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await runs_shown(pilot)
+        await pilot.press("down", "down", "x")  # the completed run: nothing to cancel
+        await walk.settle(pilot)
+        assert app.screen is screen
+        await pilot.press("up", "up", "x")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog) and "Cancel training?" in walk.screen_text(app)
+        await pilot.press("n")
+        await walk.settle(pilot)
+        assert runs.cancelled == []
+        await pilot.press("x", "y")
+        await walk.wait_until(pilot, lambda: runs.cancelled == [dirs[0]])
+        assert app.screen is screen
+
+
+@async_test
+async def test_runs_screen_from_any_step_and_the_palette(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    dirs = write_runs(tmp_path)
+    app, _ = walk.make_app(tmp_path, start="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        setup = app.screen
+        assert "Runs" in walk.screen_text(app)  # the key is in the footer
+        await pilot.press("ctrl+o")
+        screen = await runs_shown(pilot)
+        assert [r.info.run_dir for r in screen.rows] == dirs
+        await pilot.press("ctrl+b")  # back where it was opened
+        await walk.settle(pilot)
+        assert app.screen is setup
+
+        provider = WizardCommands(app.screen)
+        names = [name for name, _, _ in provider._commands()]
+        assert any(n.startswith("Runs:") for n in names)
+        await pilot.press("ctrl+o", "down", "enter")  # attach from the list: the wizard's dashboard step
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "dashboard") and app.screen.done)
+        assert app.state.run_dir == dirs[1] and app.screen.status == "interrupted"
+        assert "modelwiz resume 20250102-100000-bb22" in walk.screen_text(app)
+
+
+def test_runs_command_prints_the_table_when_not_a_terminal(tmp_path: Path) -> None:
+    write_runs(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "modelwiz", "runs", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "20250102-100000-bb22" in out.stdout and "interrupted" in out.stdout

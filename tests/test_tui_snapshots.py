@@ -9,12 +9,15 @@ then look at the SVGs in tests/__snapshots__/.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 from tui_fixtures import walk
-from tui_fixtures.fakes import FIXTURES
+from tui_fixtures.fakes import FIXTURES, THEMES, RecordedRuns, make_services, write_runs
+
+from modelwiz.tui.app import ModelwizApp
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -117,3 +120,37 @@ def test_light_theme(snap_compare, tmp_path: Path) -> None:
         await then()(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=light)
+
+
+def runs_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The runs list (`modelwiz runs` in a terminal) over three recorded runs in ./runs, times in UTC."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    write_runs(Path("runs"))
+    runs = RecordedRuns(Path("runs"))
+    return ModelwizApp(None, runs_dir=Path("runs"), services=make_services(runs), theme_dirs=[THEMES], runs_only=True)
+
+
+def runs_then(*keys: str):
+    async def run_before(pilot: Pilot) -> None:
+        await walk.wait_until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await walk.settle(pilot)
+        if keys:
+            await pilot.press(*keys)
+        await walk.settle(pilot)
+        walk.freeze(pilot.app)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+    app = runs_app(tmp_path, monkeypatch)
+    assert snap_compare(app, terminal_size=size, run_before=runs_then("down"))
+
+
+def test_runs_resume_dialog(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = runs_app(tmp_path, monkeypatch)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=runs_then("down", "r"))

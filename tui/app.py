@@ -22,7 +22,7 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from modelwiz.engine.config import Config
 from modelwiz.engine.demo import demo_config
@@ -35,6 +35,7 @@ from modelwiz.tui.messages import (
     HardwareRead,
     ModelChosen,
     RecommendationMade,
+    RunOpened,
     RunStarted,
     StepRequested,
     TaskChecked,
@@ -45,12 +46,13 @@ from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.hardware import HardwareScreen
 from modelwiz.tui.screens.help import HelpScreen, key_rows
 from modelwiz.tui.screens.recommend import RecommendScreen
+from modelwiz.tui.screens.runs import RunsScreen
 from modelwiz.tui.screens.setup import SetupScreen
 from modelwiz.tui.screens.task import TaskScreen
 from modelwiz.tui.state import STEP_TITLES, STEPS, Services, WizardState
 from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
-__all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_wizard"]
+__all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_runs", "run_wizard"]
 
 ROOMY_HEIGHT = 34  # taller terminals get bigger charts and panes
 MAX_PALETTE_RUNS = 10
@@ -72,6 +74,7 @@ class WizardCommands(Provider):
                             "go to this wizard step",
                         )
                     )
+        commands.append(("Runs: every run, attach, resume, cancel", app.action_runs, "the runs list (ctrl+o)"))
         for name in sorted(app.available_themes):
             if name != app.theme:
                 commands.append((f"Switch theme: {name}", partial(app.set_theme, name), "change the colours"))
@@ -110,6 +113,7 @@ class ModelwizApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1,question_mark", "help", "Help"),
+        Binding("ctrl+o", "runs", "Runs"),
     ]
 
     def __init__(
@@ -123,14 +127,17 @@ class ModelwizApp(App[int]):
         theme_dirs: list[Path] | None = None,
         state: WizardState | None = None,
         start_step: str = "task",
+        runs_only: bool = False,
     ) -> None:
-        """`attach`: show only the dashboard of this run directory. `theme_dirs`: where to look for
+        """`attach`: show only the dashboard of this run directory. `runs_only`: open on the runs
+        list (`modelwiz runs` in a terminal); enter there shows a run's dashboard, ctrl+b comes back. `theme_dirs`: where to look for
         theme files (default: themes/ and $MODELWIZ_HOME/themes). `state` and `start_step` resume a
         wizard at a later step (tests use them to show a screen without walking to it)."""
         super().__init__()
         self.demo = demo
         self.runs_dir = Path(runs_dir) if runs_dir else None
-        self.attach_only = attach is not None
+        self.runs_only = runs_only
+        self.attach_only = attach is not None or runs_only
         self._attach_dir = Path(attach) if attach else None
         self._startup_errors: list[tuple[str, str]] = []
         if config is None and demo:
@@ -157,7 +164,9 @@ class ModelwizApp(App[int]):
 
     def on_mount(self) -> None:
         self._load_themes()
-        if self._attach_dir is not None:
+        if self.runs_only:
+            self.push_screen(RunsScreen(self.runs_path(), self.services, closable=False))
+        elif self._attach_dir is not None:
             self.push_screen(DashboardScreen(self._attach_dir, self.services, standalone=True))
         else:
             self.goto_step(self.start_step if self.state.reachable(self.start_step) else "task")
@@ -228,6 +237,11 @@ class ModelwizApp(App[int]):
     def open_dashboard(self, run_dir: Path) -> None:
         """Show the dashboard of `run_dir` (a run just started, or one picked in the palette)."""
         run_dir = Path(run_dir)
+        if self.runs_only:  # over the runs list, which ctrl+b on the dashboard returns to
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            self.push_screen(DashboardScreen(run_dir, self.services, standalone=True, closable=True))
+            return
         if self.attach_only:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
@@ -275,14 +289,37 @@ class ModelwizApp(App[int]):
     def _run_started(self, message: RunStarted) -> None:
         self.open_dashboard(message.run_dir)
 
+    @on(RunOpened)
+    def _run_opened(self, message: RunOpened) -> None:
+        self.open_dashboard(message.run_dir)
+
+    def runs_path(self) -> Path:
+        return runs_dir_for(self.state.config, self.runs_dir)
+
     def recent_runs(self, limit: int) -> list[RunInfo]:
         try:
-            runs = list_runs(runs_dir_for(self.state.config, self.runs_dir))
+            runs = list_runs(self.runs_path())
         except OSError:
             return []
         return list(reversed(runs))[:limit]
 
     # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "runs":
+            # from any full screen except the list itself; dialogs answer first
+            return not isinstance(self.screen, (RunsScreen, ModalScreen))
+        return True
+
+    def action_runs(self) -> None:
+        """The runs list, over the current screen (ctrl+b there comes back)."""
+        if isinstance(self.screen, (RunsScreen, ModalScreen)):
+            return
+        if self.runs_only:
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            return
+        self.push_screen(RunsScreen(self.runs_path(), self.services, closable=True))
 
     def action_help(self) -> None:
         screen = self.screen
@@ -324,6 +361,11 @@ def _run(app: ModelwizApp) -> int:
 def run_wizard(config: Config | None, *, demo: bool = False, runs_dir: Path | None = None) -> int:
     """Run the wizard; returns the process exit code (0 on a normal quit)."""
     return _run(ModelwizApp(config, demo=demo, runs_dir=runs_dir))
+
+
+def run_runs(runs_dir: Path | None = None) -> int:
+    """The runs list (`modelwiz runs` in a terminal): attach, resume, cancel."""
+    return _run(ModelwizApp(None, runs_dir=runs_dir, runs_only=True))
 
 
 def run_dashboard(run_dir: Path) -> int:

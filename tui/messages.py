@@ -72,3 +72,11 @@ class RunStarted(Message):
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
+
+
+class RunOpened(Message):
+    """Show the dashboard of the run in `run_dir` (picked in the runs list)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir

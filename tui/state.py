@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwiz.engine import workflow
+from modelwiz.engine.batch import resume_run
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
 from modelwiz.engine.errors import UserError
@@ -70,6 +71,7 @@ class Services:
     rerank: Callable[[Config, TaskData, HardwareReport, Candidate], Ranked] = rank_one
     start_run: Callable[[Config, Ranked], Path] | None = None
     cancel_run: Callable[[Path], Any] = request_cancel
+    resume_run: Callable[[Path], Any] = resume_run
 
     def with_runs_dir(self, runs_dir: Path | None) -> Services:
         """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""

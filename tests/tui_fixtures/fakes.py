@@ -191,6 +191,7 @@ class RecordedRuns:
         self.lines = lines
         self.started: list[tuple[Config, Ranked]] = []
         self.cancelled: list[Path] = []
+        self.resumed: list[Path] = []
 
     def start_run(self, config: Config, ranked: Ranked) -> Path:
         self.started.append((config, ranked))
@@ -202,6 +203,38 @@ class RecordedRuns:
     def cancel_run(self, run_dir: Path) -> bool:
         self.cancelled.append(Path(run_dir))
         return True
+
+    def resume_run(self, run_dir: Path) -> None:
+        """As modelwiz.engine.batch.resume_run leaves it: running again (pid: this process)."""
+        self.resumed.append(Path(run_dir))
+        status_file = Path(run_dir) / "status.json"
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+        status.update(state="running", pid=os.getpid())
+        status_file.write_text(json.dumps(status), encoding="utf-8")
+
+
+# three runs for the runs screen, newest first: one training (12 events, pid: the test process),
+# one interrupted after epoch 1's checkpoint, one completed
+RUNS = (
+    ("20250103-090000-cc33", "running", 12, "distilbert-base-uncased", 1735894800.0),
+    ("20250102-100000-bb22", "interrupted", 12, "bert-base-uncased", 1735812000.0),
+    (RUN_ID, "completed", None, "all-MiniLM-L6-v2", 1735732800.0),
+)
+
+
+def write_runs(runs_dir: Path) -> list[Path]:
+    dirs = []
+    for run_id, state, lines, model, created in RUNS:
+        pid = os.getpid() if state == "running" else None
+        run_dir = write_run(Path(runs_dir) / run_id, state=state, lines=lines, model=model, pid=pid)
+        status_file = run_dir / "status.json"
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+        status.update(run_id=run_id, created=created)
+        status_file.write_text(json.dumps(status), encoding="utf-8")
+        events = run_dir / "events.jsonl"
+        events.write_text(events.read_text(encoding="utf-8").replace(RUN_ID, run_id), encoding="utf-8")
+        dirs.append(run_dir)
+    return dirs
 
 
 def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float = 0.0) -> Services:
@@ -216,6 +249,7 @@ def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float
         recommend=fake_recommend,
         start_run=runs.start_run,
         cancel_run=runs.cancel_run,
+        resume_run=runs.resume_run,
     )
 
 

@@ -218,11 +218,14 @@ class DashboardScreen(ModelwizScreen):
     class CancelAnswered(EngineReply):
         """`value`: what `cancel_run` returned (False: the run was no longer active)."""
 
-    def __init__(self, run_dir: Path, services: Services, *, standalone: bool = False) -> None:
+    def __init__(self, run_dir: Path, services: Services, *, standalone: bool = False, closable: bool = False) -> None:
+        """`standalone`: not a wizard step (`modelwiz attach`); `closable`: shown over the runs list,
+        to which ctrl+b returns."""
         super().__init__()
         self.run_dir = Path(run_dir)
         self.services = services
         self.standalone = standalone
+        self.closable = closable
         self.run = RunState(run_id=self.run_dir.name)
         self.status = "queued"  # shown: the run's own once finished, else status.json's (or cancelling)
         self.run_status: dict[str, Any] = {}
@@ -260,7 +263,7 @@ class DashboardScreen(ModelwizScreen):
         self._timer = self.set_interval(POLL_SECONDS, self.poll)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "back" and self.standalone:
+        if action == "back" and self.standalone and not self.closable:
             return False
         if action == "confusion" and not confusion_text(self.run):
             return False
@@ -362,7 +365,7 @@ class DashboardScreen(ModelwizScreen):
             figures = f"last {losses[-1]:.4f} · min {min(losses):.4f} · max {max(losses):.4f}"
             self.query_one("#loss-box").border_subtitle = figures
         nxt = self.query_one("#next-steps", Static)
-        if run.finished:
+        if run.finished or self.done:  # done without finishing: interrupted, say how to resume
             nxt.display = True
             nxt.update(self._next_steps())
             matrix = confusion_text(run)
@@ -421,6 +424,9 @@ class DashboardScreen(ModelwizScreen):
             self.notify("The run is no longer active.", timeout=3)
 
     def action_back(self) -> None:
+        if self.closable:
+            self.dismiss(None)
+            return
         if self.standalone:
             return
         if self.active:
