@@ -1,94 +1,655 @@
-"""Trainer throughput against a bare PyTorch loop on the same model, data and batch size.
+"""Training throughput: modelwiz's trainer against a bare PyTorch loop and transformers' Trainer.
 
-Prints samples/s for both and their ratio (modelwiz / bare). Both runs happen in this
-invocation on this machine, so the ratio is what matters, not the absolute figures.
+All three train the same model folder on the same data (the shipped demo tickets, split the way
+`load_task_data` splits them, in modelwiz's own epoch order so every step sees the same batch),
+with the same batch, max length, precision (fp32, CPU), optimizer (torch AdamW, weight decay
+off on biases and norm weights), linear schedule with warm-up, gradient clipping, seed and
+thread count, each in a fresh process (modelwiz's trainer always runs in its own process), one
+epoch, tokenizing per batch with dynamic padding. The runs alternate (the order rotates each
+round) and repeat, so the noise of a shared machine shows in the table.
 
-    .venv/bin/python bench/throughput.py [--model FOLDER] [--batch 32] [--length 64] [--repeat 2]
+What is timed, the same way in all three: the training steps only (no model load, no
+evaluation, no export). A step's time runs from the end of the previous step (or the start of
+the epoch) to the end of its optimizer and scheduler step, so it includes fetching and
+tokenizing its batch, forward, backward, clipping, optimizer and schedule; each trainer's own
+reporting (modelwiz's Step event, the Trainer's log line) falls between steps and is left out,
+as modelwiz's `Progress.train_seconds` leaves it out. modelwiz's step times come from its
+events (each Step event carries its window's samples/s), the bare loop's from perf_counter
+around each step, the Trainer's from a TrainerCallback (on_epoch_begin, on_step_end, on_log).
+The headline figures start at step 2 (the first step of a fresh process is warm-up); figures
+over all steps, the first included, are printed too.
+
+The event stream's cost is timed apart, in a fresh process: `EventWriter.emit` of a typical Step
+record, and the trainer's whole `Reporter.on_step` (memory reading + record + emit), in
+microseconds per event and as a fraction of a training step.
+
+    .venv/bin/python bench/throughput.py [--repeat 3] [--json] [--threads N] [--dry-run]
+
+The transformers Trainer needs `accelerate` (`pip install -e '.[bench]'`). Only ratios measured
+in one invocation mean anything; absolute samples/s depend on the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+TRAINERS = ("bare", "hf", "modelwiz")
+TITLES = {"bare": "bare PyTorch loop", "hf": "HF Trainer", "modelwiz": "modelwiz trainer"}
+TARGETS = {"ratio_vs_bare_loop": 0.97, "ratio_vs_hf_trainer": 1.0}
+RESULT = "BENCH-RESULT "  # a worker's last stdout line: this prefix, then its JSON result
 
 
-def bare_loop(model_dir: str, texts: list[str], labels: list[int], batch: int, length: int, seed: int) -> float:
+@dataclass
+class Spec:
+    """What all three train with; taken from the plan modelwiz resolves for the bench config."""
+
+    model: str
+    data: str
+    validation: float
+    batch: int
+    length: int
+    learning_rate: float
+    weight_decay: float
+    warmup: float
+    max_grad_norm: float
+    seed: int
+    log_every: int  # optimizer steps per modelwiz Step event (the Trainer logs as often)
+
+
+# --------------------------------------------------------------------------- in every worker
+
+
+def load_split(spec: Spec) -> tuple[list[str], list[int], list[str]]:
+    """(texts, labels, label names) of the training split, as the trainer splits it."""
+    from modelwiz.engine.config import config_from_dict
+    from modelwiz.engine.data import load_task_data
+
+    task = config_from_dict({"task": {"train": spec.data, "validation": spec.validation}}).task
+    td = load_task_data(task, seed=spec.seed)
+    return list(td.train.items), list(td.train.labels), list(td.label_names)
+
+
+def seed_and_load(spec: Spec, names: list[str]) -> tuple[Any, Any]:
+    """(tokenizer, model) seeded as modelwiz's trainer seeds before it loads (same head init)."""
+    import random
+
+    import numpy as np
     import torch
-    import torch.nn.functional as F
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=max(labels) + 1)
+    random.seed(spec.seed)
+    np.random.seed(spec.seed % 2**32)
+    torch.manual_seed(spec.seed)
+    tok = AutoTokenizer.from_pretrained(spec.model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        spec.model,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=True,
+        use_safetensors=True,
+    )
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
-    order = torch.randperm(len(texts)).tolist()
-    start = time.perf_counter()
-    for b in range(0, len(texts), batch):
-        idx = order[b : b + batch]
-        enc = tok([texts[i] for i in idx], truncation=True, max_length=length, padding=True, return_tensors="pt")
-        y = torch.tensor([labels[i] for i in idx])
-        loss = F.cross_entropy(model(**enc).logits, y)
+    return tok, model
+
+
+def epoch_batches(spec: Spec, n: int) -> list[list[int]]:
+    """Epoch 0's batches in modelwiz's order (a function of seed and epoch)."""
+    from modelwiz.engine.trainer import epoch_order
+
+    order = epoch_order(n, spec.seed, 0)
+    return [order[b : b + spec.batch] for b in range(0, n, spec.batch)]
+
+
+def linear_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up, then linear decay to zero (modelwiz's `linear` schedule, written out)."""
+    warm = int(total * warmup)
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, 1.0 - (step - warm) / max(1, total - warm))
+
+
+def worker_bare(spec: Spec) -> dict[str, Any]:
+    """The loop anyone would write: tokenize, forward, backward, clip, AdamW, schedule."""
+    import torch
+    import torch.nn.functional as F
+
+    texts, labels, names = load_split(spec)
+    tok, model = seed_and_load(spec, names)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.learning_rate,
+    )
+    batches = epoch_batches(spec, len(texts))
+    total = len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_factor(s, total, spec.warmup))
+    seconds, samples, losses = [], [], []
+    mark = time.perf_counter()
+    for idx in batches:
+        enc = tok([texts[i] for i in idx], truncation=True, max_length=spec.length, padding=True, return_tensors="pt")
+        y = torch.tensor([labels[i] for i in idx], dtype=torch.long)
         opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(**enc).logits, y)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
         opt.step()
-    return len(texts) / (time.perf_counter() - start)
+        sched.step()
+        losses.append(loss.item())
+        now = time.perf_counter()
+        seconds.append(now - mark)
+        samples.append(len(idx))
+        mark = now
+    return {
+        "threads": torch.get_num_threads(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_seconds": seconds,
+        "step_samples": samples,
+        "mean_loss": sum(x * n for x, n in zip(losses, samples, strict=True)) / sum(samples),
+    }
 
 
-def modelwiz_run(model_dir: str, data_csv: Path, work: Path, batch: int, length: int) -> float:
+def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
+    """transformers' Trainer, configured as modelwiz's plan: same batches in the same order (a
+    sequential sampler over the data in modelwiz's epoch order), tokenized per batch."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    texts, labels, names = load_split(spec)
+    tok, model = seed_and_load(spec, names)
+    order = [i for b in epoch_batches(spec, len(texts)) for i in b]
+    rows = [{"text": texts[i], "label": labels[i]} for i in order]
+    total = math.ceil(len(rows) / spec.batch)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        enc = tok(
+            [f["text"] for f in features], truncation=True, max_length=spec.length, padding=True, return_tensors="pt"
+        )
+        return {**enc, "labels": torch.tensor([f["label"] for f in features], dtype=torch.long)}
+
+    class InOrder(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return torch.utils.data.SequentialSampler(
+                train_dataset if train_dataset is not None else self.train_dataset
+            )
+
+    class StepTimer(TrainerCallback):
+        """Step windows as modelwiz times them: from the end of the previous step (after its log
+        line) or the epoch's start, to the end of this one. The Trainer fetches and tokenizes a
+        batch before on_step_begin, so on_step_begin..on_step_end alone ("inner") misses that."""
+
+        def __init__(self) -> None:
+            self.mark = self.begin = 0.0
+            self.seconds: list[float] = []
+            self.inner: list[float] = []
+            self.losses: list[float] = []
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.mark = time.perf_counter()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.begin = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            now = time.perf_counter()
+            self.seconds.append(now - self.mark)
+            self.inner.append(now - self.begin)
+            self.mark = now
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:  # the step's log line is the Trainer's reporting: not timed
+                self.losses.append(float(logs["loss"]))
+                self.mark = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=spec.batch,
+            num_train_epochs=1,
+            learning_rate=spec.learning_rate,
+            weight_decay=spec.weight_decay,
+            # modelwiz's warm-up steps, int(total * warmup); a float < 1 would be ceil(total * ratio)
+            warmup_steps=int(total * spec.warmup),
+            lr_scheduler_type="linear",
+            max_grad_norm=spec.max_grad_norm,
+            optim=optim,
+            logging_steps=spec.log_every,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=[],
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+            remove_unused_columns=False,
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=spec.seed,
+        )
+        timer = StepTimer()
+        trainer = InOrder(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[timer])
+        trainer.train()
+    samples = [min(spec.batch, len(rows) - s * spec.batch) for s in range(len(timer.seconds))]
+    # each log line: the mean loss of the log_every steps since the previous one
+    logged = [sum(samples[i : i + spec.log_every]) for i in range(0, len(samples), spec.log_every)]
+    return {
+        "threads": torch.get_num_threads(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_seconds": timer.seconds,
+        "step_samples": samples,
+        "inner_step_seconds": timer.inner,
+        "mean_loss": (
+            sum(x * n for x, n in zip(timer.losses, logged, strict=True)) / sum(logged)
+            if len(timer.losses) == len(logged)
+            else None
+        ),
+        "optim": optim,
+    }
+
+
+def worker_events(calls: int, rounds: int) -> dict[str, Any]:
+    """microseconds per event: `EventWriter.emit(Step)`, and the trainer's `Reporter.on_step`."""
+    from types import SimpleNamespace
+
+    from modelwiz.engine import events as ev
+    from modelwiz.engine.trainer import Reporter, memory_now
+
+    with tempfile.TemporaryDirectory() as tmp:
+        step = ev.Step(
+            epoch=1,
+            step=7,
+            total_steps=12,
+            loss=1.23456,
+            lr=4.3e-05,
+            samples_per_s=31.27,
+            eta_s=12.3,
+            **memory_now("cpu"),
+        )
+        emit_us, on_step_us = [], []
+        with ev.EventWriter(Path(tmp) / "emit" / "events.jsonl") as writer:
+            for _ in range(rounds):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    writer.emit(step)
+                emit_us.append((time.perf_counter() - t) / calls * 1e6)
+        # the trainer's own call, on a stand-in run with what on_step reads
+        run = SimpleNamespace(
+            progress=SimpleNamespace(epoch=0, global_step=7),
+            total_steps=12,
+            plan=SimpleNamespace(effective_batch=32, device="cpu"),
+            scheduler=SimpleNamespace(get_last_lr=lambda: [4.3e-05]),
+        )
+        (Path(tmp) / "run").mkdir()
+        reporter = Reporter(Path(tmp) / "run")
+        try:
+            for _ in range(rounds):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    reporter.on_step(run, 1.23456, 31.27)  # type: ignore[arg-type]
+                on_step_us.append((time.perf_counter() - t) / calls * 1e6)
+        finally:
+            reporter.close()
+        line_bytes = len(json.dumps(step.to_json(), separators=(",", ":"))) + 1
+    return {"emit_us": emit_us, "on_step_us": on_step_us, "calls": calls, "line_bytes": line_bytes}
+
+
+def worker_main(kind: str, payload: dict[str, Any]) -> None:
+    if kind == "events":
+        out = worker_events(payload["calls"], payload["rounds"])
+    else:
+        spec = Spec(**payload["spec"])
+        out = worker_bare(spec) if kind == "bare" else worker_hf(spec, payload["optim"])
+    sys.stdout.flush()
+    print(RESULT + json.dumps(out), flush=True)
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+def run_worker(kind: str, payload: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--payload", json.dumps(payload)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise SystemExit(f"bench worker {kind!r} failed (exit {proc.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(lines[-1][len(RESULT) :])
+    return result
+
+
+def bench_config(spec: Spec) -> Any:
+    from modelwiz.engine.config import config_from_dict
+
+    return config_from_dict(
+        {
+            "task": {"train": spec.data, "validation": spec.validation},
+            "model": {"id": spec.model},
+            "train": {
+                "epochs": 1,
+                "batch_size": spec.batch,
+                "max_length": spec.length,
+                "learning_rate": spec.learning_rate,
+                "strategy": "full",
+                "precision": "fp32",
+                "weight_decay": spec.weight_decay,
+                "warmup": spec.warmup,
+                "max_grad_norm": spec.max_grad_norm,
+                "schedule": "linear",
+                "layer_decay": 1.0,
+                "seed": spec.seed,
+                "grad_accum": 1,
+                "nproc": 1,
+            },
+            "constraints": {"device": "cpu"},
+        }
+    )
+
+
+def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
+    """(spec, config, modelwiz's choice, facts): the plan modelwiz resolves for the bench config,
+    checked to be what the other two are configured with."""
     from modelwiz.engine import workflow
-    from modelwiz.engine.config import load_config
+    from modelwiz.engine.demo import DEMO_DIR
+    from modelwiz.engine.trainer import STEP_EVENTS_PER_EPOCH
+
+    spec = Spec(
+        model=str(Path(args.model).absolute()),
+        data=str(DEMO_DIR / "demo_tickets.csv"),
+        validation=0.2,
+        batch=args.batch,
+        length=args.length,
+        learning_rate=5e-5,
+        weight_decay=0.01,
+        warmup=0.06,
+        max_grad_norm=1.0,
+        seed=42,
+        log_every=1,
+    )
+    cfg = bench_config(spec)
+    rec = workflow.recommend(cfg)
+    choice = workflow.choose(cfg, rec)
+    p = choice.plan
+    want = {
+        "batch_size": spec.batch,
+        "grad_accum": 1,
+        "nproc": 1,
+        "max_length": spec.length,
+        "learning_rate": spec.learning_rate,
+        "weight_decay": spec.weight_decay,
+        "warmup": spec.warmup,
+        "max_grad_norm": spec.max_grad_norm,
+        "schedule": "linear",
+        "layer_decay": 1.0,
+        "strategy": "full",
+        "precision": "fp32",
+        "device": "cpu",
+        "epochs": 1,
+        "seed": spec.seed,
+        "max_train_samples": 0,
+    }
+    off = {k: (getattr(p, k), v) for k, v in want.items() if getattr(p, k) != v}
+    if off:
+        raise SystemExit(f"modelwiz resolved a different plan than the bench compares against: {off}")
+    n = len(rec.data.train.items)
+    steps = math.ceil(n / spec.batch)
+    spec.log_every = max(1, steps // STEP_EVENTS_PER_EPOCH)
+    facts = {
+        "model_name": Path(spec.model).name,
+        "train_samples": n,
+        "steps": steps,
+        "last_batch": n - (steps - 1) * spec.batch,
+        "step_events": steps // spec.log_every + (steps % spec.log_every != 0),
+        "step_events_per_epoch_cap": STEP_EVENTS_PER_EPOCH,
+    }
+    return spec, cfg, choice, facts
+
+
+def modelwiz_run(cfg: Any, choice: Any, spec: Spec, runs_dir: Path) -> dict[str, Any]:
+    """A real run through the engine's workflow; step windows read back from its events."""
+    from modelwiz.engine import workflow
+    from modelwiz.engine.events import read_events
     from modelwiz.engine.runs import wait_for_final
 
-    cfg_path = work / "bench.toml"
-    cfg_path.write_text(
-        f'[task]\ntrain = "{data_csv}"\nvalidation = 0.2\n[model]\nid = "{model_dir}"\n'
-        f"[train]\nepochs = 1\nbatch_size = {batch}\nmax_length = {length}\nlearning_rate = 5e-5\n"
-        'strategy = "full"\nprecision = "fp32"\n[constraints]\ndevice = "cpu"\n'
-    )
-    cfg = load_config(cfg_path)
-    cfg.model.id = str(model_dir)
-    run = workflow.start_run(cfg, workflow.choose(cfg, workflow.recommend(cfg)), runs_dir=work / "runs")
+    run = workflow.start_run(cfg, choice, runs_dir=runs_dir)
     state = wait_for_final(run, timeout_s=3600)
     if state != "completed":
         raise SystemExit(f"modelwiz run ended {state}; see {run / 'trainer.log'}")
     report = json.loads((run / "report.json").read_text())
-    return report["train"]["samples_per_s"]
+    n = report["data"]["train_size"]
+    events, _ = read_events(run / "events.jsonl")
+    steps = [e for e in events if e["event"] == "step"]
+    size = [min(spec.batch, n - s * spec.batch) for s in range(math.ceil(n / spec.batch))]
+    seconds, samples, steps_in, loss_sum, prev = [], [], [], 0.0, 0
+    for e in steps:  # each Step event: its window's mean loss and samples/s
+        window = sum(size[prev : e["step"]])
+        seconds.append(window / e["samples_per_s"])
+        samples.append(window)
+        steps_in.append(e["step"] - prev)
+        loss_sum += e["loss"] * window
+        prev = e["step"]
+    return {
+        "threads": None,  # the trainer's process: same environment; it sets no thread count with one process
+        "params": report["train"]["params"],
+        "step_seconds": seconds,
+        "step_samples": samples,
+        "window_steps": steps_in,
+        "mean_loss": loss_sum / max(1, sum(samples)),
+        "report_samples_per_s": report["train"]["samples_per_s"],
+        "report_train_seconds": report["train"]["train_seconds"],
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def figures(result: dict[str, Any], skip: int) -> tuple[float, float]:
+    """(samples/s from step skip+1 on, samples/s over all steps). modelwiz's windows may hold
+    several steps; `skip` is the steps of its first window, which the others skip too."""
+    secs, samples = result["step_seconds"], result["step_samples"]
+    drop = 1 if "window_steps" in result else skip
+    return sum(samples[drop:]) / sum(secs[drop:]), sum(samples) / sum(secs)
+
+
+def summarize(runs: list[dict[str, Any]], skip: int, kinds: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in kinds:
+        mine = [r for r in runs if r["trainer"] == k]
+        steady = [r["samples_per_s"] for r in mine]
+        every = [r["samples_per_s_all_steps"] for r in mine]
+        out[k] = {
+            "runs": steady,
+            "best": max(steady),
+            "median": statistics.median(steady),
+            "runs_all_steps": every,
+            "best_all_steps": max(every),
+            "median_all_steps": statistics.median(every),
+            "spread": (max(steady) - min(steady)) / statistics.median(steady),
+            "mean_loss": [r["mean_loss"] for r in mine],
+        }
+    return out
+
+
+def ratio(s: dict[str, Any], a: str, b: str, key: str) -> float | None:
+    return s[a][key] / s[b][key] if a in s and b in s else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description="samples/s of modelwiz's trainer against a bare PyTorch loop and transformers' Trainer, "
+        "and the cost of its event stream"
+    )
     ap.add_argument("--model", default=str(Path(sys.prefix) / "share/modelwiz/models/all-MiniLM-L6-v2"))
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=2, help="alternate the two this many times; best of each")
-    args = ap.parse_args()
-    from modelwiz.engine.config import config_from_dict
-    from modelwiz.engine.data import load_task_data
-    from modelwiz.engine.demo import DEMO_DIR
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each runs all three, in an order that rotates")
+    ap.add_argument("--threads", type=int, default=0, help="OMP/MKL threads for all three (default: torch's own)")
+    ap.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset of bare,hf,modelwiz")
+    ap.add_argument("--hf-optim", default="adamw_torch", help="TrainingArguments.optim (adamw_torch = modelwiz's)")
+    ap.add_argument("--event-calls", type=int, default=2000, help="events per timing round of the event cost")
+    ap.add_argument("--json", action="store_true", help="also print one JSON object, last")
+    ap.add_argument("--dry-run", action="store_true", help="resolve and print the setup; train nothing")
+    ap.add_argument("--worker", choices=("bare", "hf", "events"), help=argparse.SUPPRESS)
+    ap.add_argument("--payload", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker, json.loads(args.payload or "{}"))
+        return 0
+    kinds = [k.strip() for k in args.trainers.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in TRAINERS]
+    if bad or not kinds:
+        ap.error(f"--trainers: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(TRAINERS)}")
+    if args.repeat < 1 or args.batch < 1 or args.length < 1 or args.event_calls < 1 or args.threads < 0:
+        ap.error("--repeat, --batch, --length and --event-calls must be at least 1, --threads at least 0")
+    if not (Path(args.model) / "config.json").is_file():
+        ap.error(f"--model {args.model}: not a model folder (no config.json)")
+    if "hf" in kinds and not args.dry_run and importlib.util.find_spec("accelerate") is None:
+        ap.error("transformers' Trainer needs accelerate: pip install -e '.[bench]' (or --trainers bare,modelwiz)")
 
-    # the shipped demo data (452 support tickets), split as the trainer will split it
-    data = DEMO_DIR / "demo_tickets.csv"
-    td = load_task_data(config_from_dict({"task": {"train": str(data)}}).task)
-    texts, labels = td.train.items, td.train.labels
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = env[var] = str(args.threads)  # os.environ: the trainer's launcher copies it
+    spec, cfg, choice, facts = resolve(args)
+    skip = spec.log_every
+    rounds = [kinds[r % len(kinds) :] + kinds[: r % len(kinds)] for r in range(args.repeat)]
+    if args.dry_run:
+        print(
+            f"{facts['model_name']}: {facts['train_samples']} training samples = {facts['steps']} steps of batch "
+            f"{spec.batch} (last {facts['last_batch']}), length {spec.length}, fp32, CPU, full fine-tuning, 1 epoch"
+        )
+        dry = {"dry_run": True, "spec": asdict(spec), **facts, "rounds": rounds}
+        dry.update(
+            dict.fromkeys(
+                ("ratio_vs_bare_loop", "ratio_vs_hf_trainer", "event_us_per_step_event", "event_fraction_of_step")
+            )
+        )
+        print(f"would run {args.repeat} round(s): " + "; ".join(" -> ".join(r) for r in rounds))
+        if args.json:
+            print(json.dumps(dry))
+        return 0
+
+    payload = {"spec": asdict(spec), "optim": args.hf_optim}
+    runs: list[dict[str, Any]] = []
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        mws, bares = [], []
-        for _ in range(args.repeat):
-            bares.append(bare_loop(args.model, texts, labels, args.batch, args.length, seed=42))
-            mws.append(modelwiz_run(args.model, data, work, args.batch, args.length))
-        mw, bare = max(mws), max(bares)
-    print(f"model {Path(args.model).name}, {len(texts)} samples, batch {args.batch}, length {args.length}, CPU")
-    print(f"bare PyTorch loop : {bare:8.2f} samples/s (best of {' '.join(f'{x:.2f}' for x in bares)})")
-    print(f"modelwiz trainer  : {mw:8.2f} samples/s (best of {' '.join(f'{x:.2f}' for x in mws)})")
-    print(f"ratio modelwiz/bare: {mw / bare:.3f}")
+        for r, order in enumerate(rounds, 1):
+            for k in order:
+                t = time.time()
+                res = (
+                    modelwiz_run(cfg, choice, spec, Path(tmp) / "runs")
+                    if k == "modelwiz"
+                    else run_worker(k, payload, env)
+                )
+                res["samples_per_s"], res["samples_per_s_all_steps"] = figures(res, skip)
+                res.update(trainer=k, round=r, wall_s=round(time.time() - t, 1))
+                runs.append(res)
+                print(
+                    f"  round {r}: {TITLES[k]:<18} {res['samples_per_s']:7.2f} samples/s from step 2 "
+                    f"({res['samples_per_s_all_steps']:.2f} all steps), {res['wall_s']:.0f} s wall",
+                    file=sys.stderr,
+                )
+    events = run_worker("events", {"calls": args.event_calls, "rounds": 5}, env)
+    s = summarize(runs, skip, kinds)
+
+    # the event stream per training step: events per step here x cost per event / step time
+    events_per_step = facts["step_events"] / facts["steps"]
+    emit_us, on_step_us = statistics.median(events["emit_us"]), statistics.median(events["on_step_us"])
+    ref = "modelwiz" if "modelwiz" in s else kinds[0]
+    step_s = spec.batch / s[ref]["median"]
+    threads = sorted({r["threads"] for r in runs if r["threads"] is not None})
+
+    p = print
+    p("")
+    p(
+        f"{facts['model_name']} ({runs[0]['params'] / 1e6:.1f}M params), {facts['train_samples']} samples = "
+        f"{facts['steps']} steps of {spec.batch} (last {facts['last_batch']}), length {spec.length}, fp32 CPU, "
+        f"{'/'.join(map(str, threads)) or '?'} torch threads, {args.repeat} round(s), order rotating "
+        f"({'; '.join(' > '.join(r) for r in rounds)})"
+    )
+    p(
+        f"all: AdamW lr {spec.learning_rate:g} wd {spec.weight_decay:g} (0 on biases/norms), linear schedule "
+        f"(warm-up {spec.warmup:g} = {int(facts['steps'] * spec.warmup)} steps), grad clip {spec.max_grad_norm:g}, "
+        f"seed {spec.seed}, modelwiz's batch order, tokenized per batch; HF optim {args.hf_optim}"
+    )
+    p("samples/s over training steps (fetch+tokenize+forward+backward+clip+AdamW+schedule), from step 2:")
+    head = "".join(f"{'run ' + str(i + 1):>9}" for i in range(args.repeat))
+    p(f"{'':<19}{head}{'best':>9}{'median':>9}   {'spread':>6}   all steps: best  median")
+    for k in kinds:
+        f = s[k]
+        cells = "".join(f"{x:9.2f}" for x in f["runs"])
+        p(
+            f"{TITLES[k]:<19}{cells}{f['best']:9.2f}{f['median']:9.2f}   {f['spread']:6.1%}   "
+            f"{f['best_all_steps']:15.2f}{f['median_all_steps']:8.2f}"
+        )
+    out: dict[str, Any] = {}
+    for name, other in (("ratio_vs_bare_loop", "bare"), ("ratio_vs_hf_trainer", "hf")):
+        best, med = ratio(s, "modelwiz", other, "best"), ratio(s, "modelwiz", other, "median")
+        every = ratio(s, "modelwiz", other, "best_all_steps")
+        out[name], out[name + "_median"], out[name + "_all_steps"] = best, med, every
+        if best is None or med is None or every is None:
+            continue
+        per_round = [
+            m["samples_per_s"] / o["samples_per_s"]
+            for m in runs
+            if m["trainer"] == "modelwiz"
+            for o in runs
+            if o["trainer"] == other and o["round"] == m["round"]
+        ]
+        out[name + "_per_round"] = per_round
+        verdict = "meets" if best >= TARGETS[name] else "BELOW"
+        p(
+            f"modelwiz / {TITLES[other]:<17}: {best:.3f} best/best, {med:.3f} median/median, per round "
+            f"{' '.join(f'{x:.3f}' for x in per_round)}; all steps {every:.3f}  ({verdict} target >= {TARGETS[name]:g})"
+        )
+    if "hf" in s:
+        inner = [
+            sum(r["step_samples"][skip:]) / sum(r["inner_step_seconds"][skip:]) for r in runs if r["trainer"] == "hf"
+        ]
+        p(
+            f"HF Trainer on_step_begin..on_step_end only (no batch fetch/tokenize, not comparable): best "
+            f"{max(inner):.2f} samples/s"
+        )
+    p(
+        "mean training loss (same work?): "
+        + ", ".join(f"{TITLES[k]} {' '.join(f'{x:.4f}' for x in s[k]['mean_loss'] if x is not None)}" for k in kinds)
+    )
+    p(
+        f"event stream: EventWriter.emit(Step) {emit_us:.1f} us/event, Reporter.on_step (memory + record + emit) "
+        f"{on_step_us:.1f} us; {facts['step_events']} Step events in {facts['steps']} steps here (at most "
+        f"{facts['step_events_per_epoch_cap']} per epoch) = {events_per_step * emit_us / 1e6 / step_s:.4%} of a {step_s:.3f} s "
+        f"step (on_step {events_per_step * on_step_us / 1e6 / step_s:.4%}); outside the timed steps"
+    )
+    p(f"({time.time() - started:.0f} s in all)")
+    if args.json:
+        out.update(
+            event_us_per_step_event=emit_us,
+            event_fraction_of_step=events_per_step * emit_us / 1e6 / step_s,
+            on_step_us_per_step_event=on_step_us,
+            on_step_fraction_of_step=events_per_step * on_step_us / 1e6 / step_s,
+            events_per_step=events_per_step,
+            step_seconds=step_s,
+            targets=TARGETS,
+            basis="samples/s from step 2; ratio = best/best (also _median: median/median, _all_steps: best over all steps)",
+            spec=asdict(spec),
+            facts=facts,
+            hf_optim=args.hf_optim,
+            summary=s,
+            events=events,
+            runs=runs,
+        )
+        print(json.dumps(out))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
