@@ -25,6 +25,7 @@ from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.help import HelpScreen
 from modelwiz.tui.screens.runs import RunsScreen
+from modelwiz.tui.widgets import LineChart
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DEBERTA = "microsoft/deberta-v3-large"
@@ -314,11 +315,25 @@ async def test_dashboard_tails_appended_events(tmp_path: Path) -> None:
             fh.write(lines[10][:20])  # a half-written line waits
         await walk.wait_until(pilot, lambda: dashboard.run.step == 4)
         assert dashboard.run.losses == [(1, 1.1021), (2, 1.0634), (3, 0.9812), (4, 0.887)]
+        # the curves and the memory sparkline follow the stream (redrawn once per poll, not per event)
+        loss_chart = dashboard.query_one("#loss-chart", LineChart)
+        assert [p for p in loss_chart.series[0].points] == [(1.0, 1.1021), (2.0, 1.0634), (3.0, 0.9812), (4.0, 0.887)]
+        assert loss_chart.x_range == (0.0, 8.0) and loss_chart.series[1].points == []  # no evaluation yet
+        assert dashboard.mem_history == [0.61] * 4
+        assert re.search(r"Memory 0\.61 GB allocated · peak 0\.61", walk.screen_text(app))
         with open(run_dir / "events.jsonl", "a") as fh:
             fh.write(lines[10][20:] + "".join(lines[11:]))
         await walk.wait_until(pilot, lambda: dashboard.done)
         assert dashboard.run.finished and dashboard.status == dashboard.run.status == "completed"
         assert len(dashboard.run.evals) == 2
+        await walk.settle(pilot)
+        metric_chart = dashboard.query_one("#metric-chart", LineChart)
+        assert metric_chart.series[0].points == [(4.0, 0.7778), (8.0, 0.8889)]  # accuracy by step
+        assert metric_chart.series[1].points == [(4.0, 0.7619), (8.0, 0.8857)]  # macro-F1
+        assert loss_chart.series[1].points == [(4.0, 0.8312), (8.0, 0.5127)]  # validation loss
+        # finished: the per-class table of the best epoch replaces the evaluation history
+        assert dashboard.query_one("#val-box").border_title == "Per class"
+        assert re.search(r"shipping\s+1\.000\s+0\.667\s+0\.800\s+3", walk.screen_text(app))
 
 
 @async_test

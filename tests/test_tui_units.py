@@ -329,3 +329,35 @@ def test_tui_imports_run_one_way() -> None:
         if module.startswith(SCREENS + "."):
             assert not {t for t in targets if t.startswith(SCREENS)}, f"{module} imports another screen"
         assert "modelwiz.tui.app" not in targets, f"{module} imports the app module"
+
+
+def test_line_chart_draws_each_series_in_its_theme_colour_within_bounds() -> None:
+    from modelwiz.tui.widgets.line_chart import AXIS_WIDTH, Series, downsample_points, plot
+
+    falling = Series("train", [(float(i), 1.0 - i / 2000) for i in range(1000)], "$mw-loss-curve")
+    val = Series("val", [(500.0, 0.6), (999.0, 0.4)], "$mw-val-curve")
+    content = plot([falling, val], 40, 4)
+    lines = content.plain.split("\n")
+    assert len(lines) == 4 and all(len(x) == 40 for x in lines)
+    assert lines[0].startswith("     1┤") and lines[-1].startswith("   0.4┤")  # the y range, top and bottom
+    # a falling curve: its first dots are top-left, its last bottom-right
+    assert lines[0][AXIS_WIDTH] != " " and lines[-1][-1] != " "
+    styles = {span.style for span in content.spans}
+    assert {"$mw-loss-curve", "$mw-val-curve"} <= styles
+    # downsampled to two points per cell column, ends kept
+    points = downsample_points(falling.points, 2 * 33)
+    assert len(points) == 66 and points[0] == falling.points[0] and points[-1] == falling.points[-1]
+    assert "waiting" in plot([Series("x", [], "$mw-bar")], 40, 4).plain
+
+
+def test_dashboard_memory_sparkline_and_per_class_table() -> None:
+    from modelwiz.engine.events import fold_file
+    from modelwiz.tui.screens.dashboard import per_class_table, sparkline
+
+    assert sparkline([1.0, 1.0, 1.0], 10) == "▄▄▄"  # flat: a level line
+    assert sparkline([0.5, 1.0, 1.5], 10) == "▁▅█"
+    assert len(sparkline([float(i) for i in range(100)], 24)) == 24
+    run = fold_file(EVENTS)
+    table = per_class_table(run)
+    assert table is not None and table.row_count == 3
+    assert [c.header for c in table.columns] == ["class", "prec", "recall", "F1", "n"]

@@ -2,8 +2,8 @@
 
 A theme file holds the fields of `textual.theme.Theme` (name, primary, secondary, accent,
 background, surface, panel, foreground, success, warning, error, boost, dark, ...) and an optional
-`[variables]` table. modelwiz's own colours are theme variables (`mw-loss-curve`, `mw-metric`,
-`mw-bar`); `VARIABLE_DEFAULTS` supplies them for themes that do not set them, so any built-in
+`[variables]` table. modelwiz's own colours are theme variables (`mw-loss-curve`, `mw-val-curve`,
+`mw-metric`, `mw-f1-curve`, `mw-bar`); `VARIABLE_DEFAULTS` supplies them for themes that do not set them, so any built-in
 Textual theme works too.
 
 Loading never raises: each bad file becomes one line in the returned problem list, which the app
@@ -27,7 +27,9 @@ FALLBACK_THEME = "textual-dark"  # built into Textual
 # modelwiz's app colours; a theme's [variables] table may override them.
 VARIABLE_DEFAULTS: dict[str, str] = {
     "mw-loss-curve": "#ffa62b",
+    "mw-val-curve": "#E06C75",
     "mw-metric": "#4EBF71",
+    "mw-f1-curve": "#61AFEF",
     "mw-bar": "#0178D4",
 }
 

@@ -40,7 +40,7 @@ from modelwiz.tui.format import (
 )
 from modelwiz.tui.messages import StepRequested
 from modelwiz.tui.state import Services, step_label
-from modelwiz.tui.widgets import LossSparkline
+from modelwiz.tui.widgets import LineChart, Series, downsample
 
 POLL_SECONDS = 0.5
 MAX_EVAL_ROWS = 5
@@ -114,20 +114,54 @@ def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
     return stamp + text, level
 
 
-def training_table(run: RunState) -> Table:
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+SPARKS = "▁▂▃▄▅▆▇█"
+GAUGE_WIDTH = 12
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """`values` (downsampled to `width`) as block characters from their minimum to their maximum."""
+    if not values:
+        return ""
+    values = downsample(values, width)
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-6 * max(1.0, hi):
+        return SPARKS[3] * len(values)  # flat: a level line
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - lo) / (hi - lo) * top)] for v in values)
+
+
+def gauge(used: float, total: float, width: int = GAUGE_WIDTH) -> Content:
+    filled = min(width, max(0, round(used / total * width))) if total else 0
+    return Content.assemble(("█" * filled, "$mw-bar"), ("░" * (width - filled), "$text-muted 40%"))
+
+
+def training_content(run: RunState, mem_history: list[float]) -> Content:
+    """Loss, speed, ETA and memory of a running run: the trainer's allocated and peak figures from
+    the event stream, the device-wide use it reports (NVML on CUDA, RAM in use on the CPU), and the
+    allocation over time as a sparkline."""
     mem = run.memory
+    rows: list[tuple[str, Content | str]] = []
     lr = f" (lr {run.lr:.1e})" if run.lr is not None else ""
-    table.add_row("Loss", f"{run.losses[-1][1]:.4f}{lr}" if run.losses else DASH)
-    table.add_row("Speed", f"{run.samples_per_s:.1f} samples/s" if run.samples_per_s is not None else DASH)
-    table.add_row("ETA", fmt_seconds(run.eta_s) if run.eta_s else DASH)
+    rows.append(("Loss", f"{run.losses[-1][1]:.4f}{lr}" if run.losses else DASH))
+    rows.append(("Speed", f"{run.samples_per_s:.1f} samples/s" if run.samples_per_s is not None else DASH))
+    rows.append(("ETA", fmt_seconds(run.eta_s) if run.eta_s else DASH))
     allocated = number(mem.get("mem_allocated_gb"))
-    table.add_row("Memory", f"{allocated:.2f} GB allocated" if allocated is not None else DASH)
+    peak = run.mem_peak_gb or None
+    if allocated is None:
+        rows.append(("Memory", DASH))
+    else:
+        rows.append(("Memory", f"{allocated:.2f} GB allocated" + (f" · peak {peak:.2f}" if peak else "")))
     used, total = number(mem.get("mem_device_gb")), number(mem.get("mem_total_gb"))
-    table.add_row("Device", f"{used:.1f} of {total:.1f} GB in use" if used is not None and total else DASH)
-    return table
+    if used is not None and total:
+        rows.append(("Device", Content.assemble(gauge(used, total), f" {used:.1f} of {total:.1f} GB")))
+    else:
+        rows.append(("Device", DASH))
+    if mem_history:
+        rows.append(("", Content(sparkline(mem_history, 24)).stylize("$mw-bar")))
+    return Content("\n").join(
+        Content.assemble((name.ljust(7), "bold"), value if isinstance(value, Content) else Content(value))
+        for name, value in rows
+    )
 
 
 def results_table(run: RunState, status: str) -> Table:
@@ -197,6 +231,76 @@ def confusion_text(run: RunState) -> str:
     return "\n".join(lines)
 
 
+def loss_series(run: RunState) -> list[Series]:
+    """Training loss per step and validation loss per evaluation, on the step axis."""
+    val = [
+        (float(e["step"]), float(e["val_loss"]))
+        for e in run.evals
+        if number(e.get("val_loss")) is not None and number(e.get("step")) is not None
+    ]
+    return [
+        Series("train", [(float(step), loss) for step, loss in run.losses], "$mw-loss-curve"),
+        Series("val", val, "$mw-val-curve"),
+    ]
+
+
+def metric_series(run: RunState) -> list[Series]:
+    """Validation accuracy and macro-F1 per evaluation, on the step axis."""
+
+    def points(key: str) -> list[tuple[float, float]]:
+        return [
+            (float(e["step"]), float(e[key]))
+            for e in run.evals
+            if number(e.get(key)) is not None and number(e.get("step")) is not None
+        ]
+
+    return [
+        Series("accuracy", points("accuracy"), "$mw-metric"),
+        Series("macro-F1", points("macro_f1"), "$mw-f1-curve"),
+    ]
+
+
+def legend(title: str, series: list[Series]) -> Content:
+    parts: list[Content | tuple[str, str] | str] = [title]
+    for s in series:
+        parts.extend([" ", ("━ " + s.name, s.style)])
+    return Content.assemble(*parts)
+
+
+def per_class_table(run: RunState) -> Table | None:
+    """The best evaluation's precision, recall, F1 and support per class (None when not reported)."""
+    per_class = run.best_eval.get("per_class")
+    if not isinstance(per_class, list) or not per_class:
+        return None
+    labels = run.labels if len(run.labels) == len(per_class) else [str(i) for i in range(len(per_class))]
+    table = Table(box=None, pad_edge=False, expand=True, show_edge=False)
+    table.add_column("class", no_wrap=True, overflow="ellipsis")
+    for name in ("prec", "recall", "F1", "n"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for label, pc in zip(labels, per_class, strict=True):
+        if not isinstance(pc, dict):
+            continue
+        table.add_row(
+            label,
+            f"{number(pc.get('precision')) or 0:.3f}",
+            f"{number(pc.get('recall')) or 0:.3f}",
+            f"{number(pc.get('f1')) or 0:.3f}",
+            str(pc.get("support", "")),
+        )
+    return table
+
+
+def read_usage(model_path: str) -> str:
+    """The exported model's usage snippet: the Python block of its model card ('' when none)."""
+    try:
+        card = (Path(model_path) / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if "```python" not in card:
+        return ""
+    return card.split("```python", 1)[1].split("```", 1)[0].strip()
+
+
 class DashboardScreen(ModelwizScreen):
     STEP = "dashboard"
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
@@ -208,12 +312,16 @@ class DashboardScreen(ModelwizScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("x", "cancel_run", "Cancel run"),
         Binding("m", "confusion", "Confusion"),
+        Binding("u", "usage", "Usage"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+b,escape", "back", "Back"),
     ]
 
     class Tailed(EngineReply):
         """`value`: (new events, the offset after them, status.json); `tag`: the offset read from."""
+
+    class UsageRead(EngineReply):
+        """`value`: the exported model's usage snippet ('' when its card has none)."""
 
     class CancelAnswered(EngineReply):
         """`value`: what `cancel_run` returned (False: the run was no longer active)."""
@@ -232,6 +340,9 @@ class DashboardScreen(ModelwizScreen):
         self.byte_offset = 0
         self.done = False  # run_finished seen (or the run ended without saying so)
         self.cancel_requested = False
+        self.mem_history: list[float] = []  # the trainer's allocated memory, one figure per step
+        self.usage = ""  # the exported model's usage snippet, once read
+        self._usage_asked = False
         self._timer: Timer | None = None
 
     def compose_body(self) -> Iterable[Widget]:
@@ -246,9 +357,13 @@ class DashboardScreen(ModelwizScreen):
             with Vertical(id="val-box") as box:
                 box.border_title = "Validation"
                 yield Static("", id="val-info")
-        with Vertical(id="loss-box") as box:
-            box.border_title = "Training loss"
-            yield LossSparkline(id="loss")
+        with Horizontal(id="charts"):
+            with Vertical(id="loss-box") as box:
+                box.border_title = legend("Loss", loss_series(self.run))
+                yield LineChart(id="loss-chart")
+            with Vertical(id="metric-box") as box:
+                box.border_title = legend("Val", metric_series(self.run))
+                yield LineChart(id="metric-chart")
         yield Static("", id="next-steps")
         yield Static("", id="confusion")
         log = RichLog(id="log", wrap=True, markup=False, max_lines=2000, auto_scroll=True, min_width=20)
@@ -267,12 +382,26 @@ class DashboardScreen(ModelwizScreen):
             return False
         if action == "confusion" and not confusion_text(self.run):
             return False
+        if action == "usage" and not self.usage:
+            return False
         if action == "cancel_run" and not self.active:
             return None  # shown dimmed: nothing to cancel
         return True
 
     async def action_quit(self) -> None:
         await self.app.action_quit()  # shares the footer entry of the app's ctrl+q
+
+    def action_usage(self) -> None:
+        if self.usage:
+            run_id = self.run.run_id or self.run_dir.name
+            text = f"{self.usage}\n\nor from the shell: modelwiz predict {run_id} INPUT..."
+            self.app.push_screen(MessageDialog(f"Use the model · {self.run.model_path}", text, error=False))
+
+    @on(UsageRead)
+    def _usage_read(self, reply: UsageRead) -> None:
+        self.usage = reply.value or ""
+        self._redraw()
+        self.refresh_bindings()
 
     def action_confusion(self) -> None:
         text = confusion_text(self.run)
@@ -301,6 +430,8 @@ class DashboardScreen(ModelwizScreen):
         run, status = self.run, self.run_status
         for ev in events:
             run.apply(ev)
+            if ev.get("event") == "step" and number(ev.get("mem_allocated_gb")) is not None:
+                self.mem_history.append(float(ev["mem_allocated_gb"]))
             line = event_line(ev, run)
             if line is not None:
                 log.write(Text(line[0], style=LOG_STYLES[line[1]]))
@@ -314,6 +445,9 @@ class DashboardScreen(ModelwizScreen):
             if not run.finished:
                 reason = status.get("error") or "the trainer stopped without a final event"
                 log.write(Text(f"run {state}: {reason}", style=LOG_STYLES["error"]))
+        if run.finished and run.model_path and not self._usage_asked:
+            self._usage_asked = True
+            self.call_engine(self.UsageRead, read_usage, run.model_path, group="usage")
         self._redraw()
         self.refresh_bindings()
 
@@ -354,16 +488,24 @@ class DashboardScreen(ModelwizScreen):
             self.query_one("#train-info", Static).update(results_table(run, self.status))
         else:
             train_box.border_title = "Training"
-            self.query_one("#train-info", Static).update(training_table(run))
+            self.query_one("#train-info", Static).update(training_content(run, self.mem_history))
+        self.query_one("#val-box").border_title = "Validation"
         self.query_one("#val-info", Static).update(eval_table(run))
         self.query_one("#val-box").border_subtitle = best_label(run)
-        losses = [loss for _, loss in run.losses]
-        sparkline = self.query_one("#loss", LossSparkline)
-        if sparkline.values != losses:
-            sparkline.set_values(losses)
-        if losses:
-            figures = f"last {losses[-1]:.4f} · min {min(losses):.4f} · max {max(losses):.4f}"
-            self.query_one("#loss-box").border_subtitle = figures
+        x_range = (0.0, float(run.total_steps)) if run.total_steps else None
+        losses = loss_series(run)
+        self.query_one("#loss-chart", LineChart).set_series(losses, x_range=x_range)
+        if run.losses:
+            last = run.losses[-1][1]
+            val = losses[1].points[-1][1] if losses[1].points else None
+            self.query_one("#loss-box").border_subtitle = f"{last:.4f}" + (
+                f" · val {val:.4f}" if val is not None else ""
+            )
+        self.query_one("#metric-chart", LineChart).set_series(metric_series(run), y_range=(0.0, 1.0), x_range=x_range)
+        per_class = per_class_table(run) if run.finished else None
+        if per_class is not None:
+            self.query_one("#val-box").border_title = "Per class"
+            self.query_one("#val-info", Static).update(per_class)
         nxt = self.query_one("#next-steps", Static)
         if run.finished or self.done:  # done without finishing: interrupted, say how to resume
             nxt.display = True
@@ -379,7 +521,8 @@ class DashboardScreen(ModelwizScreen):
         if self.run.model_path:
             lines.append(Content.assemble(("Model  ", "bold"), self.run.model_path))
         if self.status == "completed":
-            lines.append(Content.assemble(("Use it ", "bold"), f'modelwiz predict {run_id} "some text"'))
+            hint = " · u: in Python" if self.usage else ""
+            lines.append(Content.assemble(("Use it ", "bold"), f'modelwiz predict {run_id} "some text"', (hint, "dim")))
         elif self.status in ("cancelled", "interrupted", "failed"):
             lines.append(Content.assemble(("Resume ", "bold"), f"modelwiz resume {run_id}"))
         return Content("\n").join(lines)
