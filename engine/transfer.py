@@ -244,13 +244,15 @@ def extract_features(
 
         last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         hook = last.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+    # texts in order of length, so a batch pads little; the rows are put back in order below
+    order = sorted(range(len(items)), key=lambda i: len(str(items[i]))) if hook is None else list(range(len(items)))
     chunks = []
     try:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
                 if should_stop is not None and should_stop():
                     raise InterruptedError("probe cancelled")
-                inputs = adapter.collate(list(items[start : start + batch_size]), train=False)
+                inputs = adapter.collate([items[i] for i in order[start : start + batch_size]], train=False)
                 if hook is not None:
                     captured.clear()
                     model(inputs["pixel_values"])
@@ -264,7 +266,12 @@ def extract_features(
     finally:
         if hook is not None:
             hook.remove()
-    return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0), dtype=np.float32)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    feats = np.concatenate(chunks, axis=0)
+    out = np.empty_like(feats)
+    out[np.asarray(order)] = feats
+    return out
 
 
 def _feature_cache(model_key: str, dhash: str, pooling: str) -> Path:

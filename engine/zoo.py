@@ -99,6 +99,12 @@ def unpack_split_zip(parts: Sequence[Path], dest_root: Path, name: str) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, target.open("wb") as out:
                     shutil.copyfileobj(src, out, 16 << 20)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise SystemExit(
+            f"error: the {len(parts)} pieces of {name} do not join into a valid zip ({exc}); "
+            "reinstall the part packages"
+        ) from None
     finally:
         joined.unlink(missing_ok=True)
     (staging / STAMP).write_text(json.dumps({"sources": _describe(parts)}) + "\n", encoding="utf-8")
