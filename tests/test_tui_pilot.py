@@ -617,3 +617,41 @@ def test_runs_command_prints_the_table_when_not_a_terminal(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr
     assert "20250102-100000-bb22" in out.stdout and "interrupted" in out.stdout
+
+
+@async_test
+async def test_hardware_says_live_how_many_models_qualify_and_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="hardware")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        await walk.wait_until(pilot, lambda: app.screen.count is not None)
+        screen = app.screen
+        # the 7 fixture models; the 7B one does not fit the 23.5 GB of the fake GPU
+        assert (screen.count.total, screen.count.qualify, screen.count.fit) == (7, 7, 6)
+        assert str(screen.query_one("#hw-count").content) == "7 of 7 models qualify, 6 fit in 23.5 GB"
+
+        # a parameter cap and a memory limit: the count follows as values are typed
+        screen.query_one("#max-params").focus()
+        await pilot.press(*"200")
+        await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.qualify == 4)
+        screen.query_one("#max-memory").focus()
+        await pilot.press("1")
+        await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.budget_gb == 1.0)
+        assert screen.count.fit < screen.count.qualify
+
+        # the time budget is a field: refused inline when it is not a duration, counted when it is
+        screen.query_one("#max-memory").value = ""
+        screen.query_one("#time-budget").focus()
+        await pilot.press(*"soon")
+        await walk.settle(pilot)
+        assert "not a duration" in screen.error and screen.count is None
+        await pilot.press("ctrl+n")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "hardware")  # not while a value is refused
+        await pilot.press("ctrl+u", *"90m")
+        await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.in_time is not None)
+        assert app.state.time_budget_s == 5400 and screen.error == ""
+        assert str(screen.query_one("#hw-count").content).endswith("4 finish within 1.5 h")

@@ -269,6 +269,7 @@ class ModelwizApp(App[int]):
     @on(ConstraintsChanged)
     def _constraints_changed(self, message: ConstraintsChanged) -> None:
         self.state.config.constraints = message.constraints
+        self.state.time_budget_s = message.time_budget_s
 
     @on(RecommendationMade)
     def _recommendation_made(self, message: RecommendationMade) -> None:

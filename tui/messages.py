@@ -39,9 +39,10 @@ class HardwareRead(Message):
 
 
 class ConstraintsChanged(Message):
-    def __init__(self, constraints: ConstraintsConfig) -> None:
+    def __init__(self, constraints: ConstraintsConfig, time_budget_s: float | None = None) -> None:
         super().__init__()
         self.constraints = constraints
+        self.time_budget_s = time_budget_s
 
 
 class RecommendationMade(Message):

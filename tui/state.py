@@ -20,7 +20,8 @@ from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.recommend import Ranked
+from modelwiz.engine.plan import memory_budget
+from modelwiz.engine.recommend import Ranked, gather_candidates, rank
 from modelwiz.engine.runs import request_cancel
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation
@@ -61,6 +62,47 @@ def rank_one(config: Config, data: TaskData, hardware: HardwareReport, candidate
 
 
 @dataclass
+class ModelCount:
+    """How many models the constraints leave: the hardware step's live line."""
+
+    total: int  # candidates of the task's modality
+    qualify: int  # within the size, license and offline limits
+    fit: int  # of those, predicted to fit the memory budget
+    in_time: int | None  # of those, predicted to finish within the time budget (None: no budget)
+    budget_gb: float
+
+    def text(self, time_budget: str = "") -> str:
+        line = f"{self.qualify} of {self.total} models qualify, {self.fit} fit in {self.budget_gb:.1f} GB"
+        if self.in_time is not None:
+            line += f", {self.in_time} finish within {time_budget}"
+        return line
+
+
+def count_models(
+    config: Config,
+    data: TaskData,
+    hardware: HardwareReport,
+    candidates: list[Candidate],
+    time_budget_s: float | None = None,
+) -> ModelCount:
+    """`candidates` ranked under `config` (the same filters and plans as the models step), counted."""
+    s = data.summary
+    ranked = rank(
+        config,
+        hardware,
+        train_size=s.train_size,
+        num_classes=s.num_classes,
+        language=s.language,
+        candidates=copy.deepcopy(candidates),
+    )
+    fitting = [r for r in ranked if r.fits]
+    in_time = None if not time_budget_s else sum(r.plan.total_seconds <= time_budget_s for r in fitting)
+    budget = ranked[0].plan.budget_gb if ranked else memory_budget(hardware, config.constraints)[2]
+    total = sum(c.modality == config.task.modality for c in candidates)
+    return ModelCount(total, len(ranked), len(fitting), in_time, budget)
+
+
+@dataclass
 class Services:
     """Engine calls made by the screens. All but `rerank` (pure Python, fast: it runs as values are
     typed) run in thread workers."""
@@ -72,6 +114,7 @@ class Services:
     start_run: Callable[[Config, Ranked], Path] | None = None
     cancel_run: Callable[[Path], Any] = request_cancel
     resume_run: Callable[[Path], Any] = resume_run
+    candidates: Callable[[str], list[Candidate]] = gather_candidates  # every source, one modality
 
     def with_runs_dir(self, runs_dir: Path | None) -> Services:
         """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""
@@ -96,6 +139,7 @@ class WizardState:
     recommendation_key: str = ""  # the settings `recommendation` was computed with
     chosen: Ranked | None = None  # re-ranked by the setup step as its values change
     run_dir: Path | None = None
+    time_budget_s: float | None = None  # the hardware step's time budget (None: no limit)
 
     def task_key(self) -> str:
         return task_key(self.config)

@@ -250,6 +250,7 @@ def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float
         start_run=runs.start_run,
         cancel_run=runs.cancel_run,
         resume_run=runs.resume_run,
+        candidates=lambda modality: [c for c in CANDIDATES if c.modality == modality],
     )
 
 

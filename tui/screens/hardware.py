@@ -20,10 +20,11 @@ from modelwiz.engine.config import ConstraintsConfig
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
 from modelwiz.engine.plan import memory_budget
+from modelwiz.engine.sources.base import Candidate
 from modelwiz.tui.base import EngineReply, StepScreen
-from modelwiz.tui.format import fmt_limit
+from modelwiz.tui.format import fmt_limit, fmt_seconds
 from modelwiz.tui.messages import ConstraintsChanged, HardwareRead
-from modelwiz.tui.state import Services, WizardState
+from modelwiz.tui.state import ModelCount, Services, WizardState, count_models
 
 
 def _positive(text: str, what: str) -> float | None:
@@ -37,6 +38,26 @@ def _positive(text: str, what: str) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{what}: must be a number above 0; leave it empty for no limit")
     return value
+
+
+DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float | None:
+    """A time budget: '2h', '90m', '1.5 h', '45 min', '3600s'; a bare number is hours; '' is none.
+    Raises ValueError with a one-line message."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    number_part = text.rstrip("abcdefghijklmnopqrstuvwxyz ").strip()
+    unit = text[len(number_part) :].strip() or "h"
+    try:
+        value = float(number_part)
+    except ValueError:
+        value = math.nan
+    if unit not in DURATION_UNITS or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"time budget: '{text}' is not a duration such as 2h or 90m; leave it empty for no limit")
+    return value * DURATION_UNITS[unit]
 
 
 def parse_constraints(device: str, max_memory: str, max_params: str, licenses: str, offline: bool) -> ConstraintsConfig:
@@ -93,9 +114,18 @@ class HardwareScreen(StepScreen):
     class ProbeReply(EngineReply):
         """`value`: the HardwareReport."""
 
+    class CandidatesRead(EngineReply):
+        """`value`: every candidate of the modality in `tag`."""
+
+    class Counted(EngineReply):
+        """`value`: a ModelCount; `tag`: the (constraints, time budget) it was counted for."""
+
     def __init__(self, state: WizardState, services: Services) -> None:
         super().__init__(state, services)
         self.hardware: HardwareReport | None = state.hardware  # the report shown here
+        self.candidates: dict[str, list[Candidate]] = {}  # by modality, read once
+        self.count: ModelCount | None = None  # the latest count for the form's values
+        self.time_budget_s: float | None = state.time_budget_s
 
     def compose_body(self) -> Iterable[Widget]:
         con = self.state.config.constraints
@@ -132,8 +162,18 @@ class HardwareScreen(StepScreen):
                     yield Label("Offline only", classes="field-label")
                     yield Switch(con.offline, id="offline")
                     yield Static(self._offline_text(con.offline), id="offline-text")
+                with Horizontal(classes="form-row"):
+                    yield Label("Time budget", classes="field-label")
+                    budget = self.state.time_budget_s
+                    yield Input(
+                        fmt_seconds(budget) if budget else "",
+                        id="time-budget",
+                        compact=True,
+                        placeholder="none (e.g. 2h, 90m)",
+                    )
                 yield Static("", id="hw-status", classes="status-line")
                 yield Static("", id="hw-budget")
+                yield Static("", id="hw-count", classes="status-line -info")
 
     def on_mount(self) -> None:
         self.query_one("#device", Select).focus()
@@ -191,13 +231,15 @@ class HardwareScreen(StepScreen):
 
     def _read_form(self) -> ConstraintsConfig:
         device = self.query_one("#device", Select).value
-        return parse_constraints(
+        constraints = parse_constraints(
             str(device) if isinstance(device, str) else "auto",
             self.query_one("#max-memory", Input).value,
             self.query_one("#max-params", Input).value,
             self.query_one("#licenses", Input).value,
             self.query_one("#offline", Switch).value,
         )
+        self.time_budget_s = parse_duration(self.query_one("#time-budget", Input).value)
+        return constraints
 
     def _validate(self) -> bool:
         status = self.query_one("#hw-status", Static)
@@ -208,14 +250,64 @@ class HardwareScreen(StepScreen):
             self.error = str(exc)
             status.update(Content("✗ " + self.error))
             status.set_classes("status-line -error")
+            self.query_one("#hw-count", Static).update("")
+            self.count = None
             return False
         self.error = ""
-        self.post_message(ConstraintsChanged(constraints))
+        self.post_message(ConstraintsChanged(constraints, self.time_budget_s))
         self.query_one("#offline-text", Static).update(self._offline_text(constraints.offline))
         status.update("")
         status.set_classes("status-line")
         self.query_one("#hw-budget", Static).update(budget)
+        self._count(constraints)
         return True
+
+    # ------------------------------------------------------------------ how many models are left
+
+    def _count(self, constraints: ConstraintsConfig) -> None:
+        """Count the models these constraints leave, in a worker (the newest values win)."""
+        if self.hardware is None or self.state.data is None:
+            return
+        modality = self.state.config.task.modality
+        if modality not in self.candidates:
+            self.query_one("#hw-count", Static).update(Content.styled("Counting the models …", "$text-muted"))
+            self.call_engine(self.CandidatesRead, self.services.candidates, modality, group="candidates", tag=modality)
+            return
+        config = copy.deepcopy(self.state.config)
+        config.constraints = constraints
+        self.call_engine(
+            self.Counted,
+            count_models,
+            config,
+            self.state.data,
+            self.hardware,
+            self.candidates[modality],
+            self.time_budget_s,
+            group="count",
+            tag=(constraints, self.time_budget_s),
+        )
+
+    @on(CandidatesRead)
+    def _candidates_read(self, reply: CandidatesRead) -> None:
+        if reply.value is None:
+            self.query_one("#hw-count", Static).update(Content.styled(f"Cannot list models: {reply.error}", "$error"))
+            return
+        self.candidates[reply.tag] = reply.value
+        self._validate()
+
+    @on(Counted)
+    def _counted(self, reply: Counted) -> None:
+        line = self.query_one("#hw-count", Static)
+        if reply.value is None:
+            line.update(Content.styled(f"Cannot count the models: {reply.error}", "$error"))
+            return
+        self.count = reply.value
+        budget = fmt_seconds(self.time_budget_s) if self.time_budget_s else ""
+        text = reply.value.text(budget)
+        if reply.value.fit == 0:
+            line.update(Content.styled(f"✗ {text}: relax a limit above", "$error"))
+        else:
+            line.update(Content(text))
 
     @staticmethod
     def _offline_text(on: bool) -> Content:
