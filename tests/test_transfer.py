@@ -198,3 +198,53 @@ def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
     )
     assert again.returncode == 0, again.stderr
     assert all(p["cached"] for p in json.loads(again.stdout.splitlines()[-1])["probe"])
+
+
+def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path):
+    """Pretrained-vs-random control on learnable data: a tiny BERT trained briefly on the task
+    (standing in for pretraining) and its untouched random-init twin, through `probe` and
+    `rerank` as the CLI runs them."""
+    import csv
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    random_folder = build_tiny_bert(tmp_path / "random")
+    trained_folder = tmp_path / "trained"
+    shutil.copytree(random_folder, trained_folder)
+    rows = list(csv.reader(write_text_data(tmp_path / "d.csv", n_per_class=40).open()))[1:]
+    names = sorted({r[1] for r in rows})
+    texts, labels = [r[0] for r in rows], [names.index(r[1]) for r in rows]
+    tok = AutoTokenizer.from_pretrained(str(trained_folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(trained_folder), num_labels=len(names))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(40):
+        idx = torch.randint(0, len(texts), (16,)).tolist()
+        enc = tok([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor([labels[i] for i in idx])).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.base_model.save_pretrained(str(trained_folder))
+
+    def row(folder):
+        cand = SimpleNamespace(id=str(folder), path=str(folder), on_disk=True)
+        plan = SimpleNamespace(
+            model_id=str(folder), adapter="hf-text", offline=True, max_length=32, trust_remote_code=False
+        )
+        return SimpleNamespace(candidate=cand, plan=plan, reasons=[], probe=None)
+
+    ranked = [row(random_folder), row(trained_folder)]  # the prior's order: random first
+    data = SimpleNamespace(train=SimpleNamespace(items=texts, labels=labels), label_names=names)
+    events = []
+    results = transfer.probe(ranked, data, k=2, offline=True, sink=events.append)
+    assert [r.model for r in results] == [str(trained_folder), str(random_folder)]
+    assert results[0].logme > results[1].logme and results[0].rank == 1
+    reordered = transfer.rerank(ranked, results)
+    assert reordered[0].candidate.id == str(trained_folder)
+    assert (
+        reordered[0].reasons[0].startswith("LogME ") and "1st of 2 on 120 of your examples" in reordered[0].reasons[0]
+    )
+    assert {e["event"] for e in events} >= {"probe_started", "probe_model", "probe_progress", "probe_result"}
