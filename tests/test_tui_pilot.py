@@ -20,7 +20,7 @@ from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.recommend import rank
 from modelwiz.tui.app import ModelwizApp, WizardCommands
-from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
+from modelwiz.tui.dialogs import ConfirmDialog, FilePickerDialog, MessageDialog, PathDialog
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.help import HelpScreen
@@ -655,3 +655,44 @@ async def test_hardware_says_live_how_many_models_qualify_and_fit(
         await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.in_time is not None)
         assert app.state.time_budget_s == 5400 and screen.error == ""
         assert str(screen.query_one("#hw-count").content).endswith("4 finish within 1.5 h")
+
+
+@async_test
+async def test_file_picker_chooses_the_data_by_keyboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    shutil.copy(FIXTURES / "tickets.csv", work / "data" / "reviews.csv")
+    (work / "data" / "notes.txt").write_text("not data")
+    (work / ".hidden").mkdir()
+    monkeypatch.chdir(work)
+    app, _ = walk.make_app(tmp_path / "runs", train="")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert "Browse" in walk.screen_text(app)
+        await pilot.press("ctrl+f")
+        await walk.settle(pilot)
+        picker = app.screen
+        assert isinstance(picker, FilePickerDialog) and picker.root == work.resolve()
+        tree = picker.query_one("#picker-tree")
+        await pilot.press("down", "enter")  # the folder "data": opens it
+        await walk.wait_until(pilot, lambda: len(tree.cursor_node.children) > 0)
+        names = [child.data.path.name for child in tree.cursor_node.children]
+        assert names == ["reviews.csv"]  # data files only: notes.txt and hidden entries are left out
+        await pilot.press("down", "enter")
+        await walk.wait_until(pilot, lambda: app.state.data_ok)
+        assert app.state.config.task.train == "data/reviews.csv"
+        assert app.screen.query_one("#path").value == "data/reviews.csv"
+        assert app.state.data.summary.rows == 41
+
+        # it opens again where the typed path is; backspace goes up a folder; Esc cancels and keeps the path
+        await pilot.press("ctrl+f")
+        await walk.settle(pilot)
+        assert app.screen.root == (work / "data").resolve()
+        await pilot.press("backspace")
+        await walk.settle(pilot)
+        assert app.screen.root == work.resolve()
+        await pilot.press("escape")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "task") and app.state.config.task.train == "data/reviews.csv"

@@ -154,3 +154,26 @@ def test_runs(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, siz
 def test_runs_resume_dialog(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = runs_app(tmp_path, monkeypatch)
     assert snap_compare(app, terminal_size=(80, 24), run_before=runs_then("down", "r"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_file_picker(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+    work = tmp_path / "work"
+    for sub in ("reviews", "images/cats", "images/dogs"):
+        (work / sub).mkdir(parents=True)
+    (work / "reviews" / "train.csv").write_text("text,label\nhello,a\n")
+    (work / "reviews" / "notes.txt").write_text("left out")
+    (work / "tickets.jsonl").write_text("{}\n")
+    monkeypatch.chdir(work)
+    app, _ = walk.make_app(tmp_path / "runs", train="")
+
+    async def browse(pilot: Pilot) -> None:
+        await walk.settle(pilot)
+        await pilot.press("ctrl+f")
+        await walk.settle(pilot)
+        await pilot.press("down", "down", "enter")  # open "reviews"
+        await walk.settle(pilot)
+        walk.freeze(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=browse)

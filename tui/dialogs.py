@@ -1,8 +1,9 @@
-"""Small modal dialogs any screen may open: confirm, message/error, ask for a path."""
+"""Small modal dialogs any screen may open: confirm, message/error, ask for a path, pick a data file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -10,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, DirectoryTree, Input, Label, Static
 
 from modelwiz.tui.base import ModalBase
 
@@ -121,6 +122,91 @@ class PathDialog(ModalBase[str | None]):
             self.query_one("#path-error", Static).update("enter a file name, e.g. modelwiz.toml")
             return
         self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+class DataTree(DirectoryTree):
+    """Folders and data files only (no hidden entries): what `[task] train` can name."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [p for p in paths if not p.name.startswith(".") and (_is_dir(p) or p.suffix.lower() in DATA_SUFFIXES)]
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+class FilePickerDialog(ModalBase[str | None]):
+    """Choose the data by keyboard: a tree of folders and .csv/.tsv/.jsonl files from `start`.
+    enter on a file picks it (on a folder opens it); `s` picks the highlighted folder (image data:
+    one sub-folder per class); backspace goes up a folder; Esc or ctrl+b cancels. Dismissed with
+    the path (relative to the working directory when under it) or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "pick_folder", "Choose folder"),
+        Binding("backspace", "up", "Up a folder"),
+        Binding("ctrl+b,escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, start: Path) -> None:
+        super().__init__()
+        self.root = Path(start).resolve()
+
+    def compose_dialog(self) -> Iterable[Widget]:
+        with Vertical(classes="dialog picker"):
+            yield Label(Content("Choose the data"), classes="dialog-title")
+            yield Static(Content(self._where()), id="picker-root", classes="dialog-hint")
+            yield DataTree(self.root, id="picker-tree")
+            yield Static(
+                Content("enter: choose a file / open a folder · s: choose the folder (images) · backspace: up"),
+                classes="dialog-hint",
+            )
+
+    def on_mount(self) -> None:
+        self.query_one("#picker-tree", DataTree).focus()
+
+    def _where(self) -> str:
+        """The folder shown: relative to the working directory when inside it, else in full."""
+        cwd = Path.cwd().resolve()
+        if self.root == cwd:
+            return "in the working directory"
+        try:
+            return f"in ./{self.root.relative_to(cwd)}"
+        except ValueError:
+            return f"in {self.root}"
+
+    def _answer(self, path: Path) -> None:
+        cwd = Path.cwd().resolve()
+        try:
+            shown = str(path.resolve().relative_to(cwd))
+        except ValueError:
+            shown = str(path)
+        self.dismiss(shown)
+
+    @on(DirectoryTree.FileSelected, "#picker-tree")
+    def _file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self._answer(event.path)
+
+    def action_pick_folder(self) -> None:
+        node = self.query_one("#picker-tree", DataTree).cursor_node
+        if node is not None and node.data is not None and _is_dir(node.data.path):
+            self._answer(node.data.path)
+
+    def action_up(self) -> None:
+        parent = self.root.parent
+        if parent != self.root:
+            self.root = parent
+            self.query_one("#picker-tree", DataTree).path = parent
+            self.query_one("#picker-root", Static).update(Content(self._where()))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import TaskData
 from modelwiz.tui.base import EngineReply, StepScreen
+from modelwiz.tui.dialogs import FilePickerDialog
 from modelwiz.tui.messages import TaskChecked
 from modelwiz.tui.state import task_key
 from modelwiz.tui.widgets import ClassBalance
@@ -105,6 +106,7 @@ class TaskScreen(StepScreen):
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "check", "Check data"),
+        Binding("ctrl+f", "browse", "Browse", priority=True),
     ]
 
     class DataCheckReply(EngineReply):
@@ -158,6 +160,19 @@ class TaskScreen(StepScreen):
             self._status("Type the path of your labelled data, then press enter.", "info")
 
     # ------------------------------------------------------------------ form
+
+    def action_browse(self) -> None:
+        """Pick the data with the keyboard file picker, from the working directory (or the folder
+        of the path typed so far); the choice fills the path field and is checked at once."""
+        typed = Path(self.query_one("#path", Input).value.strip() or ".").expanduser()
+        start = typed if typed.is_dir() else typed.parent if typed.parent.is_dir() else Path.cwd()
+
+        def picked(path: str | None) -> None:
+            if path:
+                self.query_one("#path", Input).value = path
+                self.action_check()
+
+        self.app.push_screen(FilePickerDialog(start), picked)
 
     def _toggle_columns(self, modality: str) -> None:
         self.query_one("#columns-row").display = modality == "text"
