@@ -248,3 +248,16 @@ def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path):
         reordered[0].reasons[0].startswith("LogME ") and "1st of 2 on 120 of your examples" in reordered[0].reasons[0]
     )
     assert {e["event"] for e in events} >= {"probe_started", "probe_model", "probe_progress", "probe_result"}
+
+
+def test_hf_image_features_pool_the_last_hidden_state(tmp_path, tiny_vit):
+    from types import SimpleNamespace
+
+    root = write_image_data(tmp_path / "imgs", n_per_class=2, size=32)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    cand = SimpleNamespace(id=str(tiny_vit), path=str(tiny_vit))
+    plan = SimpleNamespace(
+        model_id=str(tiny_vit), adapter="hf-image", offline=True, trust_remote_code=False, image_size=32, augment=False
+    )
+    feats, cached = transfer.cached_features(cand, plan, paths, [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    assert feats.shape == (6, 32) and np.isfinite(feats).all() and not cached
