@@ -14,7 +14,8 @@ install`; every step is idempotent (a finished step is recognised and skipped):
   (`mobilenet_v2-b0353104.pth`, checked against the SHA-256 prefix in its name) which is copied
   into torch.hub's checkpoint cache, where the torchvision source finds it;
 - controls: `<name>-control` folders, `from_config` copies (seeded random weights) of each text
-  model with its tokenizer and model card.
+  model with its tokenizer and model card, in `controls_dir()`: a search-path folder of their own
+  that evaluations add with `$MODELWIZ_MODEL_PATH` (see `controls_dir`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ SKIP_MEMBERS = ("desktop.ini", "__MACOSX/", ".DS_Store")
 def zoo_dir() -> Path:
     """Where unpacked zoo folders live (next to the linked model folders)."""
     return env_models_dir().parent / "zoo"
+
+
+def controls_dir() -> Path:
+    """Where the random-init controls live. Not on the default search path: ranked by the prior
+    alone, a control (no published benchmark, so a neutral prior) would outrank its pretrained
+    twin and `--batch --demo` would train it. Evaluations add it:
+    `MODELWIZ_MODEL_PATH=<env>/share/modelwiz/zoo/controls modelwiz recommend ... --probe`."""
+    return zoo_dir() / "controls"
 
 
 def dist_file(dist_name: str, suffix: str) -> Path:
@@ -195,9 +204,12 @@ def install(*, controls: bool = True) -> list[dict[str, Any]]:
             text.insert(0, ("all-MiniLM-L6-v2", minilm.resolve()))
         for twin, folder in text:
             name = f"{twin}-control"
-            ctrl = make_text_control(folder, root / name)
-            done.append({"model": name, "folder": str(link_into_env(ctrl, name)), "control_of": twin})
+            ctrl = make_text_control(folder, controls_dir() / name)
+            done.append({"model": name, "folder": str(ctrl), "control_of": twin})
+    done.append({"controls": str(controls_dir()), "use": f"MODELWIZ_MODEL_PATH={controls_dir()}"})
     for item in done:
+        if "controls" in item:
+            continue
         where = Path(item.get("folder") or item["file"]).resolve()
         files = [where] if where.is_file() else [p for p in where.rglob("*") if p.is_file()]
         item["mb"] = round(sum(p.stat().st_size for p in files) / 1e6, 1)
