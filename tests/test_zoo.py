@@ -140,3 +140,35 @@ def test_the_adapter_loads_a_non_default_entry_from_the_cache(isolated_home):
     assert adapter.arch == "mobilenet_v2"
     got = adapter.model.state_dict()["features.0.0.weight"]
     assert torch.equal(got, state["features.0.0.weight"])
+
+
+def test_install_registers_the_zoo_and_keeps_controls_off_the_default_path(tmp_path, tiny_bert, monkeypatch):
+    """`install` end to end on stand-ins: the split-zip model linked into the environment's model
+    folder, weights placed, controls built in their own folder; a second run redoes nothing."""
+    env_models = tmp_path / "share" / "modelwiz" / "models"
+    monkeypatch.setattr(zoo, "env_models_dir", lambda: env_models)
+    monkeypatch.setattr(local, "env_models_dir", lambda: env_models)
+    files = {p.name: p.read_bytes() for p in tiny_bert.iterdir() if p.is_file()}
+    parts = _split_zip(tmp_path / "pkgs", "all-mpnet-base-v2", files, pieces=5)
+    pth = tmp_path / "pkgs" / zoo.MOBILENET_FILE
+    pth.write_bytes(b"w")
+    by_dist = dict(zip(zoo.MPNET_PARTS, parts, strict=True)) | {zoo.MOBILENET_PKG: pth}
+    monkeypatch.setattr(zoo, "dist_file", lambda dist, suffix: by_dist[dist])
+    placed = tmp_path / "torch" / zoo.MOBILENET_FILE
+    monkeypatch.setattr(zoo, "place_torch_weights", lambda src: placed)
+    placed.parent.mkdir()
+    placed.write_bytes(b"w")
+    first = zoo.install()
+    assert [i.get("model") for i in first][:3] == [
+        "all-mpnet-base-v2",
+        "torchvision:mobilenet_v2.IMAGENET1K_V1",
+        "all-mpnet-base-v2-control",
+    ]
+    on_default_path = {c.name for c in local.scan([env_models])}
+    assert on_default_path == {"all-mpnet-base-v2"}  # no control where the ranking looks by default
+    controls = {c.name for c in local.scan([zoo.controls_dir()])}
+    assert controls == {"all-mpnet-base-v2-control"}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "share").rglob(zoo.STAMP)}
+    assert len(stamps) == 2
+    assert zoo.install() == first
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
