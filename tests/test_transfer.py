@@ -261,3 +261,11 @@ def test_hf_image_features_pool_the_last_hidden_state(tmp_path, tiny_vit):
     )
     feats, cached = transfer.cached_features(cand, plan, paths, [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
     assert feats.shape == (6, 32) and np.isfinite(feats).all() and not cached
+
+
+def test_probe_zero_is_a_usage_error(tmp_path):
+    write_text_data(tmp_path / "d.csv", n_per_class=5)
+    (tmp_path / "c.toml").write_text('[task]\ntrain = "d.csv"\n')
+    proc = run_cli("recommend", str(tmp_path / "c.toml"), "--probe", "0")
+    assert proc.returncode == 2 and "--probe K must be at least 1" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
