@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--demo", action="store_true", help="open the wizard on the built-in demo task (works offline)")
+    p.add_argument("--theme", metavar="NAME", help="the wizard's colour theme (remembered; e.g. modelwiz-256)")
     p.add_argument(
         "--batch",
         metavar="CONFIG.toml",
@@ -369,7 +370,7 @@ def cmd_wizard(args: argparse.Namespace) -> int:
     from modelwiz.tui.app import run_wizard
 
     config = demo_config() if args.demo else None
-    return run_wizard(config, demo=args.demo, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+    return run_wizard(config, demo=args.demo, runs_dir=Path(args.runs_dir) if args.runs_dir else None, theme=args.theme)
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -638,8 +638,8 @@ async def test_hardware_says_live_how_many_models_qualify_and_fit(
         await pilot.press(*"200")
         await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.qualify == 4)
         screen.query_one("#max-memory").focus()
-        await pilot.press("1")
-        await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.budget_gb == 1.0)
+        await pilot.press(*"0.1")
+        await walk.wait_until(pilot, lambda: screen.count is not None and screen.count.budget_gb == 0.1)
         assert screen.count.fit < screen.count.qualify
 
         # the time budget is a field: refused inline when it is not a duration, counted when it is
@@ -696,3 +696,41 @@ async def test_file_picker_chooses_the_data_by_keyboard(tmp_path: Path, monkeypa
         await pilot.press("escape")
         await walk.settle(pilot)
         assert walk.on_step(app, "task") and app.state.config.task.train == "data/reviews.csv"
+
+
+@async_test
+async def test_theme_switched_from_the_palette_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelwiz.tui.settings import load_settings, settings_path
+
+    monkeypatch.chdir(FIXTURES)
+    assert not settings_path().exists()  # conftest: a fresh MODELWIZ_HOME
+    app, _ = walk.make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.to_task(pilot)
+        assert app.theme == "modelwiz-dark"
+        await pilot.press("ctrl+p")
+        await walk.settle(pilot)
+        await pilot.press(*"modelwiz-256")
+        await walk.wait_until(pilot, lambda: "Switch theme: modelwiz-256" in walk.screen_text(app))
+        await pilot.press("enter")
+        await walk.wait_until(pilot, lambda: app.theme == "modelwiz-256")
+        await walk.wait_until(pilot, lambda: load_settings().get("theme") == "modelwiz-256")
+        # the plot colours are theme variables: they follow
+        assert app.get_css_variables()["mw-loss-curve"].lower() == "#ffaf5f"
+
+    # the next session opens in it; --theme wins over the remembered one, an unknown name falls back once
+    app2, _ = walk.make_app(tmp_path)
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert app2.theme == "modelwiz-256"
+    app3 = ModelwizApp(None, theme_dirs=[THEMES], theme="modelwiz-light")
+    async with app3.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert app3.theme == "modelwiz-light"
+    assert load_settings()["theme"] == "modelwiz-light"
+    app4 = ModelwizApp(None, theme_dirs=[THEMES], theme="no-such-theme")
+    async with app4.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert app4.theme == "modelwiz-light"  # no such theme: the remembered one
+        assert any("no theme named 'no-such-theme'" in p for p in app4.theme_problems)
+        assert len(app4._notifications) == 1

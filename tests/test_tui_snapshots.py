@@ -177,3 +177,13 @@ def test_file_picker(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=browse)
+
+
+def test_256_colour_theme(snap_compare, tmp_path: Path) -> None:
+    app, _ = walk.make_app(tmp_path, start="dashboard")
+
+    async def theme_256(pilot: Pilot) -> None:
+        pilot.app.theme = "modelwiz-256"
+        await then()(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=theme_256)

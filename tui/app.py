@@ -23,6 +23,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import ModalScreen, Screen
+from textual.theme import Theme
 
 from modelwiz.engine.config import Config
 from modelwiz.engine.demo import demo_config
@@ -49,6 +50,7 @@ from modelwiz.tui.screens.recommend import RecommendScreen
 from modelwiz.tui.screens.runs import RunsScreen
 from modelwiz.tui.screens.setup import SetupScreen
 from modelwiz.tui.screens.task import TaskScreen
+from modelwiz.tui.settings import load_settings, save_settings
 from modelwiz.tui.state import STEP_TITLES, STEPS, Services, WizardState
 from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
@@ -128,6 +130,7 @@ class ModelwizApp(App[int]):
         state: WizardState | None = None,
         start_step: str = "task",
         runs_only: bool = False,
+        theme: str | None = None,
     ) -> None:
         """`attach`: show only the dashboard of this run directory. `runs_only`: open on the runs
         list (`modelwiz runs` in a terminal); enter there shows a run's dashboard, ctrl+b comes back. `theme_dirs`: where to look for
@@ -151,6 +154,7 @@ class ModelwizApp(App[int]):
         self.start_step = start_step if start_step in STEPS else "task"
         self.services = (services or Services()).with_runs_dir(self.runs_dir)
         self._theme_dirs = theme_dirs
+        self._theme_asked = theme  # --theme NAME; else the one remembered in settings.json
         self.theme_problems: list[str] = []
         self.current_step: str | None = None
         self.exit_notice = ""
@@ -179,8 +183,16 @@ class ModelwizApp(App[int]):
         for t in themes:
             self.register_theme(t)
         names = {t.name for t in themes}
-        self.theme = mw_theme.DEFAULT_THEME if mw_theme.DEFAULT_THEME in names else mw_theme.FALLBACK_THEME
+        # --theme, else the one remembered, else modelwiz's default, else Textual's
+        remembered = load_settings().get("theme")
+        default = mw_theme.DEFAULT_THEME if mw_theme.DEFAULT_THEME in names else mw_theme.FALLBACK_THEME
+        choices = [self._theme_asked, remembered if isinstance(remembered, str) else None, default]
+        self.theme = next(name for name in choices if name and name in self.available_themes)
+        if self._theme_asked and self._theme_asked != self.theme:
+            known = ", ".join(sorted(names)) or "none"
+            problems.append(f"no theme named '{self._theme_asked}' (themes: {known}); using {self.theme}")
         self.theme_problems = problems
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         if problems:
             self.notify(
                 "Some theme files were skipped:\n" + "\n".join(problems), title="Themes", severity="warning", timeout=8
@@ -189,6 +201,14 @@ class ModelwizApp(App[int]):
     def set_theme(self, name: str) -> None:
         if name in self.available_themes:
             self.theme = name
+
+    def _remember_theme(self, theme: Theme) -> None:
+        """A theme chosen in a session (palette, --theme) is the next session's too."""
+        if load_settings().get("theme") == theme.name:
+            return
+        problem = save_settings({"theme": theme.name})
+        if problem:
+            self.notify(f"The theme is not remembered: {problem}", severity="warning", timeout=5)
 
     # ------------------------------------------------------------------ navigation
 
@@ -359,9 +379,11 @@ def _run(app: ModelwizApp) -> int:
     return 0 if code is None else int(code)
 
 
-def run_wizard(config: Config | None, *, demo: bool = False, runs_dir: Path | None = None) -> int:
-    """Run the wizard; returns the process exit code (0 on a normal quit)."""
-    return _run(ModelwizApp(config, demo=demo, runs_dir=runs_dir))
+def run_wizard(
+    config: Config | None, *, demo: bool = False, runs_dir: Path | None = None, theme: str | None = None
+) -> int:
+    """Run the wizard; returns the process exit code (0 on a normal quit). `theme`: --theme NAME."""
+    return _run(ModelwizApp(config, demo=demo, runs_dir=runs_dir, theme=theme))
 
 
 def run_runs(runs_dir: Path | None = None) -> int:
