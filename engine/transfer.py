@@ -20,7 +20,8 @@ Two estimators, both on features of a seeded, stratified sample of the training 
 Features are pooled as the transferability literature found best: text, the mean over tokens
 (padding masked) of every transformer layer's output, averaged over the layers (Bassignana et
 al., "Evidence > Intuition", 2022, and Tenney et al. on layer-wise information); images, the input
-of the classifier (the pooled penultimate features). They are cached per (model, data hash,
+of the classifier head (the pooled penultimate features; ViT-style heads: the class token), for
+torchvision and Hugging Face models alike. They are cached per (model, data hash,
 pooling) under the cache folder, so a second probe of the same data is a file read.
 
 `probe` is the one entry point: the CLI calls it in its own process, a TUI worker would call it
@@ -209,9 +210,6 @@ def _pool_hf(outputs: Any, inputs: dict[str, Any], pooling: str) -> Any:
     import torch
 
     states = outputs.hidden_states
-    if pooling == IMAGE_POOLING:
-        last = states[-1]
-        return last.mean(dim=(2, 3)) if last.dim() == 4 else last.mean(dim=1)
     layers = states[1:] if len(states) > 1 else states  # every layer's output, not the embeddings
     mask = inputs.get("attention_mask")
     if mask is None:
@@ -239,11 +237,14 @@ def extract_features(
     model = adapter.model.eval()
     captured: list[Any] = []
     hook = None
-    if getattr(adapter, "kind", "") == "torchvision":
+    if pooling == IMAGE_POOLING:
+        # what the classifier sees: the input of the head (`classifier`, else the last Linear)
         import torch.nn as nn
 
-        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-        hook = last.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+        head = getattr(model, "classifier", None)
+        if not isinstance(head, nn.Linear):
+            head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        hook = head.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
     # texts in order of length, so a batch pads little; the rows are put back in order below
     order = sorted(range(len(items)), key=lambda i: len(str(items[i]))) if hook is None else list(range(len(items)))
     chunks = []
@@ -256,7 +257,8 @@ def extract_features(
                 if hook is not None:
                     captured.clear()
                     model(inputs["pixel_values"])
-                    pooled = captured[-1].flatten(1)
+                    pooled = captured[-1]
+                    pooled = pooled[:, 0] if pooled.dim() == 3 else pooled.flatten(1)  # token heads: the first
                 else:
                     outputs = model(**inputs, output_hidden_states=True)
                     pooled = _pool_hf(outputs, inputs, pooling)

@@ -14,7 +14,8 @@ install`; every step is idempotent (a finished step is recognised and skipped):
   (`mobilenet_v2-b0353104.pth`, checked against the SHA-256 prefix in its name) which is copied
   into torch.hub's checkpoint cache, where the torchvision source finds it;
 - controls: `<name>-control` folders, `from_config` copies (seeded random weights) of each text
-  model with its tokenizer and model card, in `controls_dir()`: a search-path folder of their own
+  model with its tokenizer and model card, and a random-init MobileNetV2 (transformers' version of
+  the architecture) for the image weights, in `controls_dir()`: a search-path folder of their own
   that evaluations add with `$MODELWIZ_MODEL_PATH` (see `controls_dir`).
 """
 
@@ -186,6 +187,27 @@ def make_text_control(folder: Path, dest: Path, *, seed: int = 0) -> Path:
     return dest
 
 
+def make_image_control(dest: Path, *, seed: int = 0) -> Path:
+    """A randomly initialised MobileNetV2 (transformers' implementation of torchvision's
+    architecture at width 1.0 and 224 px) saved as a local Hugging Face folder with its image
+    processor: the control for `torchvision:mobilenet_v2.IMAGENET1K_V1`; skipped when done."""
+    if (dest / STAMP).is_file() and (dest / "model.safetensors").is_file():
+        return dest
+    import torch
+    from transformers import MobileNetV2Config, MobileNetV2ImageProcessor, MobileNetV2Model
+
+    torch.manual_seed(seed)
+    staging = dest.with_name(f".{dest.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    MobileNetV2Model(MobileNetV2Config(image_size=224)).save_pretrained(str(staging), safe_serialization=True)
+    MobileNetV2ImageProcessor(crop_size={"height": 224, "width": 224}).save_pretrained(str(staging))
+    (staging / "README.md").write_text("---\nlicense: bsd-3-clause\n---\n\nRandom-init MobileNetV2 (control).\n")
+    (staging / STAMP).write_text(json.dumps({"sources": [], "control_of": "mobilenet_v2", "seed": seed}) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.replace(dest)
+    return dest
+
+
 def install(*, controls: bool = True) -> list[dict[str, Any]]:
     """Register everything the installed zoo packages ship; a list of what is where."""
     from modelwiz.engine.sources.local import link_into_env
@@ -206,6 +228,8 @@ def install(*, controls: bool = True) -> list[dict[str, Any]]:
             name = f"{twin}-control"
             ctrl = make_text_control(folder, controls_dir() / name)
             done.append({"model": name, "folder": str(ctrl), "control_of": twin})
+        ctrl = make_image_control(controls_dir() / "mobilenet_v2-control")
+        done.append({"model": "mobilenet_v2-control", "folder": str(ctrl), "control_of": "mobilenet_v2"})
     done.append({"controls": str(controls_dir()), "use": f"MODELWIZ_MODEL_PATH={controls_dir()}"})
     for item in done:
         if "controls" in item:

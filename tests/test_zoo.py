@@ -167,8 +167,8 @@ def test_install_registers_the_zoo_and_keeps_controls_off_the_default_path(tmp_p
     on_default_path = {c.name for c in local.scan([env_models])}
     assert on_default_path == {"all-mpnet-base-v2"}  # no control where the ranking looks by default
     controls = {c.name for c in local.scan([zoo.controls_dir()])}
-    assert controls == {"all-mpnet-base-v2-control"}
+    assert controls == {"all-mpnet-base-v2-control", "mobilenet_v2-control"}
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "share").rglob(zoo.STAMP)}
-    assert len(stamps) == 2
+    assert len(stamps) == 3
     assert zoo.install() == first
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
