@@ -203,6 +203,8 @@ def make_plan(
             precision=precision,
             device=device,
             num_labels=num_classes,
+            grad_accum=int(train_cfg.grad_accum),
+            unfreeze_blocks=None if train_cfg.unfreeze_blocks == "auto" else int(train_cfg.unfreeze_blocks),
         )
 
     usable = budget * MEMORY_HEADROOM

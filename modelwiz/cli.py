@@ -26,6 +26,7 @@ COMMANDS = {
     "cancel": "stop a running run cleanly (checkpoint kept)",
     "predict": "predict with a run's exported model",
     "demo-config": "print the demo task's config (a working example to copy and edit)",
+    "estimate-memory": "predicted training memory of one model and setting",
 }
 
 
@@ -105,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--runs-dir", metavar="DIR", dest="sub_runs_dir")
     sub.add_parser("demo-config", help=COMMANDS["demo-config"], description=COMMANDS["demo-config"])
+
+    em = sub.add_parser("estimate-memory", help=COMMANDS["estimate-memory"], description=COMMANDS["estimate-memory"])
+    em.add_argument("model", metavar="MODEL", help="a Hub id, torchvision:NAME or a local model folder")
+    em.add_argument("--strategy", default="full", choices=("full", "partial", "gradual", "linear-probe"))
+    em.add_argument("--batch-size", type=int, default=16, metavar="N", help="examples per micro-batch (default 16)")
+    size = em.add_mutually_exclusive_group()
+    size.add_argument("--length", type=int, metavar="L", help="text: tokens per example (default 128)")
+    size.add_argument("--image-size", type=int, metavar="PX", help="image: side in pixels (default: the model's own)")
+    em.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    em.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or mps (default cpu)")
+    em.add_argument("--num-labels", type=int, default=2, metavar="K", help="classes of the new head (default 2)")
+    em.add_argument("--grad-accum", type=int, default=1, metavar="N", help="micro-batches per optimizer step")
+    em.add_argument("--no-trace", action="store_true", help="never trace: use the formula where no trace exists")
+    em.add_argument("--json", action="store_true", help="one JSON object (peak_gb, breakdown, total_gb, ...)")
     return p
 
 
@@ -365,6 +380,99 @@ def cmd_demo_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_estimate_memory(args: argparse.Namespace) -> int:
+    import re
+
+    from modelwiz.engine import memory
+    from modelwiz.engine.errors import UserError
+
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--length", args.length, 1),
+        ("--image-size", args.image_size, 16),
+        ("--num-labels", args.num_labels, 2),
+        ("--grad-accum", args.grad_accum, 1),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be at least {low}")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", args.device):
+        raise UsageError(f"--device {args.device!r}: use cpu, cuda, cuda:N or mps")
+    cand = memory.candidate_for_model(args.model)
+    if cand.modality == "text" and args.image_size is not None:
+        raise UsageError(f"{cand.id} is a text model: give --length, not --image-size")
+    if cand.modality == "image" and args.length is not None:
+        raise UsageError(f"{cand.id} is an image model: give --image-size, not --length")
+    length = min(args.length or 128, int(cand.max_length or 512))
+    image_size = args.image_size or int(cand.image_size or 224)
+    strategy = "full" if args.strategy == "gradual" else args.strategy
+    settings = dict(
+        strategy=strategy,
+        batch_size=args.batch_size,
+        seq_len=length,
+        image_size=image_size,
+        precision=args.precision,
+        device=args.device,
+        num_labels=args.num_labels,
+        grad_accum=args.grad_accum,
+    )
+    est = memory.estimate(cand, **settings)
+    if est.method != "traced" and not args.no_trace:
+        print(f"modelwiz: tracing {cand.name} once (cached for next time) …", file=sys.stderr)
+        try:
+            memory.trace_model(cand, strategies=(strategy,), precisions=(args.precision,))
+            est = memory.estimate(cand, **settings)
+        except UserError as exc:
+            est.note = f"{exc}; the formula instead"
+    out = {
+        "model": cand.id,
+        "modality": cand.modality,
+        "strategy": args.strategy,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        ("length" if cand.modality == "text" else "image_size"): length if cand.modality == "text" else image_size,
+        "precision": args.precision,
+        "device": args.device,
+        "num_labels": args.num_labels,
+        "peak_gb": est.peak_gb,
+        "weights_gb": est.weights_gb,
+        "gradients_gb": est.gradients_gb,
+        "optimizer_gb": est.optimizer_gb,
+        "activations_gb": est.activations_gb,
+        "runtime_overhead_gb": est.overhead_gb,
+        "total_gb": est.total_gb,
+        "trainable_params": est.trainable_params,
+        "phases_gb": est.phases_gb,
+        "peak_phase": est.peak_phase,
+        "method": est.method,
+        "note": est.note,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return EXIT_OK
+    shape = f"length {length}" if cand.modality == "text" else f"{image_size}px"
+    print(
+        f"{cand.id}: {args.strategy}, batch {args.batch_size}"
+        f"{f' x {args.grad_accum}' if args.grad_accum > 1 else ''}, {shape}, {args.precision}, {args.device}"
+    )
+    print(
+        f"  peak of live tensors  {est.peak_gb:8.3f} GB  ({est.method}{', at the ' + est.peak_phase if est.peak_phase else ''})"
+    )
+    for label, key in (
+        ("weights", "weights_gb"),
+        ("gradients", "gradients_gb"),
+        ("optimizer state", "optimizer_gb"),
+        ("activations", "activations_gb"),
+    ):
+        print(f"    {label:<20}{out[key]:8.3f} GB")
+    for phase, gb in est.phases_gb.items():
+        print(f"    at its {phase:<13}{gb:8.3f} GB")
+    print(f"  runtime overhead      {est.overhead_gb:8.3f} GB")
+    print(f"  must be free          {est.total_gb:8.3f} GB")
+    if est.note:
+        print(f"  ({est.note})")
+    return EXIT_OK
+
+
 def cmd_wizard(args: argparse.Namespace) -> int:
     from modelwiz.engine.demo import demo_config
     from modelwiz.tui.app import run_wizard
@@ -400,6 +508,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "cancel": cmd_cancel,
         "predict": cmd_predict,
         "demo-config": cmd_demo_config,
+        "estimate-memory": cmd_estimate_memory,
     }
     if args.command:
         return handlers[args.command](args)
