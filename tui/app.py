@@ -160,6 +160,7 @@ class ModelwizApp(App[int]):
         self.exit_notice = ""
         if demo:
             self.title = "modelwiz · demo"
+        self._load_themes()
 
     # ------------------------------------------------------------------ start-up
 
@@ -167,7 +168,16 @@ class ModelwizApp(App[int]):
         return dict(mw_theme.VARIABLE_DEFAULTS)
 
     def on_mount(self) -> None:
-        self._load_themes()
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self._theme_asked == self.theme:  # --theme NAME: the next session's too
+            self._remember_theme(self.current_theme)
+        if self.theme_problems:
+            self.notify(
+                "Some theme files were skipped:\n" + "\n".join(self.theme_problems),
+                title="Themes",
+                severity="warning",
+                timeout=8,
+            )
         if self.runs_only:
             self.push_screen(RunsScreen(self.runs_path(), self.services, closable=False))
         elif self._attach_dir is not None:
@@ -178,6 +188,8 @@ class ModelwizApp(App[int]):
             self.push_screen(MessageDialog(title, message))
 
     def _load_themes(self) -> None:
+        """Register the theme files and choose one, before the app starts: choosing it later would
+        restyle every mounted widget again (a third of the start-up time)."""
         dirs = self._theme_dirs if self._theme_dirs is not None else mw_theme.theme_dirs()
         themes, problems = mw_theme.load_themes(dirs)
         for t in themes:
@@ -192,11 +204,6 @@ class ModelwizApp(App[int]):
             known = ", ".join(sorted(names)) or "none"
             problems.append(f"no theme named '{self._theme_asked}' (themes: {known}); using {self.theme}")
         self.theme_problems = problems
-        self.theme_changed_signal.subscribe(self, self._remember_theme)
-        if problems:
-            self.notify(
-                "Some theme files were skipped:\n" + "\n".join(problems), title="Themes", severity="warning", timeout=8
-            )
 
     def set_theme(self, name: str) -> None:
         if name in self.available_themes:
