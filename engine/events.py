@@ -108,6 +108,62 @@ class RunCreated(Event):
     run_dir: str
 
 
+# recommend --probe: transferability scores on the user's data (engine.transfer)
+
+
+@_register
+@dataclass
+class ProbeStarted(Event):
+    kind: ClassVar[str] = "probe_started"
+    models: list[str]
+    examples: int
+
+
+@_register
+@dataclass
+class ProbeModel(Event):
+    kind: ClassVar[str] = "probe_model"
+    model: str
+    index: int
+    of: int
+    examples: int
+
+
+@_register
+@dataclass
+class ProbeProgress(Event):
+    kind: ClassVar[str] = "probe_progress"
+    model: str
+    index: int
+    done: int
+    total: int
+
+
+@_register
+@dataclass
+class ProbeFailed(Event):
+    kind: ClassVar[str] = "probe_failed"
+    model: str
+    error: str
+
+
+@_register
+@dataclass
+class ProbeResult(Event):
+    kind: ClassVar[str] = "probe_result"
+    model: str
+    logme: float | None
+    h_score: float | None
+    examples: int
+    dim: int
+    seconds: float | None
+    feature_seconds: float | None
+    cached: bool
+    rank: int = 0
+    of: int = 0
+    error: str = ""
+
+
 # the trainer
 
 

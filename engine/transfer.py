@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from modelwiz.engine import events as ev
 from modelwiz.engine.paths import cache_dir
 
 MAX_PROBE_EXAMPLES = 2000
@@ -380,15 +381,15 @@ def probe(
     picked = stratified_sample(train.labels, limit, seed)
     items = [train.items[i] for i in picked]
     labels = [int(train.labels[i]) for i in picked]
-    emit({"event": "probe_started", "models": [r.candidate.id for r in chosen], "examples": len(items)})
+    emit(ev.ProbeStarted(models=[r.candidate.id for r in chosen], examples=len(items)).to_json())
     results: list[ProbeResult] = []
     for i, r in enumerate(chosen, start=1):
         cid = r.candidate.id
-        emit({"event": "probe_model", "model": cid, "index": i, "of": len(chosen), "examples": len(items)})
+        emit(ev.ProbeModel(model=cid, index=i, of=len(chosen), examples=len(items)).to_json())
         t0 = time.perf_counter()
 
         def batch_done(done: int, cid: str = cid, i: int = i) -> None:
-            emit({"event": "probe_progress", "model": cid, "index": i, "done": done, "total": len(items)})
+            emit(ev.ProbeProgress(model=cid, index=i, done=done, total=len(items)).to_json())
 
         try:
             feats, cached = cached_features(
@@ -409,14 +410,14 @@ def probe(
                 ProbeResult(cid, float("-inf"), float("-inf"), len(items), 0, time.perf_counter() - t0, 0.0, False)
             )
             results[-1].error = first_line(exc)
-            emit({"event": "probe_failed", "model": cid, "error": results[-1].error})
+            emit(ev.ProbeFailed(model=cid, error=results[-1].error).to_json())
             continue
         t1 = time.perf_counter()
         score = logme(feats, labels)
         h = h_score(feats, labels)
         res = ProbeResult(cid, score, h, len(items), int(feats.shape[1]), time.perf_counter() - t0, t1 - t0, cached)
         results.append(res)
-        emit({"event": "probe_result", **res.to_dict()})
+        emit(ev.ProbeResult(**res.to_dict()).to_json())
     results.sort(key=lambda x: -x.logme)
     for n, res in enumerate(results, start=1):
         res.rank, res.of = n, len(results)

@@ -184,6 +184,10 @@ def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     events = [ln["event"] for ln in lines[:-1]]
     assert events[0] == "probe_started" and events.count("probe_result") == 2 and "probe_progress" in events
+    from modelwiz.engine.events import parse_event
+
+    for ln in lines[:-1]:
+        parse_event(ln, strict=True)  # every progress line is a declared record
     out = lines[-1]
     probed = [m for m in out["models"] if m.get("probe")]
     assert len(probed) == 2 and len(out["probe"]) == 2
