@@ -734,3 +734,42 @@ async def test_theme_switched_from_the_palette_is_remembered(tmp_path: Path, mon
         assert app4.theme == "modelwiz-light"  # no such theme: the remembered one
         assert any("no theme named 'no-such-theme'" in p for p in app4.theme_problems)
         assert len(app4._notifications) == 1
+
+
+@async_test
+async def test_models_filter_by_text_then_sort_mark_and_compare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        everything = table_ids(table)
+        assert "Filter" in walk.screen_text(app)
+        await pilot.press("slash", *"mit rob")  # words: license mit and 'rob' (roberta)
+        await walk.settle(pilot)
+        assert screen.filter_text == "mit rob"
+        assert table_ids(table) == [i for i in everything if "roberta" in i.lower()]
+        assert set(table_ids(table)) == {"FacebookAI/roberta-base", "FacebookAI/xlm-roberta-base"}
+        assert "2 shown" in walk.screen_text(app)
+        await pilot.press("enter")  # back to the table; enter there chooses, so the filter kept it from doing so
+        await walk.settle(pilot)
+        assert walk.on_step(app, "recommend") and app.focused is table
+        await pilot.press("s", "s")  # by size, smallest first, still filtered
+        assert screen.sort_key == "params" and table_ids(table) == [
+            "FacebookAI/roberta-base",
+            "FacebookAI/xlm-roberta-base",
+        ]
+        await pilot.press("space", "space", "c")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert [r.candidate.id for r in app.screen.models] == ["FacebookAI/roberta-base", "FacebookAI/xlm-roberta-base"]
+        await pilot.press("ctrl+b")
+        await walk.settle(pilot)
+        # clearing the filter shows every model again, marks kept
+        await pilot.press("slash", "ctrl+u", "escape")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "recommend") and sorted(table_ids(table)) == sorted(everything)
+        assert screen.marked == ["FacebookAI/roberta-base", "FacebookAI/xlm-roberta-base"]

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, LoadingIndicator, Static
+from textual.widgets import DataTable, Input, LoadingIndicator, Static
 
 from modelwiz.engine.recommend import Ranked, explain_empty
 from modelwiz.engine.workflow import Recommendation
@@ -68,7 +68,9 @@ class RecommendScreen(StepScreen):
     FOOTER_PALETTE = False  # the footer needs the room for this screen's keys
     HELP_NOTES: ClassVar[tuple[str, ...]] = (
         "Models that fit the memory budget come first; the details pane says why each is where it is.",
-        "s cycles the sort column, r reverses it; space marks models, c compares the marked ones.",
+        "s cycles the sort column (every column), r reverses it; / filters by words in the name, id, "
+        "source, license or architecture (enter or Esc returns to the table); space marks models, c compares "
+        "the marked ones.",
         "enter (or ctrl+n) chooses the highlighted model and moves on to the training setup.",
     )
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -77,12 +79,14 @@ class RecommendScreen(StepScreen):
         Binding("c", "compare", "Compare"),
         Binding("s", "sort", "Sort"),
         Binding("r", "reverse", "Reverse"),
+        Binding("slash", "filter", "Filter"),
         Binding("f5", "rerank", "Re-rank", show=False),
         Binding("ctrl+n", "next_step", "Next", show=False),
     ]
 
     sort_key: str = "rank"
     reverse: bool = False
+    filter_text: str = ""
 
     class RankingReply(EngineReply):
         """`value`: the Recommendation; `tag`: the ranking key it was asked for."""
@@ -100,6 +104,7 @@ class RecommendScreen(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("", id="rec-status", classes="status-line")
+        yield Input(id="model-filter", compact=True, placeholder="/ filters by name, id, source, license, arch")
         yield LoadingIndicator(id="rec-loading")
         yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="details-box") as box:
@@ -194,6 +199,9 @@ class RecommendScreen(StepScreen):
         label = SORTS[self.sort_key][0]
         arrow = "↑" if self._ascending() else "↓"
         marked = f" · {len(self.marked)} marked" if self.marked else ""
+        shown = len(self.sorted_rows())
+        if shown != len(self.rows):
+            marked += f" · {shown} shown"
         self._status(
             f"{len(self.rows)} models · {fits} fit {plan.budget_gb:.1f} GB on {plan.device} · "
             f"sorted by {label} {arrow}{marked}",
@@ -205,9 +213,47 @@ class RecommendScreen(StepScreen):
         return descending == self.reverse
 
     def sorted_rows(self) -> list[Ranked]:
+        """The rows the filter leaves, in the chosen order."""
         _, key, descending = SORTS[self.sort_key]
         order = sorted(enumerate(self.rows), key=key, reverse=descending != self.reverse)
-        return [r for _, r in order]
+        return [r for _, r in order if self._matches(r)]
+
+    def _matches(self, r: Ranked) -> bool:
+        words = self.filter_text.lower().split()
+        c = r.candidate
+        haystack = " ".join((c.id, c.name, c.source, c.license, c.arch or "")).lower()
+        return all(w in haystack for w in words)
+
+    # ------------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        self.query_one("#model-filter", Input).focus()
+
+    @on(Input.Changed, "#model-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self._fill()
+        self._update_status()
+
+    @on(Input.Submitted, "#model-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one("#models", DataTable).focus()
+
+    def _in_filter(self) -> bool:
+        return self.focused is not None and self.focused.id == "model-filter"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # typing in the filter: space and letters are text, not the table's keys
+        if action in ("mark", "compare", "sort", "reverse", "filter") and self._in_filter():
+            return False
+        return True
+
+    def action_previous_step(self) -> None:
+        if self._in_filter():  # Esc or ctrl+b in the filter: back to the table
+            self.query_one("#models", DataTable).focus()
+            return
+        super().action_previous_step()
 
     def _row_cells(self, rank: int, r: Ranked) -> list[Text]:
         c, plan = r.candidate, r.plan
@@ -240,9 +286,10 @@ class RecommendScreen(StepScreen):
             keep = self.highlighted.candidate.id
         table.clear()
         rank_of = {r.candidate.id: i + 1 for i, r in enumerate(self.rows)}
-        for r in self.sorted_rows():
+        shown = self.sorted_rows()
+        for r in shown:
             table.add_row(*self._row_cells(rank_of[r.candidate.id], r), key=r.candidate.id)
-        if keep is not None and keep in rank_of:
+        if keep is not None and keep in {r.candidate.id for r in shown}:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
         self._show_details()
 
@@ -320,6 +367,9 @@ class RecommendScreen(StepScreen):
         self.action_choose()
 
     def action_choose(self) -> None:
+        if self._in_filter():  # enter in the filter: back to the table, filtered
+            self.query_one("#models", DataTable).focus()
+            return
         r = self.highlighted
         if r is None:
             self.notify("No model to choose yet.", severity="warning", timeout=3)
