@@ -255,7 +255,9 @@ async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(
         text = walk.screen_text(app)
         mem = after.plan.memory.total_gb
         assert f"Score         {fresh.score:.3f}" in text and f"{mem:.2f} of {after.plan.budget_gb:.1f} GB ✓" in text
-        assert "~43 s/epoch on cpu" in text and mem > before.plan.memory.total_gb
+        setup.query_one("#plan-box").scroll_end(animate=False)  # the reasons are at the foot of the plan
+        await pilot.pause()
+        assert "~43 s/epoch on cpu" in walk.screen_text(app) and mem > before.plan.memory.total_gb
         assert app.state.chosen is after  # the app holds what the screen shows
 
         await pilot.press("tab", "end", "ctrl+u", "5")  # epochs: time follows, score does not
@@ -773,3 +775,58 @@ async def test_models_filter_by_text_then_sort_mark_and_compare(
         await walk.settle(pilot)
         assert walk.on_step(app, "recommend") and sorted(table_ids(table)) == sorted(everything)
         assert screen.marked == ["FacebookAI/roberta-base", "FacebookAI/xlm-roberta-base"]
+
+
+@async_test
+async def test_setup_recipes_checked_by_the_config_rules_and_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app, _ = walk.make_app(tmp_path / "runs", train=str(FIXTURES / "tickets.csv"), start="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        setup = app.screen
+        assert setup.query_one("#recipe-patience").value == "0"
+        # refused inline with the config file's own words, and ctrl+r does not start
+        setup.query_one("#recipe-patience").focus()
+        await pilot.press("ctrl+u", "-", "1")
+        await walk.settle(pilot)
+        assert "[train] patience must be at least 0" in setup.error
+        await pilot.press("ctrl+r")
+        await walk.settle(pilot)
+        assert walk.on_step(app, "setup")
+        await pilot.press("ctrl+u", "2")
+        setup.query_one("#recipe-layer_decay").focus()
+        await pilot.press("ctrl+u", "2")
+        await walk.settle(pilot)
+        assert "[train] layer_decay must be at most 1.0" in setup.error
+        await pilot.press("ctrl+u", *"0.8")
+        setup.query_one("#recipe-grad_accum").focus()
+        await pilot.press("ctrl+u", "2")
+        setup.query_one("#schedule").value = "cosine"
+        setup.query_one("#strategy").value = "gradual"
+        await walk.settle(pilot)
+        assert setup.error == ""
+        train = app.state.config.train
+        assert (train.patience, train.layer_decay, train.grad_accum, train.schedule, train.strategy) == (
+            2,
+            0.8,
+            2,
+            "cosine",
+            "gradual",
+        )
+        assert setup.plan.strategy == "gradual"
+
+        # "save config" writes the TOML that --batch reads, recipes included
+        await pilot.press("ctrl+s")
+        await walk.settle(pilot)
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        cfg = load_config(tmp_path / "modelwiz.toml")
+        assert (cfg.train.patience, cfg.train.layer_decay, cfg.train.grad_accum, cfg.train.schedule) == (
+            2,
+            0.8,
+            2,
+            "cosine",
+        )
+        assert cfg.train.strategy == "gradual"

@@ -14,12 +14,13 @@ from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 
-from modelwiz.engine.config import PRECISIONS, STRATEGIES, Config, TrainConfig
+from modelwiz.engine.config import PRECISIONS, SCHEDULES, STRATEGIES, TRAIN_RULES, Config, TrainConfig
+from modelwiz.engine.errors import UserError
 from modelwiz.engine.hardware import HardwareReport
 from modelwiz.engine.plan import Plan
 from modelwiz.engine.recommend import Ranked
@@ -78,6 +79,38 @@ def parse_train(
         out.image_size = "auto" if size in ("", "auto") else _int(size, "image size", 16, 2048)
     else:
         out.max_length = _int(length, "max length", 8, 8192)
+    return out
+
+
+# the trainer's recipe keys on the form: (key, label, placeholder); schedule and augment are lists
+RECIPE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("grad_accum", "Accumulation", "micro-batches per step, e.g. 2"),
+    ("patience", "Patience", "epochs without a better metric; 0: off"),
+    ("unfreeze_blocks", "Unfreeze", "top blocks trained (partial, gradual); auto"),
+    ("layer_decay", "Layer decay", "LR x decay per block from the top; 1: off"),
+)
+
+
+def recipe_value(key: str, text: str) -> object:
+    """A recipe field as the config file would have it, checked by the config's own rule for
+    `[train] key` (so the form refuses exactly what `--batch` refuses). Raises ValueError."""
+    import tomllib
+
+    text = text.strip()
+    try:
+        raw = tomllib.loads(f"v = {text}")["v"] if text else "auto"
+    except tomllib.TOMLDecodeError:
+        raw = text  # a bare word: auto, cosine, ...
+    try:
+        return TRAIN_RULES[key]("train", key, raw, "")
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def apply_recipe(train: TrainConfig, recipe: dict[str, str]) -> TrainConfig:
+    out = copy.deepcopy(train)
+    for key, text in recipe.items():
+        setattr(out, key, recipe_value(key, text))
     return out
 
 
@@ -163,8 +196,9 @@ class SetupScreen(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("", id="setup-model")
+        yield Static("", id="setup-status", classes="status-line")  # above the form: never scrolled away
         with Horizontal(id="setup-panels"):
-            with Vertical(id="setup-form") as form:
+            with VerticalScroll(id="setup-form") as form:
                 form.border_title = "Settings"
                 with Horizontal(classes="form-row"):
                     yield Label("Strategy", classes="field-label")
@@ -188,7 +222,24 @@ class SetupScreen(StepScreen):
                 with Horizontal(classes="form-row"):
                     yield Label("Max length", classes="field-label", id="length-label")
                     yield Input("128", id="length", compact=True)
-                yield Static("", id="setup-status", classes="status-line")
+                for key, label, hint in RECIPE_FIELDS:
+                    with Horizontal(classes="form-row"):
+                        yield Label(label, classes="field-label")
+                        yield Input("", id=f"recipe-{key}", compact=True, placeholder=hint)
+                with Horizontal(classes="form-row"):
+                    yield Label("Schedule", classes="field-label")
+                    yield Select(
+                        [(x, x) for x in SCHEDULES], value="linear", allow_blank=False, compact=True, id="schedule"
+                    )
+                with Horizontal(classes="form-row", id="augment-row"):
+                    yield Label("Augment", classes="field-label")
+                    yield Select(
+                        [("auto", "auto"), ("on", "true"), ("off", "false")],
+                        value="auto",
+                        allow_blank=False,
+                        compact=True,
+                        id="augment",
+                    )
             with VerticalScroll(id="plan-box") as box:
                 box.border_title = "Predicted"
                 yield Static("", id="plan")
@@ -216,6 +267,12 @@ class SetupScreen(StepScreen):
             self.query_one("#learning-rate", Input).value = str(train.learning_rate)
             self.query_one("#batch-size", Input).value = str(train.batch_size)
             self.query_one("#length", Input).value = str(train.image_size if image else train.max_length)
+            for key, _, _ in RECIPE_FIELDS:
+                self.query_one(f"#recipe-{key}", Input).value = str(getattr(train, key))
+            self.query_one("#schedule", Select).value = train.schedule
+            augment = train.augment
+            self.query_one("#augment", Select).value = augment if augment == "auto" else str(bool(augment)).lower()
+        self.query_one("#augment-row").display = image
         self.query_one("#length-label", Label).update("Image size" if image else "Max length")
         c = self.state.chosen.candidate if self.state.chosen else None
         if c is not None:
@@ -233,7 +290,11 @@ class SetupScreen(StepScreen):
             value = self.query_one(id_, Select).value
             return value if isinstance(value, str) else "auto"
 
-        return parse_train(
+        recipe = {key: self.query_one(f"#recipe-{key}", Input).value for key, _, _ in RECIPE_FIELDS}
+        recipe["schedule"] = select("#schedule")
+        if self.state.config.task.modality == "image":
+            recipe["augment"] = select("#augment")
+        train = parse_train(
             self.state.config.train,
             modality=self.state.config.task.modality,
             strategy=select("#strategy"),
@@ -243,6 +304,7 @@ class SetupScreen(StepScreen):
             batch_size=self.query_one("#batch-size", Input).value,
             length=self.query_one("#length", Input).value,
         )
+        return apply_recipe(train, recipe)
 
     def _recompute(self) -> bool:
         """Read the form, re-rank the chosen model under it, redraw, and tell the app. False (with
