@@ -17,7 +17,11 @@ as modelwiz's `Progress.train_seconds` leaves it out. modelwiz's step times come
 events (each Step event carries its window's samples/s), the bare loop's from perf_counter
 around each step, the Trainer's from a TrainerCallback (on_epoch_begin, on_step_end, on_log).
 The headline figures start at step 2 (the first step of a fresh process is warm-up); figures
-over all steps, the first included, are printed too.
+over all steps, the first included, are printed too. On a shared machine wall time swings with
+the others' load, so the CPU time (user + system, all threads) of each process over the same
+steps is printed too, as samples per CPU-second: in-process `time.process_time` for the bare
+loop and the Trainer, and for modelwiz's trainer its process's CPU time read (psutil) as each
+Step event appears in events.jsonl (polled every 10 ms).
 
 The event stream's cost is timed apart, in a fresh process: `EventWriter.emit` of a typical Step
 record, and the trainer's whole `Reporter.on_step` (memory reading + record + emit), in
@@ -139,7 +143,7 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
     batches = epoch_batches(spec, len(texts))
     total = len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_factor(s, total, spec.warmup))
-    seconds, samples, losses = [], [], []
+    seconds, samples, losses, cpu = [], [], [], []
     mark = time.perf_counter()
     for idx in batches:
         enc = tok([texts[i] for i in idx], truncation=True, max_length=spec.length, padding=True, return_tensors="pt")
@@ -152,6 +156,7 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
         sched.step()
         losses.append(loss.item())
         now = time.perf_counter()
+        cpu.append(time.process_time())
         seconds.append(now - mark)
         samples.append(len(idx))
         mark = now
@@ -160,6 +165,7 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "step_seconds": seconds,
         "step_samples": samples,
+        "cpu_at_step_end": cpu,
         "mean_loss": sum(x * n for x, n in zip(losses, samples, strict=True)) / sum(samples),
     }
 
@@ -197,6 +203,7 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
             self.mark = self.begin = 0.0
             self.seconds: list[float] = []
             self.inner: list[float] = []
+            self.cpu: list[float] = []
             self.losses: list[float] = []
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -207,6 +214,7 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             now = time.perf_counter()
+            self.cpu.append(time.process_time())
             self.seconds.append(now - self.mark)
             self.inner.append(now - self.begin)
             self.mark = now
@@ -251,6 +259,7 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
         "step_seconds": timer.seconds,
         "step_samples": samples,
         "inner_step_seconds": timer.inner,
+        "cpu_at_step_end": timer.cpu,
         "mean_loss": (
             sum(x * n for x, n in zip(timer.losses, logged, strict=True)) / sum(logged)
             if len(timer.losses) == len(logged)
@@ -417,13 +426,50 @@ def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
     return spec, cfg, choice, facts
 
 
-def modelwiz_run(cfg: Any, choice: Any, spec: Spec, runs_dir: Path) -> dict[str, Any]:
+def watch_cpu(run: Path, step_events: int, poll_s: float = 0.01) -> list[float]:
+    """The trainer process's CPU seconds (user + system, all threads) read as each Step event
+    appears in its events.jsonl (within `poll_s` of it): the CPU time of its step windows, which
+    a loaded machine disturbs much less than their wall time."""
+    import psutil
+
+    from modelwiz.engine.events import read_events
+    from modelwiz.engine.runs import FINAL_STATES, effective_state, read_status
+
+    path, offset, size = run / "events.jsonl", 0, -1
+    cpu: list[float] = []
+    try:
+        proc = psutil.Process(int(read_status(run)["pid"]))
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return []
+    deadline = time.monotonic() + 3600
+    while len(cpu) < step_events and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        try:
+            now = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        if now == size:
+            if effective_state(read_status(run), run) in FINAL_STATES:
+                break
+            continue
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            break
+        size = now
+        new, offset = read_events(path, offset)
+        cpu += [t.user + t.system for e in new if e["event"] == "step"]
+    return cpu
+
+
+def modelwiz_run(cfg: Any, choice: Any, spec: Spec, runs_dir: Path, step_events: int) -> dict[str, Any]:
     """A real run through the engine's workflow; step windows read back from its events."""
     from modelwiz.engine import workflow
     from modelwiz.engine.events import read_events
     from modelwiz.engine.runs import wait_for_final
 
     run = workflow.start_run(cfg, choice, runs_dir=runs_dir)
+    cpu = watch_cpu(run, step_events)
     state = wait_for_final(run, timeout_s=3600)
     if state != "completed":
         raise SystemExit(f"modelwiz run ended {state}; see {run / 'trainer.log'}")
@@ -446,18 +492,21 @@ def modelwiz_run(cfg: Any, choice: Any, spec: Spec, runs_dir: Path) -> dict[str,
         "step_seconds": seconds,
         "step_samples": samples,
         "window_steps": steps_in,
+        "cpu_at_step_end": cpu if len(cpu) == len(steps) else None,
         "mean_loss": loss_sum / max(1, sum(samples)),
         "report_samples_per_s": report["train"]["samples_per_s"],
         "report_train_seconds": report["train"]["train_seconds"],
     }
 
 
-def figures(result: dict[str, Any], skip: int) -> tuple[float, float]:
-    """(samples/s from step skip+1 on, samples/s over all steps). modelwiz's windows may hold
-    several steps; `skip` is the steps of its first window, which the others skip too."""
-    secs, samples = result["step_seconds"], result["step_samples"]
+def figures(result: dict[str, Any], skip: int) -> tuple[float, float, float | None]:
+    """(samples/s from step skip+1 on, samples/s over all steps, samples per CPU-second from
+    step skip+1 on). modelwiz's windows may hold several steps; `skip` is the steps of its first
+    window, which the others skip too."""
+    secs, samples, cpu = result["step_seconds"], result["step_samples"], result.get("cpu_at_step_end")
     drop = 1 if "window_steps" in result else skip
-    return sum(samples[drop:]) / sum(secs[drop:]), sum(samples) / sum(secs)
+    per_cpu = sum(samples[drop:]) / (cpu[-1] - cpu[drop - 1]) if cpu and cpu[-1] > cpu[drop - 1] else None
+    return sum(samples[drop:]) / sum(secs[drop:]), sum(samples) / sum(secs), per_cpu
 
 
 def summarize(runs: list[dict[str, Any]], skip: int, kinds: list[str]) -> dict[str, Any]:
@@ -476,6 +525,14 @@ def summarize(runs: list[dict[str, Any]], skip: int, kinds: list[str]) -> dict[s
             "spread": (max(steady) - min(steady)) / statistics.median(steady),
             "mean_loss": [r["mean_loss"] for r in mine],
         }
+        per_cpu = [r["samples_per_cpu_s"] for r in mine]
+        if all(x is not None for x in per_cpu):
+            out[k].update(
+                cpu_runs=per_cpu,
+                cpu_best=max(per_cpu),
+                cpu_median=statistics.median(per_cpu),
+                cpu_spread=(max(per_cpu) - min(per_cpu)) / statistics.median(per_cpu),
+            )
     return out
 
 
@@ -546,11 +603,11 @@ def main(argv: list[str] | None = None) -> int:
             for k in order:
                 t = time.time()
                 res = (
-                    modelwiz_run(cfg, choice, spec, Path(tmp) / "runs")
+                    modelwiz_run(cfg, choice, spec, Path(tmp) / "runs", facts["step_events"])
                     if k == "modelwiz"
                     else run_worker(k, payload, env)
                 )
-                res["samples_per_s"], res["samples_per_s_all_steps"] = figures(res, skip)
+                res["samples_per_s"], res["samples_per_s_all_steps"], res["samples_per_cpu_s"] = figures(res, skip)
                 res.update(trainer=k, round=r, wall_s=round(time.time() - t, 1))
                 runs.append(res)
                 print(
@@ -611,6 +668,17 @@ def main(argv: list[str] | None = None) -> int:
             f"modelwiz / {TITLES[other]:<17}: {best:.3f} best/best, {med:.3f} median/median, per round "
             f"{' '.join(f'{x:.3f}' for x in per_round)}; all steps {every:.3f}  ({verdict} target >= {TARGETS[name]:g})"
         )
+    if all("cpu_runs" in s[k] for k in kinds):
+        p("samples per CPU-second (each process's user+sys time, all threads, over the same steps; from step 2):")
+        for k in kinds:
+            f = s[k]
+            cells = "".join(f"{x:9.2f}" for x in f["cpu_runs"])
+            p(f"{TITLES[k]:<19}{cells}{f['cpu_best']:9.2f}{f['cpu_median']:9.2f}   {f['cpu_spread']:6.1%}")
+        for name, other in (("ratio_vs_bare_loop", "bare"), ("ratio_vs_hf_trainer", "hf")):
+            med, best = ratio(s, "modelwiz", other, "cpu_median"), ratio(s, "modelwiz", other, "cpu_best")
+            out[name + "_cpu"], out[name + "_cpu_best"] = med, best
+            if med is not None and best is not None:
+                p(f"modelwiz / {TITLES[other]:<17}: {med:.3f} median/median, {best:.3f} best/best (per CPU-second)")
     if "hf" in s:
         inner = [
             sum(r["step_samples"][skip:]) / sum(r["inner_step_seconds"][skip:]) for r in runs if r["trainer"] == "hf"
