@@ -11,7 +11,7 @@ Two steps run first (AdamW creates its state lazily at the first), then the thir
   including a kernel's scratch memory). Their running sum is what the step allocates beyond what
   was alive when it started; what was alive (parameters, buffers, AdamW state; gradients are
   freed first) is counted from the distinct storages of those tensors. Peak = alive at the start
-  + the maximum of the running sum.
+  + the maximum of the running sum. (`engine/memmeasure.py`, which the trainer can use too.)
 - CUDA (when a GPU is there and `--device cuda`): `torch.cuda.max_memory_allocated` after
   `reset_peak_memory_stats`, and `torch.cuda.max_memory_reserved`, reported as separate errors.
 
@@ -73,12 +73,14 @@ ALBERT = _text("albert", 256, 4, 4, embedding_size=128)
 VIT = {**_text("vit", 192, 4, 3), "image_size": 224}
 CONVNEXT = {"model_type": "convnext", "depths": [2, 2, 2, 2], "hidden_sizes": [32, 64, 128, 256], "image_size": 224}
 RESNET = {"model_type": "resnet", "layer_type": "basic", "depths": [1, 1, 1, 1], "hidden_sizes": [64, 128, 256, 512]}
+SWIN = {"model_type": "swin", "embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8], "image_size": 224}
 
 # name, model (a config above, a catalog or torchvision id, or "minilm": the real folder),
 # modality, strategy, precision, batch, length or image side, gradient accumulation
 CASES: list[tuple[str, Any, str, str, str, int, int, int]] = [
     ("bert 4L-256", BERT, "text", "full", "fp32", 16, 128, 1),
     ("bert 4L-256", BERT, "text", "linear-probe", "fp32", 32, 128, 1),
+    ("bert 4L-256", BERT, "text", "full", "bf16", 4, 512, 1),
     ("distilbert 3L-384", DISTILBERT, "text", "partial", "fp32", 8, 256, 1),
     ("roberta 4L-256", ROBERTA, "text", "full", "bf16", 8, 128, 1),
     ("deberta-v2 2L-256", DEBERTA_V2, "text", "full", "fp32", 4, 192, 1),
@@ -88,7 +90,7 @@ CASES: list[tuple[str, Any, str, str, str, int, int, int]] = [
     ("prajjwal1/bert-mini", "prajjwal1/bert-mini", "text", "full", "fp32", 16, 160, 1),
     ("electra-small", "google/electra-small-discriminator", "text", "partial", "fp32", 8, 128, 1),
     ("torchvision resnet18", "torchvision:resnet18", "image", "full", "fp32", 8, 160, 1),
-    ("torchvision resnet18", "torchvision:resnet18", "image", "full", "bf16", 8, 224, 1),
+    ("torchvision resnet18", "torchvision:resnet18", "image", "full", "bf16", 16, 224, 1),
     ("torchvision mobilenet_v2", "torchvision:mobilenet_v2", "image", "partial", "fp32", 16, 224, 1),
     ("torchvision mobilenet_v2", "torchvision:mobilenet_v2", "image", "full", "fp32", 4, 320, 2),
     ("torchvision efficientnet_b0", "torchvision:efficientnet_b0", "image", "linear-probe", "fp32", 16, 224, 1),
@@ -96,6 +98,7 @@ CASES: list[tuple[str, Any, str, str, str, int, int, int]] = [
     ("deit-tiny", "facebook/deit-tiny-patch16-224", "image", "partial", "fp32", 4, 224, 1),
     ("convnext 2-2-2-2", CONVNEXT, "image", "full", "fp32", 8, 224, 1),
     ("resnet (HF) basic", RESNET, "image", "partial", "bf16", 8, 192, 1),
+    ("swin 1-1-2-1", SWIN, "image", "full", "fp32", 4, 224, 1),
     ("efficientnet-b0 (HF)", "google/efficientnet-b0", "image", "full", "bf16", 4, 224, 1),
 ]
 
@@ -108,7 +111,7 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
-    from modelwiz.engine import memtrace, recipes, trainer
+    from modelwiz.engine import memmeasure, memtrace, recipes, trainer
 
     torch.manual_seed(0)
     spec, device = args["spec"], args["device"]
@@ -166,35 +169,15 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     step_s = (time.perf_counter() - t0) / 2
     optimizer.zero_grad(set_to_none=True)
     out: dict[str, Any] = {"step_s": round(step_s, 3)}
+    alive = [*model.parameters(), *model.buffers(), *memmeasure.optimizer_tensors(optimizer)]
+    with memmeasure.StepPeak(device, alive) as m:
+        del alive
+        trainer.train_step(run, idx)
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        trainer.train_step(run, idx)
-        torch.cuda.synchronize()
-        out["cuda_allocated"] = torch.cuda.max_memory_allocated()
-        out["cuda_reserved"] = torch.cuda.max_memory_reserved()
-        return out
-    seen: set[int] = set()
-    alive = 0
-    tensors = [*model.parameters(), *model.buffers()]
-    tensors += [v for st in optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
-    for t in tensors:
-        s = t.untyped_storage()
-        if s._cdata not in seen:
-            seen.add(s._cdata)
-            alive += s.nbytes()
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        trainer.train_step(run, idx)
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
-    )
-    running = peak = 0
-    for e in events:
-        running += e.nbytes()
-        peak = max(peak, running)
-    out["cpu_live_peak"] = alive + peak
+        out["cuda_allocated"] = m.peak_bytes
+        out["cuda_reserved"] = m.reserved_bytes
+    else:
+        out["cpu_live_peak"] = m.peak_bytes
     return out
 
 
@@ -241,7 +224,8 @@ def run_case(case: tuple[Any, ...], device: str, tmp: Path) -> dict[str, Any]:
     cand, spec = candidate_for_case(model, modality, tmp, name)
     entry, where = memory.find_trace(cand)
     t0 = time.perf_counter()
-    if entry is None or strategy not in entry.get("strategies", {}):
+    prec = "fp32" if precision == "fp32" else "bf16"
+    if entry is None or prec not in entry.get("strategies", {}).get(strategy, {}):
         memory.trace_model(cand, strategies=(strategy,), precisions=(precision,))
         entry, where = memory.find_trace(cand)
     trace_s = time.perf_counter() - t0

@@ -397,8 +397,13 @@ def head_in_features(model: Any, fresh: set[str]) -> int:
 
 
 def _tracker_class() -> Any:
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
+
+    _DEVICE = torch.ops.prim.device.default
+    _ITEM = torch.ops.aten._local_scalar_dense.default
+    _BOOL, _TENSOR = torch.bool, torch.Tensor
 
     class LiveMemory(TorchDispatchMode):
         """Bytes of live tensor storage after every aten op (see the module docstring)."""
@@ -423,7 +428,8 @@ def _tracker_class() -> Any:
 
             return free
 
-        def track(self, t: Any) -> None:
+        def track(self, t: Any) -> bool:
+            """Count `t`'s storage if new (or resized); whether the live total grew."""
             s = t.untyped_storage()
             key = s._cdata
             n = int(s.nbytes())
@@ -433,25 +439,35 @@ def _tracker_class() -> Any:
                 self.born[key] = len(self.timeline)
                 self.live += n
                 self.refs[key] = weakref.ref(s, self._freer(key))
-            elif old != n:
+                return n > 0
+            if old != n:
                 self.sizes[key] = n
                 self.live += n - old
+                return n > old
+            return False
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            import torch
-
-            if func is torch.ops.aten._local_scalar_dense.default:
+            if func is _DEVICE:  # metadata, asked very often: no memory
+                return func(*args, **(kwargs or {}))
+            if func is _ITEM:
                 # a fake tensor has no value: `loss.item()`, `torch.isfinite(loss)` and the like get a
                 # harmless one (finite, true) instead of failing; no memory is involved
                 dtype = args[0].dtype
-                return True if dtype == torch.bool else (1.0 if dtype.is_floating_point else 1)
+                return True if dtype == _BOOL else (1.0 if dtype.is_floating_point else 1)
             out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor):
-                    self.track(t)
-            if any(w in func.__name__ for w in SCRATCH_OPS):
-                self.opaque.append((len(self.timeline), op_signature(func, args, kwargs or {})))
-            self.timeline.append(self.live)
+            grew = False
+            if isinstance(out, _TENSOR):
+                grew = self.track(out)
+            elif isinstance(out, (tuple, list)):
+                for t in tree_leaves(out):
+                    if isinstance(t, _TENSOR):
+                        grew = self.track(t) or grew
+            # a peak follows an op that allocated: only those are points of the timeline (every
+            # traced shape runs the same ops, so the timelines still align op by op)
+            if grew:
+                if any(w in func.__name__ for w in SCRATCH_OPS):
+                    self.opaque.append((len(self.timeline), op_signature(func, args, kwargs or {})))
+                self.timeline.append(self.live)
             return out
 
     return LiveMemory
@@ -648,11 +664,15 @@ def trace_step(
     native: int = 0,
     unfreeze_blocks: int = 1,
     scratch: dict[str, int] | None = None,
+    optimizer_part: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Timeline of live bytes over one steady-state `trainer.train_step` of two micro-batches:
-    {"timeline": [...], "marks": {phase: first index}, "static": {...}}. `model` holds fake
-    tensors and the caller has the FakeTensorMode active. `scratch` caches the measured scratch
-    bytes of opaque kernels by call signature (see SCRATCH_OPS)."""
+    """Timeline of live bytes over one steady-state `trainer.train_step`: {"timeline": [...],
+    "marks": {phase: first index}, "static": {...}, "optimizer_part": [...]}. `model` holds
+    fake tensors and the caller has the FakeTensorMode active. `scratch` caches the measured
+    scratch bytes of opaque kernels by call signature (see SCRATCH_OPS). Gradient clipping and
+    the optimizer step allocate the same whatever the batch and length (they see parameters
+    and gradients only), so a later trace of the same model, strategy and precision passes the
+    first one's `optimizer_part` (live bytes relative to the end of the backward) and skips them."""
     from types import SimpleNamespace
 
     scratch = {} if scratch is None else scratch
@@ -667,15 +687,25 @@ def trace_step(
     trainable = recipes.apply_freeze(model, blocks, strategy, unfreeze_blocks)
     optimizer = torch.optim.AdamW(recipes.param_groups(model, blocks, plan), lr=plan.learning_rate)
     params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:  # AdamW makes its state at the first step: make it now, then trace a later one
-        p.grad = torch.zeros_like(p)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    # AdamW makes its state at the first step (torch.optim.adam, _init_group): made here as it
+    # makes it, so that the traced step is a later one
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.requires_grad:
+                state = optimizer.state[p]
+                state["step"] = torch.tensor(1.0)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group.get("amsgrad"):
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     tracker = _tracker_class()()
     marks: dict[str, int] = {}
 
+    marks_live: dict[str, int] = {}
+
     def mark(phase: str) -> None:
         marks.setdefault(phase, len(tracker.timeline))
+        marks_live.setdefault(phase, tracker.live)
 
     seen: set[int] = set()
     param_bytes = buffer_bytes = trainable_bytes = state_bytes = 0
@@ -709,8 +739,20 @@ def trace_step(
         scaler=None,
         blocks=blocks,
     )
-    with tracker:
-        trainer.train_step(run, list(range(n)))
+    clip = torch.nn.utils.clip_grad_norm_
+    if optimizer_part is not None:
+        optimizer.step = lambda *a, **k: None  # type: ignore[method-assign]
+        torch.nn.utils.clip_grad_norm_ = lambda *a, **k: None
+    try:
+        with tracker:
+            trainer.train_step(run, list(range(n)))
+    finally:
+        torch.nn.utils.clip_grad_norm_ = clip
+    if "opt" not in marks:
+        raise RuntimeError("the traced step did not reach the end of its backward")
+    if optimizer_part is not None:
+        del tracker.timeline[marks["opt"] :]
+        tracker.timeline += [marks_live["opt"] + d for d in optimizer_part]
     marks["end"] = len(tracker.timeline)
     timeline = tracker.timeline
     made_at: dict[int, int] = {}  # timeline index -> gradient bytes made by that op
@@ -741,6 +783,7 @@ def trace_step(
         "marks": marks,
         "grad_bytes": grad_bytes,
         "grads_made": grads_made,
+        "optimizer_part": [v - marks_live["opt"] for v in timeline[marks["opt"] : marks["end"]]],
         "static": {
             "param_bytes": param_bytes,
             "buffer_bytes": buffer_bytes,
@@ -757,9 +800,9 @@ def _phase_slices(trace: dict[str, Any]) -> dict[str, list[int]]:
     micro-batch of an accumulated step is the first with every gradient already alive: in its
     forward all of them, in its backward those the first backward had not yet made by then."""
     m, tl = trace["marks"], trace["timeline"]
-    fwd = tl[m["fwd1"] : m["bwd1"]] or [tl[m["fwd1"] - 1]]
-    bwd = tl[m["bwd1"] : m["opt"]] or [tl[m["bwd1"] - 1]]
-    opt = tl[m["opt"] : m["end"]] or [tl[m["opt"] - 1]]
+    fwd = tl[m["fwd1"] : m["bwd1"]] or [tl[max(0, m["fwd1"] - 1)]]
+    bwd = tl[m["bwd1"] : m["opt"]] or [tl[max(0, m["bwd1"] - 1)]]
+    opt = tl[m["opt"] : m["end"]] or [tl[max(0, m["opt"] - 1)]]
     grads, made = trace["grad_bytes"], trace["grads_made"][m["bwd1"] : m["opt"]] or [0]
     return {
         "fwd1": fwd,
@@ -779,7 +822,7 @@ def fit_points(
 
     (b1, b2) = TRACE_BATCHES
     xs = sorted({x for (_, x) in traces})
-    x1 = xs[-1]
+    x1 = next(x for (b, x) in traces if b == b2)  # where both batch sizes were traced
     per_phase = {k: _phase_slices(t) for k, t in traces.items()}
     vander = np.array([[float(x) ** e for e in basis] for x in xs])
     gx = np.array([x for x in grid_x if x <= max_x] or [xs[0]], dtype=float)
@@ -831,9 +874,10 @@ def trace_shapes(spec: dict[str, Any], config: Any) -> tuple[tuple[int, ...], tu
     if mtype == "levit":
         return (native,), (0,), native
     name = str(spec.get("name", ""))
+    sizes = tuple(sorted({*TRACE_SIZES[:-1], native}))  # the model's own size is one of them
     if mtype in VIT_LIKE or name.startswith("vit_"):  # global attention over px^2 / p^2 tokens
-        return TRACE_SIZES, IMAGE_BASIS, native
-    return TRACE_SIZES[1:], CNN_BASIS, native  # feature maps: (px / stride + c)^2
+        return sizes, IMAGE_BASIS, native
+    return sizes[-3:], CNN_BASIS, native  # feature maps: (px / stride + c)^2
 
 
 def default_unfreeze_blocks(num_layers: int) -> int:
@@ -865,6 +909,10 @@ def trace_model(
     to_fake(model, mode)
     model.train()
     xs, basis, native = trace_shapes(spec, config)
+    # the second batch size is traced at one length / size, where the batch-independent part is
+    # exact (it can grow with the size: Swin's shifted-window masks): the model's own image size,
+    # the longest traced length for text
+    pair_at = native if native in xs else xs[-1]
     if max_x is None:
         if kind != "hf-text":
             max_x = max(GRID_SIZES) if len(xs) > 1 else native
@@ -895,9 +943,11 @@ def trace_model(
         for strategy in strategies:
             s_entry: dict[str, Any] = {}
             for precision in precisions:
-                shapes = [(TRACE_BATCHES[0], x) for x in xs] + [(TRACE_BATCHES[1], xs[-1])]
-                traces = {
-                    (b, x): trace_step(
+                shapes = [(TRACE_BATCHES[0], x) for x in xs] + [(TRACE_BATCHES[1], pair_at)]
+                traces: dict[tuple[int, int], dict[str, Any]] = {}
+                part = None
+                for b, x in shapes:
+                    traces[(b, x)] = trace_step(
                         model,
                         fresh,
                         kind,
@@ -908,9 +958,9 @@ def trace_model(
                         native=native,
                         unfreeze_blocks=blocks,
                         scratch=scratch,
+                        optimizer_part=part,
                     )
-                    for b, x in shapes
-                }
+                    part = traces[(b, x)]["optimizer_part"]
                 s_entry[precision] = fit_points(traces, basis, grid if len(xs) > 1 else (native,), max_x)
                 static = traces[shapes[-1]]["static"]
                 entry["param_bytes"], entry["buffer_bytes"] = static["param_bytes"], static["buffer_bytes"]
