@@ -330,7 +330,11 @@ def worker_main(kind: str, payload: dict[str, Any]) -> None:
 
 def run_worker(kind: str, payload: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--payload", json.dumps(payload)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    # in a session of its own, as `launch_trainer` starts modelwiz's trainer: with the kernel's
+    # autogroup scheduling a session is what gets a fair share of the CPUs
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -466,11 +470,15 @@ def modelwiz_run(cfg: Any, choice: Any, spec: Spec, runs_dir: Path, step_events:
     """A real run through the engine's workflow; step windows read back from its events."""
     from modelwiz.engine import workflow
     from modelwiz.engine.events import read_events
-    from modelwiz.engine.runs import wait_for_final
+    from modelwiz.engine.runs import CANCEL_FILE, wait_for_final
 
     run = workflow.start_run(cfg, choice, runs_dir=runs_dir)
-    cpu = watch_cpu(run, step_events)
-    state = wait_for_final(run, timeout_s=3600)
+    try:
+        cpu = watch_cpu(run, step_events)
+        state = wait_for_final(run, timeout_s=3600)
+    except KeyboardInterrupt:  # the trainer is detached: ask it to stop too
+        (run / CANCEL_FILE).touch()
+        raise
     if state != "completed":
         raise SystemExit(f"modelwiz run ended {state}; see {run / 'trainer.log'}")
     report = json.loads((run / "report.json").read_text())
