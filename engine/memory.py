@@ -138,12 +138,16 @@ _FOUND: dict[tuple[str, ...], tuple[dict[str, Any] | None, str]] = {}
 
 
 def find_trace(cand: Any) -> tuple[dict[str, Any] | None, str]:
-    """(trace entry, where it came from) for a candidate, or (None, why not). Remembered per
-    process (the planner asks for each batch size it tries); `trace_model` forgets."""
+    """(trace entry, where it came from) for a candidate, or (None, why not). A trace found is
+    remembered per process (the planner asks for each batch size it tries); a miss is not, so a
+    trace written since (by `estimate-memory` in another process) is found next time."""
     key = (str(cand.id), str(cand.path or ""), str(cand.modality), signature(cand))
-    if key not in _FOUND:
-        _FOUND[key] = _find_trace(cand)
-    return _FOUND[key]
+    if key in _FOUND:
+        return _FOUND[key]
+    found = _find_trace(cand)
+    if found[0] is not None:
+        _FOUND[key] = found
+    return found
 
 
 def _find_trace(cand: Any) -> tuple[dict[str, Any] | None, str]:
