@@ -4,8 +4,9 @@ All three train the same model folder on the same data (the shipped demo tickets
 `load_task_data` splits them, in modelwiz's own epoch order so every step sees the same batch),
 with the same batch, max length, precision (fp32, CPU), optimizer (torch AdamW, weight decay
 off on biases and norm weights), linear schedule with warm-up, gradient clipping, seed and
-thread count, each in a fresh process (modelwiz's trainer always runs in its own process), one
-epoch, tokenizing per batch with dynamic padding. The runs alternate (the order rotates each
+thread count, each in a fresh process in a session of its own (as modelwiz's trainer is
+started; the kernel's autogroup scheduling shares the CPUs between sessions), one epoch,
+tokenizing per batch with dynamic padding. The runs alternate (the order rotates each
 round) and repeat, so the noise of a shared machine shows in the table.
 
 What is timed, the same way in all three: the training steps only (no model load, no
@@ -30,7 +31,10 @@ microseconds per event and as a fraction of a training step.
     .venv/bin/python bench/throughput.py [--repeat 3] [--json] [--threads N] [--dry-run]
 
 The transformers Trainer needs `accelerate` (`pip install -e '.[bench]'`). Only ratios measured
-in one invocation mean anything; absolute samples/s depend on the machine and its load.
+in one invocation mean anything; absolute samples/s depend on the machine and its load. On a
+machine busy with other work, torch's threads wait on each other: `--threads 1` (the same for
+all three) gives the steadiest samples per CPU-second, the default (torch's own count) what a
+user gets.
 """
 
 from __future__ import annotations
