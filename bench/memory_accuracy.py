@@ -149,7 +149,7 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
         return model(inputs["pixel_values"]) if kind == "torchvision" else model(**inputs).logits
 
     adapter = types.SimpleNamespace(model=model, collate=collate, logits=logits, new_params=fresh)
-    optimizer = torch.optim.AdamW(recipes.param_groups(model, blocks, plan), lr=1e-5)
+    optimizer = recipes.make_optimizer(model, blocks, plan)  # the trainer's own
     n = int(args["batch"]) * int(args["accum"])
     data = types.SimpleNamespace(train=types.SimpleNamespace(items=list(range(n)), labels=[i % 2 for i in range(n)]))
     run = memtrace.trainer_run(

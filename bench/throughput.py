@@ -2,8 +2,10 @@
 
 All three train the same model folder on the same data (the shipped demo tickets, split the way
 `load_task_data` splits them, in modelwiz's own epoch order so every step sees the same batch),
-with the same batch, max length, precision (fp32, CPU), optimizer (torch AdamW, weight decay
-off on biases and norm weights), linear schedule with warm-up, gradient clipping, seed and
+with the same batch, max length, precision (fp32, CPU), optimizer (AdamW, weight decay off on
+biases and norm weights: fused, one kernel for all parameters, in modelwiz's trainer and in the
+Trainer, whose default it is since torch 2.8; torch's default implementation, a loop over the
+parameters on the CPU, in the bare loop, as anyone writing one gets it), linear schedule with warm-up, gradient clipping, seed and
 thread count, each in a fresh process in a session of its own (as modelwiz's trainer is
 started; the kernel's autogroup scheduling shares the CPUs between sessions), one epoch,
 tokenizing per batch with dynamic padding. The runs alternate (the order rotates each
@@ -563,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each runs all three, in an order that rotates")
     ap.add_argument("--threads", type=int, default=0, help="OMP/MKL threads for all three (default: torch's own)")
     ap.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset of bare,hf,modelwiz")
-    ap.add_argument("--hf-optim", default="adamw_torch", help="TrainingArguments.optim (adamw_torch = modelwiz's)")
+    ap.add_argument(
+        "--hf-optim",
+        default="adamw_torch_fused",
+        help="TrainingArguments.optim (adamw_torch_fused: the Trainer's default and modelwiz's fused AdamW)",
+    )
     ap.add_argument("--event-calls", type=int, default=2000, help="events per timing round of the event cost")
     ap.add_argument("--json", action="store_true", help="also print one JSON object, last")
     ap.add_argument("--dry-run", action="store_true", help="resolve and print the setup; train nothing")

@@ -258,10 +258,8 @@ def _traced(
             f = unfreeze_blocks / traced_blocks
             phases = {ph: min(hi[ph], lo[ph] + (v - lo[ph]) * f) for ph, v in phases.items()}
             note = f"partial with {unfreeze_blocks} blocks interpolated from the trace of {traced_blocks}"
-    if device.startswith("cuda") and "opt" in phases:
-        # on CUDA, AdamW runs its foreach kernels: one temporary as large as a parameter group's
-        # trainable tensors (sqrt of the second moments) instead of a tensor's on the CPU
-        phases["opt"] += float(s.get("max_group_bytes", 0))
+    # the trainer's AdamW is fused on the CPU and on CUDA alike (recipes.make_optimizer): one
+    # in-place kernel, no temporaries, so the traced optimizer phase holds on both
     use = {
         g: [phases[p] for p in names if p in phases and (p[-1] != "2" or grad_accum > 1)]
         for g, names in PHASE_GROUPS.items()
@@ -369,7 +367,7 @@ def estimate(
             peak_phase = max(phases, key=lambda k: phases[k])
             peak = phases[peak_phase]
             if device.startswith("cuda"):
-                note = "traced with the CPU's kernels; on CUDA, SDPA may keep less and foreach AdamW more"
+                note = "traced with the CPU's kernels; on CUDA, SDPA may keep less"
             else:
                 note = ""
             note = "; ".join(n for n in (f"trace from the {where}", got["note"], note) if n)
@@ -402,6 +400,13 @@ def estimate(
     )
 
 
+def formula_family(cand: Any) -> str:
+    """Which closed form applies: transformer (text, ViT-like) or cnn."""
+    if cand.modality == "text" or cand.arch in ("vit", "deit", "beit", "dinov2", "swin", "swinv2"):
+        return "transformer"
+    return "cnn"
+
+
 def formula_estimate(
     cand: Any,
     *,
@@ -413,8 +418,11 @@ def formula_estimate(
     device: str = "cpu",
     num_labels: int = 2,
     note: str = "",
+    scale: float | None = None,
 ) -> MemoryEstimate:
-    """The closed-form estimate used where no trace exists (see the module docstring)."""
+    """The closed-form estimate used where no trace exists (see the module docstring). Its
+    activations are scaled by the factor fitted to the traced table for the model's family,
+    strategy and precision (`memtrace.fit_formula`), unless `scale` is given."""
     params = max(int(cand.params or 0), 1)
     hidden = int(cand.hidden_size or 0)
     layers = int(cand.num_layers or 0)
@@ -428,7 +436,7 @@ def formula_estimate(
 
     # multiplier on the 16-bit formula
     act_bytes_per_elem = 1.0 if precision in ("bf16", "fp16") else 2.0 * FP32_ACT_FACTOR
-    if cand.modality == "text" or cand.arch in ("vit", "deit", "beit", "dinov2", "swin", "swinv2"):
+    if formula_family(cand) == "transformer":
         if cand.modality == "text":
             s = seq_len
         else:
@@ -447,6 +455,10 @@ def formula_estimate(
         full = batch_size * gflops * scale * CNN_ACT_BYTES_PER_GFLOP * half
         activations = full * act_frac + full / max(layers or 20, 1)
 
+    if scale is None:
+        prec = "fp32" if precision == "fp32" else "bf16"
+        scale = float(_table().get("formula_scale", {}).get(f"{formula_family(cand)}/{strategy}/{prec}", 1.0))
+    activations *= scale
     weights = params * 4
     gradients = trainable * 4
     optimizer = trainable * 8

@@ -231,7 +231,13 @@ def spec_for_candidate(cand: Any) -> dict[str, Any] | None:
     """How to build `cand` for a trace, or None when modelwiz cannot rebuild its architecture."""
     model_id = str(cand.id)
     if model_id.startswith("torchvision:"):
-        return {"kind": "torchvision", "name": model_id.split(":", 1)[1]}
+        # "torchvision:NAME" or "torchvision:NAME.WEIGHTS": the weights do not change the
+        # network, except the input size a ViT's position table is built for
+        name = str(cand.arch or "") or model_id.split(":", 1)[1].split(".")[0]
+        spec: dict[str, Any] = {"kind": "torchvision", "name": name}
+        if name.startswith("vit_") and int(cand.image_size or 224) != 224:
+            spec["image_size"] = int(cand.image_size)
+        return spec
     path = Path(os.path.expanduser(cand.path or model_id))
     if (path / "config.json").is_file():
         return {"kind": "hf-text" if cand.modality == "text" else "hf-image", "folder": str(path)}
@@ -277,10 +283,14 @@ def spec_for_candidate(cand: Any) -> dict[str, Any] | None:
         if arch == "dinov2":
             cfg.pop("intermediate_size")
             cfg["image_size"] = 518
+        if arch == "deit":  # the distilled checkpoints: a class head and a distillation head
+            cfg["architectures"] = ["DeiTForImageClassificationWithTeacher"]
         cfg.update(IMAGE_CONFIGS.get(model_id, {}))
         return {"kind": "hf-image", "config": cfg}
     if model_id in IMAGE_CONFIGS:
         cfg = {"model_type": arch, "image_size": int(cand.image_size or 224), **IMAGE_CONFIGS[model_id]}
+        if arch == "levit":
+            cfg["architectures"] = ["LevitForImageClassificationWithTeacher"]
         return {"kind": "hf-image", "config": cfg}
     return None
 
@@ -338,7 +348,8 @@ def build_model(spec: dict[str, Any], num_labels: int = HEAD_LABELS) -> tuple[An
 
             from modelwiz.engine.adapters.torchvision import replace_head
 
-            model = tvm.get_model(spec["name"], weights=None)
+            extra = {"image_size": int(spec["image_size"])} if spec.get("image_size") else {}
+            model = tvm.get_model(spec["name"], weights=None, **extra)
             head = replace_head(model, num_labels)
             fresh = {n for n, _ in model.named_parameters() if n.startswith(head + ".")}
             return model, fresh, "n/a"
@@ -685,7 +696,7 @@ def trace_step(
     names = [n for n, _ in model.named_parameters()]
     blocks = recipes.find_blocks(names, fresh)
     trainable = recipes.apply_freeze(model, blocks, strategy, unfreeze_blocks)
-    optimizer = torch.optim.AdamW(recipes.param_groups(model, blocks, plan), lr=plan.learning_rate)
+    optimizer = recipes.make_optimizer(model, blocks, plan)  # the trainer's own (fused where it can)
     params = [p for p in model.parameters() if p.requires_grad]
     # AdamW makes its state at the first step (torch.optim.adam, _init_group): made here as it
     # makes it, so that the traced step is a later one
@@ -693,7 +704,8 @@ def trace_step(
         for p in group["params"]:
             if p.requires_grad:
                 state = optimizer.state[p]
-                state["step"] = torch.tensor(1.0)
+                fused = group.get("fused") or group.get("capturable")
+                state["step"] = torch.ones((), dtype=torch.float32, device=p.device) if fused else torch.tensor(1.0)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 if group.get("amsgrad"):
@@ -864,7 +876,7 @@ def trace_shapes(spec: dict[str, Any], config: Any) -> tuple[tuple[int, ...], tu
             return TRACE_LENGTHS, TEXT_BASIS, 0
         top = max(8, positions)
         return (top // 4, top // 2, top), TEXT_BASIS, 0  # a model with few positions
-    native = int(getattr(config, "image_size", 0) or 224) if config is not None else 224
+    native = int(getattr(config, "image_size", 0) or 224) if config is not None else int(spec.get("image_size") or 224)
     if isinstance(getattr(config, "image_size", None), (list, tuple)):
         native = int(config.image_size[0])
     mtype = getattr(config, "model_type", "")
@@ -878,6 +890,19 @@ def trace_shapes(spec: dict[str, Any], config: Any) -> tuple[tuple[int, ...], tu
     if mtype in VIT_LIKE or name.startswith("vit_"):  # global attention over px^2 / p^2 tokens
         return sizes, IMAGE_BASIS, native
     return sizes[-3:], CNN_BASIS, native  # feature maps: (px / stride + c)^2
+
+
+def _accepts_size(model: Any, kind: str, x: int, native: int, mode: Any) -> bool:
+    """Whether one forward at side `x` runs (fake tensors, no gradients)."""
+    import torch
+
+    adapter = _TraceAdapter(model, set(), kind, x, native, lambda _phase: None)
+    try:
+        with mode, torch.no_grad():
+            adapter.logits(adapter.collate([0], train=True))
+    except Exception:  # noqa: BLE001 - any failure means: not at this size
+        return False
+    return True
 
 
 def default_unfreeze_blocks(num_layers: int) -> int:
@@ -909,6 +934,10 @@ def trace_model(
     to_fake(model, mode)
     model.train()
     xs, basis, native = trace_shapes(spec, config)
+    if kind != "hf-text" and len(xs) > 1:
+        works = [x for x in xs if _accepts_size(model, kind, x, native, mode)]
+        if len(works) < len(xs):  # a model built for its own resolution only (torchvision ViT, MaxViT)
+            xs, basis = (native,), (0,)
     # the second batch size is traced at one length / size, where the batch-independent part is
     # exact (it can grow with the size: Swin's shifted-window masks): the model's own image size,
     # the longest traced length for text
@@ -1035,8 +1064,43 @@ def build_table(
         atomic_write_json(out, table)
     used = {m["entry"] for m in models.values()}
     table = {"version": TABLE_VERSION, "models": models, "entries": {k: v for k, v in entries.items() if k in used}}
+    table["formula_scale"] = fit_formula(table, _catalog_candidates())
     atomic_write_json(out, table)
     return table
+
+
+FORMULA_FIT_SETTINGS = ((8, 64, 160), (16, 128, 224), (32, 256, 288))  # (batch, length, image side)
+
+
+def fit_formula(table: dict[str, Any], candidates: list[Any]) -> dict[str, float]:
+    """The formula's activation scale per family (transformer / cnn), strategy and precision,
+    fitted to the traced table: the median over traced models and a few batch sizes and lengths
+    of (traced peak - the formula's weights, gradients and state) / the formula's activations.
+    The formula is only used where no trace exists; this keeps it from being 2x off."""
+    import statistics
+
+    from modelwiz.engine import memory
+
+    ratios: dict[str, list[float]] = {}
+    for cand in candidates:
+        m = table["models"].get(cand.id)
+        if not m:
+            continue
+        entry = table["entries"][m["entry"]]
+        family = memory.formula_family(cand)
+        for strategy in STRATEGIES:
+            for precision in PRECISIONS:
+                for b, length, side in FORMULA_FIT_SETTINGS:
+                    kw = dict(strategy=strategy, batch_size=b, seq_len=length, image_size=side, precision=precision)
+                    traced = memory.estimate(cand, **kw, trace=entry)  # type: ignore[arg-type]
+                    if traced.method != "traced":
+                        continue
+                    f = memory.formula_estimate(cand, **kw, scale=1.0)  # type: ignore[arg-type]
+                    if f.activations_gb > 0:
+                        static = f.weights_gb + f.gradients_gb + f.optimizer_gb
+                        r = (traced.peak_gb - static) / f.activations_gb
+                        ratios.setdefault(f"{family}/{strategy}/{precision}", []).append(max(r, 0.02))
+    return {k: round(statistics.median(v), 4) for k, v in sorted(ratios.items())}
 
 
 def trace_into_cache(

@@ -125,6 +125,22 @@ def param_groups(model: Any, blocks: Blocks, plan: Any) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+def make_optimizer(model: Any, blocks: Blocks, plan: Any) -> Any:
+    """The trainer's AdamW over `param_groups`. Fused (one kernel for every parameter) where torch
+    has the kernel for all of them: the same update as the per-parameter loop, about 8x faster
+    here (MiniLM's 22.7M parameters on the CPU: 13 ms a step against 105 ms; bench/throughput.py),
+    and what transformers' Trainer uses by default since torch 2.8."""
+    import torch
+
+    groups = param_groups(model, blocks, plan)
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+    return torch.optim.AdamW(groups, lr=plan.learning_rate, **({"fused": True} if fused else {}))
+
+
 def lr_factor(step: int, total_steps: int, warmup: float, schedule: str) -> float:
     """The multiplier on each group's learning rate at optimizer step `step`."""
     warm = int(total_steps * warmup)

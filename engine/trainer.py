@@ -433,7 +433,7 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     check_device(plan.device)
     seed_everything(plan.seed)
     adapter, blocks, params, trainable = load_model(plan, data.label_names, reporter)
-    optimizer = torch.optim.AdamW(recipes.param_groups(adapter.model, blocks, plan), lr=plan.learning_rate)
+    optimizer = recipes.make_optimizer(adapter.model, blocks, plan)
     run = Run(
         run_dir=run_dir,
         plan=plan,

@@ -118,7 +118,8 @@ def test_runtime_overhead_cpu_and_cuda():
     cpu, cuda = est(device="cpu"), est(device="cuda")
     assert cpu.overhead_gb == memory.CPU_RUNTIME_GB
     assert cuda.overhead_gb == memory.CUDA_CONTEXT_GB
-    assert cuda.peak_gb >= cpu.peak_gb  # AdamW's foreach temporaries on CUDA
+    # the same trace: fused AdamW makes no temporaries on either device
+    assert cuda.peak_gb == pytest.approx(cpu.peak_gb)
 
 
 def test_formula_fallback_says_so():
