@@ -264,6 +264,21 @@ class Step(Event):
 
 @_register
 @dataclass
+class MemoryMeasured(Event):
+    """The live-tensor peak of one steady-state training step as measured (engine/memmeasure.py),
+    next to the plan's prediction (engine/memory.py): every run is a data point."""
+
+    kind: ClassVar[str] = "memory_measured"
+    step: int  # the optimizer step measured (the third of the process: AdamW's state exists)
+    measured_peak_gb: float
+    predicted_peak_gb: float | None
+    method: str  # "cuda": torch.cuda.max_memory_allocated; "cpu-profiler": the CPU allocator's records
+    reserved_gb: float | None = None  # CUDA: max_memory_reserved (the caching allocator's slack included)
+    batch_size: int | None = None  # the micro-batch it ran with
+
+
+@_register
+@dataclass
 class Evaluated(Event):
     kind: ClassVar[str] = "eval"
     epoch: int
@@ -526,6 +541,8 @@ class RunState:
     lr: float | None = None  # the learning rate at the latest step
     memory: dict[str, float] = field(default_factory=dict)  # the latest mem_* figures
     mem_peak_gb: float = 0.0
+    # the measured peak of a steady-state step against the prediction (a memory_measured event)
+    memory_check: dict[str, Any] = field(default_factory=dict)
     logs: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
     model_path: str | None = None
     exported_epoch: int | None = None
@@ -593,6 +610,11 @@ class RunState:
             self._apply_step(obj)
         elif kind == "eval":
             self._apply_eval(obj)
+        elif kind == "memory_measured":
+            self.memory_check = {
+                k: obj.get(k)
+                for k in ("step", "measured_peak_gb", "predicted_peak_gb", "method", "reserved_gb", "batch_size")
+            }
         elif kind == "checkpoint":
             self.checkpoint = obj.get("path")
         elif kind == "exported":

@@ -170,6 +170,8 @@ class RunInfo:
     created: float
     epoch: int | None
     epochs: int | None
+    # training memory: the plan's predicted peak and, once the trainer measured a step, the measured one
+    memory: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +185,7 @@ class RunInfo:
             "created": self.created,
             "epoch": self.epoch,
             "epochs": self.epochs,
+            "memory": self.memory,
         }
 
 
@@ -203,6 +206,22 @@ def run_state(run_dir: Path) -> RunState:
     return state
 
 
+def memory_figures(rs: RunState) -> dict[str, Any] | None:
+    """Predicted against measured peak of a steady-state step (GB), and their ratio."""
+    predicted = (rs.plan.get("memory") or {}).get("peak_gb") or rs.memory_check.get("predicted_peak_gb")
+    measured = rs.memory_check.get("measured_peak_gb")
+    if predicted is None and measured is None:
+        return None
+    return {
+        "predicted_peak_gb": predicted,
+        "measured_peak_gb": measured,
+        "predicted_over_measured": round(predicted / measured, 3) if predicted and measured else None,
+        "method": (rs.plan.get("memory") or {}).get("method"),
+        "measured_by": rs.memory_check.get("method"),
+        "measured_at_step": rs.memory_check.get("step"),
+    }
+
+
 def run_info(run_dir: Path) -> RunInfo:
     st = read_status(run_dir)
     rs = run_state(run_dir)
@@ -217,6 +236,7 @@ def run_info(run_dir: Path) -> RunInfo:
         created=st.get("created", 0.0),
         epoch=rs.epoch or None,
         epochs=rs.epochs or None,
+        memory=memory_figures(rs),
     )
 
 

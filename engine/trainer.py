@@ -146,6 +146,19 @@ class Reporter:
             )
         )
 
+    def on_memory_measured(self, run: Run, peak_bytes: int, reserved_bytes: int | None) -> None:
+        predicted = getattr(run.plan.memory, "peak_gb", None)
+        self.emit(
+            ev.MemoryMeasured(
+                step=run.progress.global_step + 1,
+                measured_peak_gb=round(peak_bytes / GB, 4),
+                predicted_peak_gb=round(predicted, 4) if predicted else None,
+                method="cuda" if run.plan.device.startswith("cuda") else "cpu-profiler",
+                reserved_gb=round(reserved_bytes / GB, 4) if reserved_bytes is not None else None,
+                batch_size=run.plan.batch_size,
+            )
+        )
+
     def on_evaluate(self, run: Run, record: dict[str, Any], metrics: dict[str, Any]) -> None:
         self.emit(ev.Evaluated(**record, confusion_matrix=metrics["confusion_matrix"], per_class=metrics["per_class"]))
 
@@ -363,6 +376,8 @@ class Run:
     module: Any = None  # the model itself (adapter.model is its DDP wrapper when training with several processes)
     dist: Distributed = field(default_factory=lambda: Distributed())
     cancel_signalled: bool = False
+    steps_here: int = 0  # optimizer steps taken by this process (a resumed run counts from 0)
+    memory_measured: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -515,6 +530,25 @@ def train_step(run: Run, idx: list[int]) -> float:
     return total / len(idx)
 
 
+MEASURED_STEP = 2  # the third step of the process: AdamW made its state at the first
+
+
+def measured_step(run: Run, idx: list[int]) -> float:
+    """`train_step` with its live-tensor peak measured (engine/memmeasure.py: on the CPU from the
+    allocator's records under torch.profiler, a few percent of this one step; on CUDA
+    max_memory_allocated) and reported next to the plan's prediction."""
+    from modelwiz.engine.memmeasure import StepPeak, optimizer_tensors
+
+    model = run.module
+    run.optimizer.zero_grad(set_to_none=True)  # freed before the measurement starts
+    alive = [*model.parameters(), *model.buffers(), *optimizer_tensors(run.optimizer)]
+    with StepPeak(run.plan.device, alive) as m:
+        loss = train_step(run, idx)
+    run.memory_measured = True
+    run.reporter.on_memory_measured(run, m.peak_bytes, m.reserved_bytes)
+    return loss
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """A CUDA out-of-memory error, or the CPU allocator failing."""
     import torch
@@ -577,12 +611,14 @@ def train_epoch(run: Run, epoch: int) -> None:
         loss = None
         while loss is None:
             try:
-                loss = train_step(run, idx)
+                measure = run.steps_here == MEASURED_STEP and not run.memory_measured and run.dist.main
+                loss = measured_step(run, idx) if measure else train_step(run, idx)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
                 if not is_out_of_memory(exc):
                     raise
                 back_off(run, exc)
         p.global_step, p.step_in_epoch = p.global_step + 1, s + 1
+        run.steps_here += 1
         window_loss, window_n = window_loss + loss * len(idx), window_n + len(idx)
         if p.global_step % log_every == 0 or s == run.steps_per_epoch - 1:
             elapsed = time.perf_counter() - window_t

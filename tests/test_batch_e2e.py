@@ -87,6 +87,14 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     assert [r["run_id"] for r in listed] == [summary["run_id"]]
     assert listed[0]["status"] == "completed"
 
+    # every run is a data point for the memory predictor: the third step's live-tensor peak,
+    # measured, next to the plan's prediction, in the events and in `runs --json`
+    measured = [e for e in events if e["event"] == "memory_measured"]
+    assert len(measured) == 1 and measured[0]["step"] == 3 and measured[0]["method"] == "cpu-profiler"
+    assert measured[0]["measured_peak_gb"] > 0
+    assert listed[0]["memory"]["measured_peak_gb"] == measured[0]["measured_peak_gb"]
+    assert listed[0]["memory"]["predicted_peak_gb"] == measured[0]["predicted_peak_gb"] > 0
+
     # one meaning of "best" everywhere: the summary, the runs list, the report, the model card and
     # the exported weights are all the best epoch's by the configured metric (macro-F1 here)
     evals = [e for e in events if e["event"] == "eval"]
