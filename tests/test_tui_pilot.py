@@ -20,10 +20,18 @@ from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.recommend import rank
 from modelwiz.tui.app import ModelwizApp, WizardCommands
-from modelwiz.tui.dialogs import ConfirmDialog, FilePickerDialog, MessageDialog, PathDialog
+from modelwiz.tui.dialogs import (
+    ChoiceDialog,
+    ColumnsDialog,
+    ConfirmDialog,
+    FilePickerDialog,
+    MessageDialog,
+    PathDialog,
+)
 from modelwiz.tui.screens.compare import CompareScreen
 from modelwiz.tui.screens.dashboard import DashboardScreen
 from modelwiz.tui.screens.help import HelpScreen
+from modelwiz.tui.screens.recommend import COLUMNS, SORT_ORDER
 from modelwiz.tui.screens.runs import RunsScreen
 from modelwiz.tui.widgets import LineChart
 
@@ -67,10 +75,10 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         assert len(ranked_ids) == 6 and "Qwen/Qwen2.5-7B" not in ranked_ids
         assert table_ids(table) == ranked_ids
 
-        await pilot.press("s")  # sort by score, best first
+        await pilot.press("S")  # the next sort column: score, best first
         scores = [next(r.score for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
         assert screen.sort_key == "score" and scores == sorted(scores, reverse=True)
-        await pilot.press("s")  # by size, smallest first
+        await pilot.press("S")  # by size, smallest first
         params = [next(r.candidate.params for r in screen.rows if r.candidate.id == i) for i in table_ids(table)]
         assert screen.sort_key == "params" and params == sorted(params)
         assert table_ids(table)[0] == MINILM
@@ -759,7 +767,7 @@ async def test_models_filter_by_text_then_sort_mark_and_compare(
         await pilot.press("enter")  # back to the table; enter there chooses, so the filter kept it from doing so
         await walk.settle(pilot)
         assert walk.on_step(app, "recommend") and app.focused is table
-        await pilot.press("s", "s")  # by size, smallest first, still filtered
+        await pilot.press("S", "S")  # by size, smallest first, still filtered
         assert screen.sort_key == "params" and table_ids(table) == [
             "FacebookAI/roberta-base",
             "FacebookAI/xlm-roberta-base",
@@ -830,3 +838,217 @@ async def test_setup_recipes_checked_by_the_config_rules_and_saved(
             "cosine",
         )
         assert cfg.train.strategy == "gradual"
+
+
+class FakeProbe:
+    """`Services.probe` stand-in: progress events as the engine's probe sends them, then fixed
+    LogME figures; `gate` (when set) holds it mid-run until the test lets it go or stops it."""
+
+    LOGME = {
+        "sentence-transformers/all-MiniLM-L6-v2": -0.5,
+        "distilbert/distilbert-base-uncased": 0.7,
+        "google-bert/bert-base-uncased": 0.2,
+        "FacebookAI/roberta-base": 0.4,
+        "FacebookAI/xlm-roberta-base": 0.1,
+        "microsoft/deberta-v3-large": 0.3,
+    }
+
+    def __init__(self, *, fail: str = "", error: Exception | None = None, hold: bool = False) -> None:
+        import threading
+
+        self.calls: list[tuple[list[str], int]] = []
+        self.fail, self.error = fail, error
+        self.gate = threading.Event() if hold else None
+        self.stopped = False
+
+    def __call__(self, config, ids, k, on_event, should_stop):  # noqa: ANN001
+        import time
+
+        from modelwiz.tui.probe import ProbeStopped
+
+        self.calls.append((list(ids), k))
+        if self.error is not None:
+            raise self.error
+        on_event({"event": "probe_started", "models": ids, "examples": 30})
+        results = []
+        for i, mid in enumerate(ids, 1):
+            on_event({"event": "probe_model", "model": mid, "index": i, "of": len(ids), "examples": 30})
+            on_event({"event": "probe_progress", "model": mid, "index": i, "done": 15, "total": 30})
+            while self.gate is not None and not self.gate.is_set():
+                if should_stop():
+                    self.stopped = True
+                    raise ProbeStopped
+                time.sleep(0.01)
+            if mid == self.fail:
+                results.append(
+                    {
+                        "model": mid,
+                        "logme": None,
+                        "h_score": None,
+                        "examples": 30,
+                        "dim": 0,
+                        "seconds": 0.1,
+                        "feature_seconds": 0.0,
+                        "cached": False,
+                        "error": "no weights",
+                    }
+                )
+                continue
+            results.append(
+                {
+                    "model": mid,
+                    "logme": self.LOGME[mid],
+                    "h_score": 1.0,
+                    "examples": 30,
+                    "dim": 8,
+                    "seconds": 0.2,
+                    "feature_seconds": 0.1,
+                    "cached": False,
+                    "error": "",
+                }
+            )
+        return sorted(results, key=lambda r: -(r["logme"] if r["logme"] is not None else -1e9))
+
+
+def probe_app(tmp_path: Path, probe: FakeProbe) -> ModelwizApp:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    app.services.probe = probe
+    return app
+
+
+@async_test
+async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    probe = FakeProbe(hold=True)
+    app = probe_app(tmp_path, probe)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        before = table_ids(table)
+        assert "p Probe" in walk.screen_text(app) and "Stop probe" not in walk.screen_text(app)
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: "probe 1/5" in walk.screen_text(app))
+        text = walk.screen_text(app)
+        assert "x Stop probe" in text and "50%" not in text  # 15 of 30 examples of the 1st of 5: 10%
+        assert "10%" in text
+        probe.gate.set()
+        await walk.wait_until(pilot, lambda: not screen.probing and any(r.probe for r in screen.rows))
+        # the top 5 (none marked), on disk or not (not offline), as `recommend --probe 5`
+        assert probe.calls == [(before[:5], 5)]
+        after = table_ids(table)
+        # the probed five keep their five places, ordered among themselves by LogME; the 6th stays
+        assert after[:5] == sorted(before[:5], key=lambda m: -FakeProbe.LOGME[m]) and after[5] == before[5]
+        assert [r.candidate.id for r in app.state.recommendation.ranked] == after  # the wizard's state too
+        text = walk.screen_text(app)
+        assert "LogME" in text and "0.70" in text and "Stop probe" not in text
+        best = next(r for r in screen.rows if r.candidate.id == after[0])
+        assert best.reasons[0].startswith("LogME 0.70, 1st of 5 on 30 of your examples")
+        shown = screen.highlighted  # the cursor stays on the model it was on; its pane says its LogME
+        assert shown is not None and shown.reasons[0] in str(screen.query_one("#details").render())
+        # sorted by LogME from the sort menu: the same order for the probed, the unprobed last
+        await pilot.press("s")
+        await walk.settle(pilot)
+        await pilot.press(*["down"] * SORT_ORDER.index("logme"), "enter")
+        await walk.settle(pilot)
+        assert screen.sort_key == "logme" and table_ids(table)[:5] == after[:5]
+
+
+@async_test
+async def test_probe_marked_models_failures_and_errors_are_dialogs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    probe = FakeProbe(fail="FacebookAI/roberta-base")
+    app = probe_app(tmp_path, probe)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        ids = table_ids(table)
+        await pilot.press("down", "space", "space")  # mark the 2nd and 3rd
+        marked = ids[1:3]
+        assert screen.marked == marked
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert probe.calls == [(marked, 2)]
+        assert "roberta-base: no weights" in app.screen.message
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        probed = [r for r in screen.rows if r.probe]
+        assert sorted(r.candidate.id for r in probed) == sorted(marked)
+        failed = next(r for r in probed if r.candidate.id == "FacebookAI/roberta-base")
+        assert failed.reasons[0] == "probe failed: no weights"
+        # a probe that cannot run at all: one dialog, the ranking as it was
+        probe.error = UserError("probe failed: the data changed")
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert app.screen.message == "probe failed: the data changed"
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        assert not screen.probing and table_ids(table) == [r.candidate.id for r in screen.rows]
+
+
+@async_test
+async def test_probe_stopped_with_x_leaves_the_ranking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    probe = FakeProbe(hold=True)
+    app = probe_app(tmp_path, probe)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        before = [r.candidate.id for r in screen.rows]
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: "probe 1/5" in walk.screen_text(app))
+        await pilot.press("x")
+        await walk.settle(pilot)
+        assert probe.stopped and not screen.probing
+        assert [r.candidate.id for r in screen.rows] == before and not any(r.probe for r in screen.rows)
+        assert "Stop probe" not in walk.screen_text(app) and not screen.query_one("#probe-box").display
+
+
+@async_test
+async def test_sort_menu_every_column_again_reverses_and_columns_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        mem = {r.candidate.id: r.plan.memory.total_gb for r in screen.rows}
+        await pilot.press("s")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ChoiceDialog)
+        listed = [o.id for o in app.screen.query_one("#choices").options]
+        assert listed == list(SORT_ORDER) and set(listed) == {key for key, _ in COLUMNS}  # every column
+        await pilot.press(*["down"] * SORT_ORDER.index("memory"), "enter")
+        await walk.settle(pilot)
+        assert screen.sort_key == "memory" and not screen.reverse
+        assert [mem[i] for i in table_ids(table)] == sorted(mem.values())
+        assert "sorted by memory ↑" in walk.screen_text(app)
+        await pilot.press("s")  # the menu opens on the current column; choosing it again reverses
+        await walk.settle(pilot)
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        assert screen.sort_key == "memory" and screen.reverse
+        assert [mem[i] for i in table_ids(table)] == sorted(mem.values(), reverse=True)
+        await pilot.press("s", "down", "escape")  # Esc in the menu: nothing changes
+        await walk.settle(pilot)
+        assert screen.sort_key == "memory" and screen.reverse and walk.on_step(app, "recommend")
+        # columns: at 80 cells source is hidden; show it, hide the license
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "Source" not in labels and "License" in labels
+        await pilot.press("v")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ColumnsDialog)
+        keys = [key for key, _ in COLUMNS]
+        await pilot.press(*["down"] * keys.index("source"), "space")
+        await pilot.press(*["down"] * (keys.index("license") - keys.index("source")), "space", "enter")
+        await walk.settle(pilot)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "Source" in labels and "License" not in labels
+        assert screen.columns_chosen is not None and "source" in screen.columns_chosen

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -361,3 +362,67 @@ def test_dashboard_memory_sparkline_and_per_class_table() -> None:
     table = per_class_table(run)
     assert table is not None and table.row_count == 3
     assert [c.header for c in table.columns] == ["class", "prec", "recall", "F1", "n"]
+
+
+def test_run_probe_reads_the_probe_process_line_by_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The wizard's probe client against stand-in probe processes: events then results; a bad input
+    (exit 2, one line) as a UserError with that line; a stop request ends the process."""
+    import time
+
+    from modelwiz.engine.config import Config
+    from modelwiz.engine.errors import UserError
+    from modelwiz.tui import probe as mw_probe
+
+    script = (
+        "import json, sys\n"
+        "cfg, k, ids = sys.argv[1], sys.argv[2], sys.argv[3:]\n"
+        "assert open(cfg).read().startswith('[task]')\n"
+        "print('a library chatters', flush=True)\n"
+        "print(json.dumps({'event': 'probe_started', 'models': ids, 'examples': int(k)}), flush=True)\n"
+        "print(json.dumps({'probe': [{'model': m, 'logme': 0.5} for m in ids]}), flush=True)\n"
+    )
+    monkeypatch.setattr(mw_probe, "ENTRY", script)
+    seen: list[dict] = []
+    results = mw_probe.run_probe(Config(), ["a/b", "c/d"], 7, seen.append, lambda: False)
+    assert seen == [{"event": "probe_started", "models": ["a/b", "c/d"], "examples": 7}]
+    assert results == [{"model": "a/b", "logme": 0.5}, {"model": "c/d", "logme": 0.5}]
+
+    monkeypatch.setattr(mw_probe, "ENTRY", "import sys; print('x/y is not ranked', file=sys.stderr); sys.exit(2)")
+    with pytest.raises(UserError, match=r"^probe failed: x/y is not ranked$"):
+        mw_probe.run_probe(Config(), ["x/y"], 1, seen.append, lambda: False)
+
+    pid_file = tmp_path / "pid"
+    monkeypatch.setattr(
+        mw_probe, "ENTRY", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    asked = time.monotonic()
+    with pytest.raises(mw_probe.ProbeStopped):
+        mw_probe.run_probe(Config(), [], 5, seen.append, lambda: pid_file.exists() and pid_file.stat().st_size > 0)
+    assert time.monotonic() - asked < 30
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # terminated and reaped
+
+
+def test_probe_child_refuses_a_model_not_ranked_in_one_line(tmp_path: Path) -> None:
+    """The probe process itself (no stand-in): a model id the ranking lacks is exit 2, one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    from modelwiz.tui.probe import ENTRY
+
+    shutil.copy(Path(__file__).parent / "tui_fixtures" / "tickets.csv", tmp_path / "tickets.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[task]\ntrain = "tickets.csv"\n', encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY, str(cfg), "1", "no/such-model"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "no/such-model is not among the models these settings rank; rank again (f5)"
+    ]

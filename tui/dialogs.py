@@ -1,4 +1,5 @@
-"""Small modal dialogs any screen may open: confirm, message/error, ask for a path, pick a data file."""
+"""Small modal dialogs any screen may open: confirm, message/error, ask for a path, pick a data file,
+choose one of a list, choose several of a list."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Button, DirectoryTree, Input, Label, Static
+from textual.widgets import Button, DirectoryTree, Input, Label, OptionList, SelectionList, Static
+from textual.widgets.option_list import Option
 
 from modelwiz.tui.base import ModalBase
 
@@ -207,6 +209,73 @@ class FilePickerDialog(ModalBase[str | None]):
             self.root = parent
             self.query_one("#picker-tree", DataTree).path = parent
             self.query_one("#picker-root", Static).update(Content(self._where()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceDialog(ModalBase[str | None]):
+    """One of `options` ((key, label) pairs): enter chooses the highlighted one; Esc or ctrl+b
+    cancels. Dismissed with the key or None. `current` starts highlighted."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+b,escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], current: str | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+        self.current = current
+
+    def compose_dialog(self) -> Iterable[Widget]:
+        with Vertical(classes="dialog choice"):
+            yield Label(Content(self.title_text), classes="dialog-title")
+            yield OptionList(*(Option(Content(label), id=key) for key, label in self.options), id="choices")
+            yield Static(Content("enter: choose · Esc / ctrl+b: cancel"), classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        choices = self.query_one("#choices", OptionList)
+        keys = [key for key, _ in self.options]
+        if self.current in keys:
+            choices.highlighted = keys.index(self.current)
+        choices.focus()
+
+    @on(OptionList.OptionSelected, "#choices")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ColumnsDialog(ModalBase[list[str] | None]):
+    """Several of `options` ((key, label, selected) triples): space toggles, enter accepts, Esc or
+    ctrl+b cancels. Dismissed with the selected keys in the options' order, or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "accept", "Apply", priority=True),
+        Binding("ctrl+b,escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, title: str, options: list[tuple[str, str, bool]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+
+    def compose_dialog(self) -> Iterable[Widget]:
+        with Vertical(classes="dialog choice"):
+            yield Label(Content(self.title_text), classes="dialog-title")
+            yield SelectionList[str](*((label, key, on) for key, label, on in self.options), id="columns")
+            yield Static(Content("space: show / hide · enter: apply · Esc / ctrl+b: cancel"), classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#columns", SelectionList).focus()
+
+    def action_accept(self) -> None:
+        selected = set(self.query_one("#columns", SelectionList).selected)
+        self.dismiss([key for key, _, _ in self.options if key in selected])
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -25,6 +25,7 @@ from modelwiz.engine.recommend import Ranked, gather_candidates, rank
 from modelwiz.engine.runs import request_cancel
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation
+from modelwiz.tui.probe import run_probe
 
 STEPS: tuple[str, ...] = ("task", "hardware", "recommend", "setup", "dashboard")
 STEP_TITLES: dict[str, str] = {
@@ -115,6 +116,10 @@ class Services:
     cancel_run: Callable[[Path], Any] = request_cancel
     resume_run: Callable[[Path], Any] = resume_run
     candidates: Callable[[str], list[Candidate]] = gather_candidates  # every source, one modality
+    # (config, model ids, k, on_event, should_stop) -> probe results; default: a process of its own
+    probe: Callable[[Config, list[str], int, Callable[[dict[str, Any]], None], Callable[[], bool]], list[Any]] = (
+        run_probe
+    )
 
     def with_runs_dir(self, runs_dir: Path | None) -> Services:
         """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""
