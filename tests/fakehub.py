@@ -4,6 +4,12 @@ It answers exactly what `huggingface_hub` 2.x (`snapshot_download`, `hf_hub_down
 `HfApi.model_info`, `HfApi.list_repo_tree`) and transformers 5.x (`from_pretrained`) ask for, with
 the headers and error codes the real Hub sends:
 
+    GET  /api/models?pipeline_tag=&filter=&sort=downloads&limit=&expand=...
+                                                   the model list (`HfApi.list_models`): repos of
+                                                   that pipeline tag carrying every filter tag,
+                                                   most downloaded first, each with `_id`, `id`
+                                                   and the fields `expand` names, in the real
+                                                   Hub's shape (safetensors, cardData, config, ...)
     GET  /api/models/{repo}                        model info (sha, siblings, gated, safetensors)
     GET  /api/models/{repo}/revision/{rev}         same, at a revision ("main" or the commit sha)
     GET  /api/models/{repo}/tree/{rev}[/{path}]    file listing (`recursive`, `expand` ignored)
@@ -18,6 +24,8 @@ missing file or tree path → 404 `EntryNotFound`, unknown revision → 404 `Rev
 repo without an accepted token → 401 `GatedRepo` on file downloads (its info and tree are public,
 as on the Hub). No Xet headers (`X-Xet-Hash`) and no `xetHash` in tree entries are ever sent, so
 the client downloads over plain HTTP. Every request is recorded in `FakeHub.requests`.
+Faults for the list: `list_delay` (seconds before answering), `list_status` (e.g. 500),
+`list_body` (raw bytes instead of the JSON list); `file_delay` delays every file download.
 
 Use it as a context manager:
 
@@ -33,6 +41,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +72,10 @@ class FakeRepo:
     private: bool = False
     license: str | None = None
     config: dict = field(default_factory=dict)
+    pipeline_tag: str | None = None
+    downloads: int = 0
+    languages: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,7 @@ def _load_repo(
     private: bool,
     license: str | None,
     extra_files: dict[str, bytes] | None,
+    listing: dict | None = None,
 ) -> FakeRepo:
     files: dict[str, bytes] = {}
     for p in sorted(folder.rglob("*")):
@@ -128,10 +142,52 @@ def _load_repo(
     if "config.json" in files:
         try:
             full = json.loads(files["config.json"])
-            config = {k: full[k] for k in ("architectures", "model_type") if k in full}
+            config = {k: full[k] for k in ("architectures", "model_type", "auto_map") if k in full}
         except ValueError:
             pass
-    return FakeRepo(repo_id, fake_files, sha, gated=gated, private=private, license=license, config=config)
+    return FakeRepo(
+        repo_id, fake_files, sha, gated=gated, private=private, license=license, config=config, **(listing or {})
+    )
+
+
+def _info(repo: FakeRepo) -> dict:
+    """What the Hub says of a repo (model info and the model list share it), without siblings."""
+    params: dict[str, int] = {}
+    for name, f in repo.files.items():
+        if name.endswith(".safetensors") and "/" not in name:
+            for dtype, n in _safetensors_parameters(f.data).items():
+                params[dtype] = params.get(dtype, 0) + n
+    tags = ["transformers"] + (["safetensors"] if params else []) + [repo.config.get("model_type", "")]
+    tags += repo.tags + repo.languages + ([f"license:{repo.license}"] if repo.license else [])
+    card: dict = {}
+    if repo.license:
+        card["license"] = repo.license
+    if repo.languages:
+        card["language"] = list(repo.languages)
+    info = {
+        "_id": repo.sha[:24],
+        "id": repo.repo_id,
+        "modelId": repo.repo_id,
+        "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+        "sha": repo.sha,
+        "lastModified": _DATE,
+        "createdAt": _DATE,
+        "private": repo.private,
+        "gated": "manual" if repo.gated else False,
+        "disabled": False,
+        "downloads": repo.downloads,
+        "likes": 0,
+        "library_name": "transformers",
+        "tags": [t for t in tags if t],
+        "config": repo.config,
+        "cardData": card or None,
+        "usedStorage": sum(f.size for f in repo.files.values()),
+    }
+    if repo.pipeline_tag:
+        info["pipeline_tag"] = repo.pipeline_tag
+    if params:
+        info["safetensors"] = {"parameters": params, "total": sum(params.values())}
+    return info
 
 
 class FakeHub:
@@ -144,6 +200,10 @@ class FakeHub:
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.list_delay = 0.0
+        self.list_status = 200
+        self.list_body: bytes | None = None
+        self.file_delay = 0.0
 
     # -- repos ---------------------------------------------------------------------------------
 
@@ -157,13 +217,19 @@ class FakeHub:
         license: str | None = "apache-2.0",
         extra_files: dict[str, bytes] | None = None,
         lazy: bool = False,
+        pipeline_tag: str | None = None,
+        downloads: int = 0,
+        languages: tuple[str, ...] = (),
+        tags: tuple[str, ...] = (),
     ) -> None:
         """Serve every file under `folder` (plus `extra_files`) as repo `repo_id`, branch main.
 
         `lazy=True` reads the folder at the first request for the repo, so a client process can
-        create it just before downloading it.
+        create it just before downloading it. `pipeline_tag`, `downloads`, `languages` (the card's)
+        and `tags` (extra, e.g. "custom_code") are what the model list reports.
         """
-        options = dict(gated=gated, private=private, license=license, extra_files=extra_files)
+        listing = dict(pipeline_tag=pipeline_tag, downloads=downloads, languages=list(languages), tags=list(tags))
+        options = dict(gated=gated, private=private, license=license, extra_files=extra_files, listing=listing)
         with self._lock:
             self._pending[repo_id] = lambda: _load_repo(repo_id, Path(folder), **options)
             self.repos.pop(repo_id, None)
@@ -279,7 +345,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._head = head
         self._query = parse_qs(split.query)
         try:
-            if raw_path.startswith("/api/models/"):
+            if raw_path.rstrip("/") == "/api/models":
+                self._list_models()
+            elif raw_path.startswith("/api/models/"):
                 self._api_models(raw_path[len("/api/models/") :])
             elif raw_path.startswith("/cdn/"):
                 self._cdn(raw_path[len("/cdn/") :])
@@ -347,6 +415,36 @@ class _Handler(BaseHTTPRequestHandler):
             # e.g. xet-read-token: this fake hub has no Xet storage.
             self._error(404, None, "Not found")
 
+    def _list_models(self) -> None:
+        hub = self.hub
+        if hub.list_delay:
+            time.sleep(hub.list_delay)
+        if hub.list_status != 200:
+            self._error(hub.list_status, None, "Internal Error")
+            return
+        if hub.list_body is not None:
+            self._send(200, hub.list_body, {"Content-Type": "application/json; charset=utf-8"})
+            return
+        tag = self._query.get("pipeline_tag", [None])[0]
+        wanted = self._query.get("filter", [])
+        expand = self._query.get("expand", [])
+        limit = int(self._query.get("limit", ["1000"])[0])
+        with hub._lock:
+            repo_ids = sorted({*hub.repos, *hub._pending})
+        repos = [r for r in (hub.find_repo(rid)[0] for rid in repo_ids) if r is not None and not r.private]
+        items = []
+        for repo in repos:
+            info = _info(repo)
+            if tag and repo.pipeline_tag != tag:
+                continue
+            if not all(f in info["tags"] or f == info["library_name"] for f in wanted):
+                continue
+            items.append(info)
+        if self._query.get("sort", [None])[0] == "downloads":
+            items.sort(key=lambda i: -i["downloads"])
+        fields = expand or ["author", "downloads", "likes", "pipeline_tag", "library_name", "tags", "createdAt"]
+        self._json([{"_id": i["_id"], "id": i["id"], **{k: i[k] for k in fields if k in i}} for i in items[:limit]])
+
     def _model_info(self, repo: FakeRepo) -> None:
         blobs = self._query.get("blobs", ["false"])[0].lower() == "true"
         siblings = []
@@ -357,35 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if f.sha256:
                     entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(entry)
-        params: dict[str, int] = {}
-        for name, f in repo.files.items():
-            if name.endswith(".safetensors") and "/" not in name:
-                for dtype, n in _safetensors_parameters(f.data).items():
-                    params[dtype] = params.get(dtype, 0) + n
-        tags = ["transformers"] + (["safetensors"] if params else []) + [repo.config.get("model_type", "")]
-        info = {
-            "_id": repo.sha[:24],
-            "id": repo.repo_id,
-            "modelId": repo.repo_id,
-            "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
-            "sha": repo.sha,
-            "lastModified": _DATE,
-            "createdAt": _DATE,
-            "private": repo.private,
-            "gated": "manual" if repo.gated else False,
-            "disabled": False,
-            "downloads": 0,
-            "likes": 0,
-            "library_name": "transformers",
-            "tags": [t for t in tags if t] + ([f"license:{repo.license}"] if repo.license else []),
-            "config": repo.config,
-            "cardData": {"license": repo.license} if repo.license else None,
-            "siblings": siblings,
-            "usedStorage": sum(f.size for f in repo.files.values()),
-        }
-        if params:
-            info["safetensors"] = {"parameters": params, "total": sum(params.values())}
-        self._json(info)
+        self._json({**_info(repo), "siblings": siblings})
 
     def _tree(self, repo: FakeRepo, path: str) -> None:
         recursive = self._query.get("recursive", ["false"])[0].lower() == "true"
@@ -455,6 +525,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._file(f, {"ETag": f'"{f.sha256}"'})
 
     def _file(self, f: FakeFile, headers: dict[str, str]) -> None:
+        if self.hub.file_delay:
+            time.sleep(self.hub.file_delay)
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **headers}
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes=") and not self._head:

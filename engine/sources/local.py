@@ -299,11 +299,36 @@ def candidate_from_folder(folder: Path, source: str = "local", model_id: str | N
         return None
     if not isinstance(cfg, dict):
         return None
-    model_type = str(cfg.get("model_type", ""))
-    modality = "image" if model_type in IMAGE_TYPES or "image_size" in cfg else "text"
     front = card_front_matter(folder)
     langs = front.get("language", [])
     license_ = front.get("license", "unknown")
+    figures = config_figures(cfg)
+    figures["max_length"] = usable_positions(folder, cfg)
+    # keep symlinks as given: a linked folder's name is the model's name
+    where = str(folder.absolute())
+    return Candidate(
+        id=model_id or where,
+        name=folder.name if model_id is None else model_id,
+        source=source,
+        modality=config_modality(cfg),
+        params=safetensors_param_count(folder),
+        license=str(license_).lower() if isinstance(license_, str) else "unknown",
+        languages=[str(x) for x in langs] if isinstance(langs, list) else [],
+        on_disk=True,
+        path=where,
+        **figures,
+    )
+
+
+def config_modality(cfg: dict[str, Any]) -> str:
+    """text or image, from a parsed config.json."""
+    return "image" if str(cfg.get("model_type", "")) in IMAGE_TYPES or "image_size" in cfg else "text"
+
+
+def config_figures(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The architecture figures a `Candidate` carries (what memory prediction reads), from a
+    parsed config.json (a folder's or one fetched from the Hub); `max_length` without the
+    tokenizer's cap (`usable_positions` adds it where the tokenizer files are at hand)."""
     hidden = cfg.get("hidden_size") or cfg.get("dim") or cfg.get("d_model") or 0
     if isinstance(hidden, list):
         hidden = hidden[-1] if hidden else 0
@@ -313,33 +338,28 @@ def candidate_from_folder(folder: Path, source: str = "local", model_id: str | N
     image_size = cfg.get("image_size", 224)
     if isinstance(image_size, (list, tuple)):
         image_size = image_size[0]
-    # keep symlinks as given: a linked folder's name is the model's name
-    where = str(folder.absolute())
-    return Candidate(
-        id=model_id or where,
-        name=folder.name if model_id is None else model_id,
-        source=source,
-        modality=modality,
-        arch=model_type,
-        params=safetensors_param_count(folder),
-        license=str(license_).lower() if isinstance(license_, str) else "unknown",
-        languages=[str(x) for x in langs] if isinstance(langs, list) else [],
-        on_disk=True,
-        path=where,
-        hidden_size=int(hidden or 0),
-        num_layers=int(num_layers or 0),
-        num_heads=int(cfg.get("num_attention_heads") or cfg.get("n_heads") or 0),
-        intermediate_size=int(cfg.get("intermediate_size") or cfg.get("hidden_dim") or 0),
-        vocab_size=int(cfg.get("vocab_size") or 0),
-        max_length=usable_positions(folder, cfg),
-        image_size=int(image_size or 224),
-    )
+    return {
+        "arch": str(cfg.get("model_type", "")),
+        "hidden_size": _int(hidden),
+        "num_layers": _int(num_layers),
+        "num_heads": _int(cfg.get("num_attention_heads") or cfg.get("n_heads")),
+        "intermediate_size": _int(cfg.get("intermediate_size") or cfg.get("hidden_dim")),
+        "vocab_size": _int(cfg.get("vocab_size")),
+        "max_length": config_positions(cfg),
+        "image_size": _int(image_size) or 224,
+    }
 
 
-def usable_positions(folder: Path, cfg: dict[str, Any]) -> int:
-    """Tokens per example the model accepts: its position table, less the offset RoBERTa-style
-    models reserve (positions start after the padding index), capped by the tokenizer's own
-    model_max_length when it states one."""
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def config_positions(cfg: dict[str, Any]) -> int:
+    """Tokens per example the position table allows, less the offset RoBERTa-style models
+    reserve (positions start after the padding index)."""
     positions = cfg.get("max_position_embeddings")
     limit = int(positions) if isinstance(positions, int) and positions > 0 else 512
     if (
@@ -347,6 +367,14 @@ def usable_positions(folder: Path, cfg: dict[str, Any]) -> int:
         or str(cfg.get("position_embedding_type", "")) == "roberta"
     ):
         limit -= int(cfg.get("pad_token_id") or 1) + 1
+    return max(limit, 1)
+
+
+def usable_positions(folder: Path, cfg: dict[str, Any]) -> int:
+    """Tokens per example the model accepts: its position table, less the offset RoBERTa-style
+    models reserve (positions start after the padding index), capped by the tokenizer's own
+    model_max_length when it states one."""
+    limit = config_positions(cfg)
     try:
         tok = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
         stated = tok.get("model_max_length") if isinstance(tok, dict) else None
