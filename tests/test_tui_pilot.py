@@ -1052,3 +1052,31 @@ async def test_sort_menu_every_column_again_reverses_and_columns_chosen(
         labels = [str(c.label) for c in table.columns.values()]
         assert "Source" in labels and "License" not in labels
         assert screen.columns_chosen is not None and "source" in screen.columns_chosen
+
+
+@async_test
+async def test_compare_shows_memory_bars_quality_and_transferability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelwiz.tui.screens.compare import memory_bar
+
+    monkeypatch.chdir(FIXTURES)
+    app = probe_app(tmp_path, FakeProbe())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        await pilot.press("space", "space")  # the top two, then probe only the first (marked: both)
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: not screen.probing and any(r.probe for r in screen.rows))
+        await pilot.press("c")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        text = walk.screen_text(app)
+        for r in app.screen.models:
+            assert memory_bar(r.plan.memory.total_gb, r.plan.budget_gb).plain in text
+            assert f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB" in text
+            assert f"LogME {r.probe['logme']:.2f}" in text
+            q = r.candidate.quality
+            assert (f"{q:.2f} prior" if q is not None else "unknown (no published benchmark)") in text
+        for label in ("Memory", "Quality", "Transfer", "Time/epoch", "License", "On disk"):
+            assert label in text

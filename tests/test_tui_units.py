@@ -426,3 +426,14 @@ def test_probe_child_refuses_a_model_not_ranked_in_one_line(tmp_path: Path) -> N
     assert proc.stderr.strip().splitlines() == [
         "no/such-model is not among the models these settings rank; rank again (f5)"
     ]
+
+
+def test_memory_bar_against_the_budget() -> None:
+    from modelwiz.tui.screens.compare import memory_bar
+
+    half = memory_bar(6.0, 12.0, cells=10)
+    assert half.plain == "█████░░░░░ 50%"
+    assert memory_bar(0.01, 12.0, cells=10).plain == "█░░░░░░░░░ 0%"  # a sliver still shows
+    over = memory_bar(15.6, 12.0, cells=10)
+    assert over.plain == "██████████ 130% ✗" and "red" in str(over.spans[0].style)
+    assert memory_bar(1.0, 0.0, cells=4).plain == "████ ∞ ✗"

@@ -1,4 +1,5 @@
-"""Side-by-side comparison of marked models: one column per model, one row per attribute."""
+"""Side-by-side comparison of marked models: one column per model, one row per attribute; the
+predicted memory as a bar against the budget, the expected quality, transferability when probed."""
 
 from __future__ import annotations
 
@@ -18,6 +19,45 @@ from modelwiz.tui.base import ModelwizScreen
 from modelwiz.tui.format import fmt_params, fmt_seconds
 from modelwiz.tui.state import step_label
 
+BAR_CELLS = 14
+
+
+def memory_bar(used_gb: float, budget_gb: float, cells: int = BAR_CELLS) -> Text:
+    """Predicted training memory against the budget: '███████░░░░░░░ 48%', over budget all red
+    with the overshoot ('██████████████ 130% ✗')."""
+    share = used_gb / budget_gb if budget_gb > 0 else float("inf")
+    filled = cells if share >= 1 else round(share * cells)
+    if 0 < share < 1 and filled == 0:
+        filled = 1  # a sliver of memory still shows
+    pct = "∞" if share == float("inf") else f"{share * 100:.0f}%"
+    style = "bold red" if share > 1 else ("yellow" if share > 0.85 else "green")
+    return Text.assemble(
+        ("█" * filled, style),
+        ("░" * (cells - filled), "dim"),
+        (f" {pct}" + (" ✗" if share > 1 else ""), style if share > 1 else ""),
+        no_wrap=True,
+    )
+
+
+def expected_quality(r: Ranked) -> Text:
+    q = r.candidate.quality
+    if q is None:
+        return Text("unknown (no published benchmark)", style="dim")
+    note = f" · {r.candidate.quality_note}" if r.candidate.quality_note else ""
+    return Text(f"{q:.2f} prior{note}")
+
+
+def transferability(r: Ranked) -> Text:
+    p = r.probe
+    if p is None:
+        return Text("not probed (p on the models step)", style="dim")
+    if p.get("error") or p.get("logme") is None:
+        return Text(f"probe failed: {p.get('error') or 'no figure'}", style="red")
+    place = f", {p['rank']} of {p['of']}" if p.get("rank") and p.get("of") else ""
+    return Text(
+        f"LogME {p['logme']:.2f}{place} · H-score {p.get('h_score') or 0:.2f} · {p.get('examples', 0)} examples"
+    )
+
 
 def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
     def fits(r: Ranked) -> Text:
@@ -30,8 +70,11 @@ def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
         ("Architecture", [Text(r.candidate.arch or "?") for r in models]),
         ("Params", [Text(f"{fmt_params(r.candidate.params)} M") for r in models]),
         ("Score", [Text(f"{r.score:.3f}", style="bold" if r.score == best_score else "") for r in models]),
-        ("Memory", [Text(f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB") for r in models]),
+        ("Memory", [memory_bar(r.plan.memory.total_gb, r.plan.budget_gb) for r in models]),
+        ("", [Text(f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB") for r in models]),
         ("Fits", [fits(r) for r in models]),
+        ("Quality", [expected_quality(r) for r in models]),
+        ("Transfer", [transferability(r) for r in models]),
         ("Time/epoch", [Text(fmt_seconds(r.plan.epoch_seconds)) for r in models]),
         (
             "Plan",
@@ -40,7 +83,6 @@ def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
                 for r in models
             ],
         ),
-        ("Benchmark", [Text(r.candidate.quality_note or "none known") for r in models]),
         ("License", [Text(r.candidate.license) for r in models]),
         ("Languages", [Text(", ".join(r.candidate.languages) or "?") for r in models]),
         ("On disk", [Text("yes" if r.candidate.on_disk else "no (download)") for r in models]),
