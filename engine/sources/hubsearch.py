@@ -214,8 +214,9 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
 class _Query:
     """What the worker threads found, read by the caller at the deadline."""
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
         self.lock = threading.Lock()
         self.listed: list[dict[str, Any]] | None = None
         self.error = ""
@@ -228,13 +229,13 @@ class _Query:
 
 def _fetch(endpoint: str, modality: str, timeout_s: float) -> tuple[list[dict[str, Any]] | None, str]:
     """(candidate dicts, "") or (None, why not), within `timeout_s`."""
-    q = _Query(time.monotonic() + timeout_s)
+    q = _Query(timeout_s)
     threading.Thread(target=_work, args=(q, endpoint, modality), name="modelwiz-hub", daemon=True).start()
     q.done.wait(max(0.0, q.remaining()))
     with q.lock:
         listed, error, configs = q.listed, q.error, dict(q.configs)
     if listed is None:
-        return None, error or f"no answer from {endpoint} within {timeout_s:g} s"
+        return None, error or _late(endpoint, timeout_s)
     out = []
     for m in listed:
         figures = configs.get(m["id"])
@@ -259,12 +260,12 @@ def _work(q: _Query, endpoint: str, modality: str) -> None:
             try:
                 pages[tag] = _get_json(session, f"{endpoint}/api/models", q, headers, {**params, "expand": EXPAND})
             except Exception as exc:  # noqa: BLE001 - any failure is a reason in the notes
-                errors.append(_reason(exc, endpoint))
+                errors.append(_reason(exc, endpoint, q.timeout_s))
 
         _run_all([lambda tag=tag: one_tag(tag) for tag in PIPELINE_TAGS[modality]], q)
         if errors or len(pages) < len(PIPELINE_TAGS[modality]):
             with q.lock:
-                q.error = errors[0] if errors else f"no answer from {endpoint} within the time allowed"
+                q.error = errors[0] if errors else _late(endpoint, q.timeout_s)
             return
         listed = _select([item for tag in PIPELINE_TAGS[modality] for item in pages[tag]], modality, endpoint)
         with q.lock:
@@ -284,7 +285,7 @@ def _work(q: _Query, endpoint: str, modality: str) -> None:
         _run_all([lambda mid=m["id"]: one_config(mid) for m in listed], q, workers=CONFIG_WORKERS)
     except Exception as exc:  # noqa: BLE001 - never an error, a reason
         with q.lock:
-            q.error = q.error or _reason(exc, endpoint)
+            q.error = q.error or _reason(exc, endpoint, q.timeout_s)
     finally:
         q.done.set()
 
@@ -331,7 +332,11 @@ def _get_json(session: Any, url: str, q: _Query, headers: dict[str, str], params
         raise ValueError("answered something that is not JSON") from None
 
 
-def _reason(exc: BaseException, endpoint: str) -> str:
+def _late(endpoint: str, timeout_s: float) -> str:
+    return f"no answer from {endpoint} within {timeout_s:g} s"
+
+
+def _reason(exc: BaseException, endpoint: str, timeout_s: float) -> str:
     """One line saying why the Hub gave nothing."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
@@ -340,7 +345,7 @@ def _reason(exc: BaseException, endpoint: str) -> str:
         status = exc.response.status_code if exc.response is not None else "?"
         return f"{endpoint} answered HTTP {status}"
     if isinstance(exc, (httpx2.TimeoutException, TimeoutError)):
-        return f"no answer from {endpoint} in time"
+        return _late(endpoint, timeout_s)
     if isinstance(exc, httpx2.TransportError):
         text = " ".join(str(exc).split())[:120]
         return f"cannot reach {endpoint} ({text or type(exc).__name__})"
