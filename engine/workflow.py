@@ -4,7 +4,7 @@ start a detached training run. `--batch`, `recommend` and the wizard all call th
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelwiz.engine.config import Config
@@ -12,7 +12,7 @@ from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
 from modelwiz.engine.plan import write_plan
 from modelwiz.engine.preflight import check_model
-from modelwiz.engine.recommend import Ranked, candidate_for_id, rank, resolve_model_choice
+from modelwiz.engine.recommend import Ranked, candidate_for_id, gather_candidates, rank, resolve_model_choice
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
 from modelwiz.engine.sources.base import Candidate
 
@@ -22,6 +22,7 @@ class Recommendation:
     data: TaskData
     hardware: HardwareReport
     ranked: list[Ranked]
+    notes: list[str] = field(default_factory=list)  # one line each, e.g. what the Hub said
 
     @property
     def summary(self) -> DataSummary:
@@ -49,8 +50,17 @@ def recommend(
             found.reasons += notes
         return Recommendation(data, hardware, [found] if found else [])
     s = data.summary
-    ranked = rank(config, hardware, train_size=s.train_size, num_classes=s.num_classes, language=s.language)
-    return Recommendation(data, hardware, ranked)
+    said: list[str] = []  # what the sources said (the Hub: fetched, cached, unreachable)
+    cands = gather_candidates(config.task.modality, offline=config.constraints.offline, notes=said)
+    ranked = rank(
+        config,
+        hardware,
+        train_size=s.train_size,
+        num_classes=s.num_classes,
+        language=s.language,
+        candidates=cands,
+    )
+    return Recommendation(data, hardware, ranked, said)
 
 
 def rerank(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked | None:

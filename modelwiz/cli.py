@@ -239,6 +239,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             "data": rec.summary.to_dict(),
             "hardware": rec.hardware.to_dict(),
             "candidates": len(rec.ranked),
+            "notes": rec.notes,
         }
         if probe_results is not None:
             out["probe"] = [p.to_dict() for p in probe_results]
@@ -247,6 +248,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from modelwiz.tui.progress import print_recommendations
 
     print_recommendations(rec, models)
+    for note in rec.notes:
+        print(f"note: {note}")
     return EXIT_OK
 
 

@@ -259,3 +259,33 @@ def test_trainable_types_come_from_the_installed_transformers():
     assert text is not None and image is not None
     assert {"bert", "roberta", "deberta-v2", "xlm-roberta", "mpnet"} <= text and "vit" not in text
     assert {"vit", "convnext", "resnet", "swin", "dinov2"} <= image and "bert" not in image
+
+
+def test_recommend_json_carries_the_hub_models_and_its_note(hub, tmp_path, capsys, monkeypatch):
+    from conftest import write_text_data
+    from tui_fixtures.fakes import fake_hardware
+
+    from modelwiz import cli
+    from modelwiz.engine import workflow
+
+    monkeypatch.setattr(workflow, "read_hardware", lambda config, runs_dir=None: fake_hardware())
+    write_text_data(tmp_path / "train.csv")
+    cfg = tmp_path / "task.toml"
+    cfg.write_text('[task]\nmodality = "text"\ntrain = "train.csv"\n')
+    assert cli.main(["recommend", str(cfg), "--json", "--top", "500"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["notes"] == ["Hugging Face Hub: 4 text models (fetched now)"]
+    hub_models = {m["id"]: m for m in out["models"] if m["source"] == "hub"}
+    assert set(hub_models) == {"org-b/sent-enc", "org-a/bert-small", "org-h/no-license"}
+    assert hub_models["org-a/bert-small"]["params"] == 4000 and hub_models["org-a/bert-small"]["license"] == "mit"
+    assert [m["id"] for m in out["models"]].count("prajjwal1/bert-tiny") == 1
+    # offline = true: the Hub is not asked, and the notes say so
+    cfg.write_text('[task]\nmodality = "text"\ntrain = "train.csv"\n[constraints]\noffline = true\n')
+    n = len(hub.requests)
+    code = cli.main(["recommend", str(cfg), "--json"])
+    captured = capsys.readouterr()
+    assert len(hub.requests) == n
+    if code == 0:  # something on disk qualified
+        assert json.loads(captured.out)["notes"] == ["Hugging Face Hub not searched: [constraints] offline = true"]
+    else:
+        assert code == 2 and "offline = true" in captured.err
