@@ -1080,3 +1080,32 @@ async def test_compare_shows_memory_bars_quality_and_transferability(
             assert (f"{q:.2f} prior" if q is not None else "unknown (no published benchmark)") in text
         for label in ("Memory", "Quality", "Transfer", "Time/epoch", "License", "On disk"):
             assert label in text
+
+
+@async_test
+async def test_dashboard_shows_nvml_device_memory_beside_the_trainers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    reads: list[int] = []
+
+    def device_memory(index: int) -> tuple[float, float]:
+        reads.append(index)
+        return (10.0, 80.0)
+
+    app, _ = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
+    app.services.device_memory = device_memory
+    async with app.run_test(size=(120, 40)) as pilot:
+        await walk.shown(pilot)
+        await walk.wait_until(pilot, lambda: app.screen.nvml is not None)
+        text = walk.screen_text(app)
+        assert reads and set(reads) == {0}  # the recorded run trains on cuda:0
+        assert re.search(r"NVML +█+░+ 10\.0/80\.0 GB", text)
+        assert "GB allocated" in text  # the trainer's own figures stay
+    # without NVML (the default stand-in answers None) the device row is the trainer's figure
+    app, _ = walk.make_app(tmp_path / "b", start="dashboard", state="running", lines=12)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await walk.shown(pilot)
+        await walk.settle(pilot)
+        text = walk.screen_text(app)
+        assert app.screen.nvml is None and "NVML" not in text and "3.4 of 24.0 GB" in text  # the trainer's

@@ -437,3 +437,51 @@ def test_memory_bar_against_the_budget() -> None:
     over = memory_bar(15.6, 12.0, cells=10)
     assert over.plain == "██████████ 130% ✗" and "red" in str(over.spans[0].style)
     assert memory_bar(1.0, 0.0, cells=4).plain == "████ ∞ ✗"
+
+
+class FakeNvml:
+    """pynvml's calls the dashboard makes, over fixed devices (bytes used, total)."""
+
+    def __init__(self, devices: dict[object, tuple[int, int]], *, init_error: Exception | None = None) -> None:
+        self.devices, self.init_error, self.inits = devices, init_error, 0
+
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+        self.inits += 1
+        if self.init_error is not None:
+            raise self.init_error
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> object:  # noqa: N802
+        if index not in self.devices:
+            raise RuntimeError("NVML_ERROR_INVALID_ARGUMENT")
+        return index
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> object:  # noqa: N802
+        return uuid
+
+    def nvmlDeviceGetMemoryInfo(self, handle: object):  # noqa: N802, ANN201
+        from types import SimpleNamespace
+
+        used, total = self.devices[handle]
+        return SimpleNamespace(used=used, total=total, free=total - used)
+
+
+def test_nvml_reader_reads_device_wide_memory_and_is_a_no_op_without_nvml() -> None:
+    from modelwiz.tui.nvml import GB, NvmlReader, cuda_index
+
+    assert [cuda_index(d) for d in ("cuda", "cuda:2", "cpu", "mps", "", "cuda:x")] == [0, 2, None, None, None, None]
+    fake = FakeNvml({0: (3 * GB, 80 * GB), 1: (int(0.5 * GB), 24 * GB), "GPU-abc": (GB, 16 * GB)})
+    reader = NvmlReader(lambda: fake, visible="")
+    assert reader.read(0) == (3.0, 80.0) and reader.read(1) == (0.5, 24.0) and fake.inits == 1
+    # CUDA numbers the visible devices: cuda:0 under CUDA_VISIBLE_DEVICES=1 is NVML's device 1; or a UUID
+    assert NvmlReader(lambda: fake, visible="1").read(0) == (0.5, 24.0)
+    assert NvmlReader(lambda: fake, visible="GPU-abc").read(0) == (1.0, 16.0)
+
+    def absent():  # noqa: ANN202
+        raise ModuleNotFoundError("No module named 'pynvml'")
+
+    for off in (NvmlReader(absent, visible=""), NvmlReader(lambda: FakeNvml({}, init_error=OSError("no driver")))):
+        assert off.read(0) is None and not off.available
+        assert off.read(0) is None  # and stays off: no retry every poll
+    # this machine: pynvml importable or not, the default reader answers a figure or None, never raises
+    value = NvmlReader().read(0)
+    assert value is None or (len(value) == 2 and value[0] <= value[1])

@@ -25,6 +25,7 @@ from modelwiz.engine.recommend import Ranked, gather_candidates, rank
 from modelwiz.engine.runs import request_cancel
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation
+from modelwiz.tui.nvml import NvmlReader
 from modelwiz.tui.probe import run_probe
 
 STEPS: tuple[str, ...] = ("task", "hardware", "recommend", "setup", "dashboard")
@@ -120,6 +121,8 @@ class Services:
     probe: Callable[[Config, list[str], int, Callable[[dict[str, Any]], None], Callable[[], bool]], list[Any]] = (
         run_probe
     )
+    # CUDA device index -> (used GB, total GB) across every process (NVML), or None where NVML is absent
+    device_memory: Callable[[int], tuple[float, float] | None] = field(default_factory=lambda: NvmlReader().read)
 
     def with_runs_dir(self, runs_dir: Path | None) -> Services:
         """Fill in the default `start_run` (modelwiz.engine.workflow.start_run into `runs_dir`)."""

@@ -4,6 +4,7 @@
 - data: tests/tui_fixtures/tickets.csv through the real modelwiz.engine.data checks (41 rows, 3 classes);
 - models: a fixed candidate list ranked by the real modelwiz.engine.recommend.rank (deterministic given
   the fixed hardware);
+- NVML: none (device_memory answers None), whatever this machine has;
 - runs: start_run copies the recorded tests/tui_fixtures/events.jsonl into a run directory and
   writes status.json instead of launching the trainer; cancel_run records its calls.
 """
@@ -251,6 +252,7 @@ def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float
         cancel_run=runs.cancel_run,
         resume_run=runs.resume_run,
         candidates=lambda modality: [c for c in CANDIDATES if c.modality == modality],
+        device_memory=lambda index: None,  # no NVML: screens do not depend on this machine's GPUs
     )
 
 

@@ -39,6 +39,7 @@ from modelwiz.tui.format import (
     number,
 )
 from modelwiz.tui.messages import StepRequested
+from modelwiz.tui.nvml import cuda_index
 from modelwiz.tui.state import Services, step_label
 from modelwiz.tui.widgets import LineChart, Series, downsample
 
@@ -135,10 +136,12 @@ def gauge(used: float, total: float, width: int = GAUGE_WIDTH) -> Content:
     return Content.assemble(("█" * filled, "$mw-bar"), ("░" * (width - filled), "$text-muted 40%"))
 
 
-def training_content(run: RunState, mem_history: list[float]) -> Content:
+def training_content(run: RunState, mem_history: list[float], nvml: tuple[float, float] | None = None) -> Content:
     """Loss, speed, ETA and memory of a running run: the trainer's allocated and peak figures from
-    the event stream, the device-wide use it reports (NVML on CUDA, RAM in use on the CPU), and the
-    allocation over time as a sparkline."""
+    the event stream, the device-wide use it reports (CUDA: total - free; RAM in use on the CPU),
+    the allocation over time as a sparkline. `nvml`: the device's use across every process as this
+    process reads it from NVML (used, total GB), shown in the place of the trainer's device figure
+    (the same quantity, sampled by the trainer once a step); None: no NVML here."""
     mem = run.memory
     rows: list[tuple[str, Content | str]] = []
     lr = f" (lr {run.lr:.1e})" if run.lr is not None else ""
@@ -152,7 +155,9 @@ def training_content(run: RunState, mem_history: list[float]) -> Content:
     else:
         rows.append(("Memory", f"{allocated:.2f} GB allocated" + (f" · peak {peak:.2f}" if peak else "")))
     used, total = number(mem.get("mem_device_gb")), number(mem.get("mem_total_gb"))
-    if used is not None and total:
+    if nvml is not None:  # read live by this process: the same device-wide figure, between steps too
+        rows.append(("NVML", Content.assemble(gauge(*nvml), f" {nvml[0]:.1f}/{nvml[1]:.1f} GB")))
+    elif used is not None and total:
         rows.append(("Device", Content.assemble(gauge(used, total), f" {used:.1f} of {total:.1f} GB")))
     else:
         rows.append(("Device", DASH))
@@ -320,6 +325,9 @@ class DashboardScreen(ModelwizScreen):
     class Tailed(EngineReply):
         """`value`: (new events, the offset after them, status.json); `tag`: the offset read from."""
 
+    class NvmlRead(EngineReply):
+        """`value`: (used GB, total GB) of the run's CUDA device from NVML, or None."""
+
     class UsageRead(EngineReply):
         """`value`: the exported model's usage snippet ('' when its card has none)."""
 
@@ -341,6 +349,7 @@ class DashboardScreen(ModelwizScreen):
         self.done = False  # run_finished seen (or the run ended without saying so)
         self.cancel_requested = False
         self.mem_history: list[float] = []  # the trainer's allocated memory, one figure per step
+        self.nvml: tuple[float, float] | None = None  # device-wide use from NVML (used, total GB)
         self.usage = ""  # the exported model's usage snippet, once read
         self._usage_asked = False
         self._timer: Timer | None = None
@@ -416,6 +425,16 @@ class DashboardScreen(ModelwizScreen):
                 self._timer.stop()
             return
         self.call_engine(self.Tailed, read_run, self.run_dir, self.byte_offset, group="tail", tag=self.byte_offset)
+        index = cuda_index(self.run.device)
+        if index is not None and self.status in ("running", "cancelling"):
+            self.call_engine(self.NvmlRead, self.services.device_memory, index, group="nvml")
+
+    @on(NvmlRead)
+    def _nvml_read(self, reply: NvmlRead) -> None:
+        value = reply.value if isinstance(reply.value, tuple) else None
+        if value != self.nvml:
+            self.nvml = value
+            self._redraw()
 
     @on(Tailed)
     def _tailed(self, reply: Tailed) -> None:
@@ -488,7 +507,7 @@ class DashboardScreen(ModelwizScreen):
             self.query_one("#train-info", Static).update(results_table(run, self.status))
         else:
             train_box.border_title = "Training"
-            self.query_one("#train-info", Static).update(training_content(run, self.mem_history))
+            self.query_one("#train-info", Static).update(training_content(run, self.mem_history, self.nvml))
         self.query_one("#val-box").border_title = "Validation"
         self.query_one("#val-info", Static).update(eval_table(run))
         self.query_one("#val-box").border_subtitle = best_label(run)
