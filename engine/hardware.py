@@ -46,6 +46,7 @@ class HardwareReport:
     torch_version: str = ""
     cuda_version: str = ""
     probe_error: str = ""
+    torch_threads: int = 0  # threads torch uses for CPU ops by default (the probe's torch.get_num_threads)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +136,7 @@ def probe_accelerators() -> dict[str, Any]:
         "mps": False,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda or "",
+        "torch_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -206,12 +208,19 @@ def detect(disk_path: str | Path | None = None, *, accelerators: bool = True) ->
         report.mps = bool(acc.get("mps", False))
         report.torch_version = acc.get("torch_version", "")
         report.cuda_version = acc.get("cuda_version", "")
+        report.torch_threads = int(acc.get("torch_threads", 0) or 0)
         report.probe_error = acc.get("probe_error", "")
     return report
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--probe"]:
-        print(json.dumps(probe_accelerators()))
+        facts = probe_accelerators()
+        print(json.dumps(facts), flush=True)
+        # the speed micro-benchmark of each device, started detached where this machine, torch
+        # version and thread count have none yet (engine/speed.py); the probe never waits for it
+        from modelwiz.engine.speed import start_missing_benchmarks
+
+        start_missing_benchmarks(["cpu", *(f"cuda:{g['index']}" for g in facts["gpus"][:1])])
     else:
         print(json.dumps(detect().to_dict(), indent=2))
