@@ -161,7 +161,7 @@ def _find_trace(cand: Any) -> tuple[dict[str, Any] | None, str]:
         entry = _cached_entry({"kind": kind, "folder": str(folder)})
         if entry is not None:
             return entry, "cache"
-    if not str(cand.id).startswith("torchvision:") and folder is None:
+    if folder is None:  # a catalog or torchvision model the table lacks, traced on demand
         from modelwiz.engine.memtrace import spec_for_candidate
 
         spec = spec_for_candidate(cand)
@@ -366,7 +366,7 @@ def estimate(
             phases = got["phases"]
             peak_phase = max(phases, key=lambda k: phases[k])
             peak = phases[peak_phase]
-            if device.startswith("cuda"):
+            if device.startswith("cuda") and formula_family(cand) == "transformer":
                 note = "traced with the CPU's kernels; on CUDA, SDPA may keep less"
             else:
                 note = ""
