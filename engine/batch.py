@@ -16,6 +16,7 @@ from modelwiz.engine import events as ev_schema
 from modelwiz.engine.checkpoints import checkpoint_paths
 from modelwiz.engine.config import Config
 from modelwiz.engine.events import RunState, fold, read_events
+from modelwiz.engine.fsutil import read_json
 from modelwiz.engine.runs import (
     FINAL_STATES,
     effective_state,
@@ -63,7 +64,7 @@ def run_batch(
             reasons=c["reasons"],
         ).to_json()
     )
-    run_dir = (start_run if start else prepare_run)(config, choice, runs_dir=runs_dir)
+    run_dir = (start_run if start else prepare_run)(config, choice, runs_dir=runs_dir, ranked=rec.ranked)
     created = ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json()
     on_event(created)
     return follow_run(run_dir, on_event, stop=stop) if start else created
@@ -122,6 +123,7 @@ def summarize(run_dir: Path, state: RunState) -> dict[str, Any]:
         exit_code=int(exit_code),
         best_epoch=state.best_epoch,
         resumed_from_step=state.resumed_from_step,
+        bakeoff=state.bakeoff_summary(),
         error=(state.error or status.get("error") or f"the trainer stopped unexpectedly; see {run_dir / 'trainer.log'}")
         if outcome == "failed"
         else None,
@@ -138,7 +140,9 @@ def resume_run(run_dir: Path) -> None:
         raise UserError(f"run {run_dir.name} is still {state}; `modelwiz attach {run_dir.name}` to watch it")
     if state == "completed":
         raise UserError(f"run {run_dir.name} already completed; nothing to resume")
-    if not checkpoint_paths(run_dir):
+    plan = read_json(run_dir / "plan.json", default={}) or {}
+    in_bakeoff = bool((plan.get("bakeoff") or {}).get("contenders"))  # its rounds keep their own record
+    if not checkpoint_paths(run_dir) and not in_bakeoff:
         raise UserError(
             f"run {run_dir.name} has no checkpoint yet (it stopped before its first epoch ended); "
             "start a new run with the same config"

@@ -75,6 +75,10 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints (0: each epoch only)
     keep_checkpoints: int = 2  # step checkpoints kept besides the best weights
     patience: int = 0  # early stopping: epochs without a better [train] metric (0: off)
+    # bake-off (engine/bakeoff.py): K >= 2 races the top K ranked models by successive halving,
+    # then trains the winner on; 0: off
+    bakeoff: int = 0
+    bakeoff_share: float = 0.25  # the bake-off's steps add up to this share of one full run
 
 
 @dataclass
@@ -244,7 +248,37 @@ TRAIN_RULES: dict[str, Rule] = {
     "checkpoint_every": _integer(0),
     "keep_checkpoints": _integer(1, 100),
     "patience": _integer(0, 1000),
+    "bakeoff": lambda s, k, v, src: _bakeoff_size(s, k, v, src),
+    "bakeoff_share": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0, exclusive_min=True, maximum=0.9)),
 }
+
+BAKEOFF_MAX = 16  # contenders: each is loaded and trained in turn
+
+
+def _bakeoff_size(section: str, key: str, value: Any, source: str) -> int:
+    k = int(_number(section, key, value, source, integer=True, minimum=0, maximum=BAKEOFF_MAX))
+    if k == 1:
+        raise UserError(
+            f"{_where(section, key, source)} = 1 is a race of one; set it to 2 or more contenders, or 0 for no bake-off"
+        )
+    return k
+
+
+def check_bakeoff(cfg: Config) -> None:
+    """A bake-off chooses the model itself, in one process: refuse the settings that contradict it."""
+    k, source = cfg.train.bakeoff, cfg.source
+    if not k:
+        return
+    if cfg.model.id:
+        raise UserError(
+            f"{_where('train', 'bakeoff', source)} = {k} races the top {k} ranked models, but [model] id "
+            f"names one ({cfg.model.id}); remove [model] id, or set bakeoff = 0 to train that model"
+        )
+    if cfg.train.nproc > 1:
+        raise UserError(
+            f"{_where('train', 'bakeoff', source)} = {k} trains its contenders in one process, but "
+            f"[train] nproc = {cfg.train.nproc}; set nproc = 1, or bakeoff = 0"
+        )
 
 
 def _check_tables(raw: dict[str, Any], source: str) -> None:
@@ -321,6 +355,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | 
     _parse_model(raw.get("model", {}), cfg.model, source, base_dir)
     for key, value in raw.get("train", {}).items():
         setattr(cfg.train, key, TRAIN_RULES[key]("train", key, value, source))
+    check_bakeoff(cfg)
     o = raw.get("output", {})
     if "runs_dir" in o:
         cfg.output.runs_dir = _resolve_path(_string("output", "runs_dir", o["runs_dir"], source), base_dir)

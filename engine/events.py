@@ -330,6 +330,78 @@ class RunFinished(Event):
     exit_code: int = 0
 
 
+# the bake-off (engine/bakeoff.py): contenders race before the winner's run; the winner's own
+# steps and evaluations after it are the normal `step` and `eval` records
+
+
+@_register
+@dataclass
+class BakeoffStarted(Event):
+    kind: ClassVar[str] = "bakeoff_started"
+    contenders: list[Any]  # per contender: index, model, name, strategy, batch_size, learning_rate, ...
+    share: float  # of one full run's steps (engine.plan.bakeoff_schedule)
+    metric: str
+    rounds: list[Any]  # per round: round, contenders, steps (each contender's optimizer steps)
+    predicted_seconds: float | None = None
+    resumed_round: int = 0  # a resumed bake-off restarts this round (1-based) from its start; 0: a fresh one
+
+
+@_register
+@dataclass
+class BakeoffStep(Event):
+    """A contender's training loss, mean over a window of its steps, while it trains."""
+
+    kind: ClassVar[str] = "bakeoff_step"
+    round: int
+    index: int  # the contender's place in the ranking (0: the top-ranked)
+    model: str
+    step: int  # the contender's optimizer steps so far, all rounds
+    steps: int  # where this round ends
+    loss: float
+
+
+@_register
+@dataclass
+class BakeoffRound(Event):
+    """One contender's round: its training curve and its validation figures at the end of it."""
+
+    kind: ClassVar[str] = "bakeoff_round"
+    round: int
+    index: int
+    model: str
+    steps: int  # optimizer steps in this round
+    total_steps: int  # the contender's steps so far, all rounds
+    losses: list[Any]  # [step, training loss] points of this round
+    metric: str
+    value: float | None  # the metric's value
+    accuracy: float
+    macro_f1: float
+    val_loss: float
+    seconds: float  # load, train and evaluate
+    batch_size: int = 0  # the micro-batch it trained with (smaller after an out-of-memory step)
+
+
+@_register
+@dataclass
+class BakeoffCut(Event):
+    kind: ClassVar[str] = "bakeoff_cut"
+    round: int
+    kept: list[str]  # model ids, best first
+    dropped: list[str]
+
+
+@_register
+@dataclass
+class BakeoffResult(Event):
+    kind: ClassVar[str] = "bakeoff_result"
+    winner: str
+    winner_index: int
+    metric: str
+    table: list[Any]  # per contender, best first: model, name, rounds, steps, the last figures, eliminated_in
+    seconds: float  # the whole bake-off, loads and evaluations included
+    steps: int  # the winner's steps: its run goes on from there
+
+
 # the batch front-end's last line
 
 
@@ -347,6 +419,7 @@ class Summary(Event):
     best_epoch: int | None = None
     resumed_from_step: int | None = None
     error: str | None = None
+    bakeoff: dict[str, Any] | None = None  # a bake-off run: winner, metric, table (RunState.bakeoff_summary)
 
 
 # ------------------------------------------------------------------------------ validation
@@ -553,6 +626,9 @@ class RunState:
     started: float | None = None
     last_time: float | None = None
     events: int = 0
+    # a bake-off run: share, metric, rounds, round (in progress), contenders (each with its curve,
+    # [step, loss], and results per round), winner, table, seconds; empty: none
+    bakeoff: dict[str, Any] = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
@@ -561,6 +637,13 @@ class RunState:
     @property
     def best_epoch(self) -> int | None:
         return self.best.get("epoch") if self.best else None
+
+    def bakeoff_summary(self) -> dict[str, Any] | None:
+        """The bake-off in brief (the batch summary, `runs --json`): winner, metric, seconds, table."""
+        b = self.bakeoff
+        if not b:
+            return None
+        return {k: b.get(k) for k in ("winner", "metric", "share", "seconds", "table")}
 
     def best_metrics(self) -> dict[str, Any]:
         """The best evaluation's figures (what `runs`, the summary and the report call metrics)."""
@@ -621,6 +704,8 @@ class RunState:
             self.model_path, self.exported_epoch = obj.get("model_path"), obj.get("epoch")
         elif kind == "log":
             self.logs.append((str(obj.get("level", "info")), str(obj.get("message", ""))))
+        elif isinstance(kind, str) and kind.startswith("bakeoff_"):
+            self._apply_bakeoff(kind, obj)
         elif kind == "run_finished":
             self.status, self.finished = obj.get("status", "failed"), True
             self.error, self.exit_code = obj.get("error"), obj.get("exit_code")
@@ -640,6 +725,57 @@ class RunState:
         self.memory = {k: v for k, v in obj.items() if k.startswith("mem_") and isinstance(v, (int, float))}
         peak = max(self.memory.get("mem_peak_gb", 0.0), self.memory.get("mem_allocated_gb", 0.0))
         self.mem_peak_gb = max(self.mem_peak_gb, peak)
+
+    def _apply_bakeoff(self, kind: str, obj: dict[str, Any]) -> None:
+        b = self.bakeoff
+        if kind == "bakeoff_started":
+            again = int(obj.get("resumed_round") or 0)
+            old = {c.get("index"): c for c in b.get("contenders", [])} if again else {}
+            contenders = []
+            for c in obj.get("contenders") or []:
+                prev = old.get(c.get("index"), {})
+                # a resumed bake-off redoes round `again`: what it had of that round goes
+                results = [r for r in prev.get("results", []) if r.get("round", 0) < again]
+                start = results[-1]["total_steps"] if results else 0
+                curve = [p for p in prev.get("curve", []) if p[0] <= start]
+                contenders.append({**c, "curve": curve, "results": results, "eliminated_in": prev.get("eliminated_in")})
+            for c in contenders:
+                if c["eliminated_in"] is not None and c["eliminated_in"] >= again:
+                    c["eliminated_in"] = None
+            self.bakeoff = {
+                "share": obj.get("share"),
+                "metric": obj.get("metric") or self.metric,
+                "rounds": list(obj.get("rounds") or []),
+                "round": max(again, 1),
+                "contenders": contenders,
+                "winner": None,
+                "table": [],
+                "seconds": None,
+            }
+            return
+        if not b:
+            return
+        by_index = {c.get("index"): c for c in b["contenders"]}
+        if kind in ("bakeoff_step", "bakeoff_round"):
+            c = by_index.get(obj.get("index"))
+            if c is None:
+                return
+            b["round"] = obj.get("round", b["round"])
+            if kind == "bakeoff_step":
+                step = int(obj.get("step", 0))
+                c["curve"] = [p for p in c["curve"] if p[0] < step] + [[step, float(obj.get("loss", 0.0))]]
+            else:
+                first = min((int(p[0]) for p in obj.get("losses") or []), default=obj.get("total_steps", 0))
+                c["curve"] = [p for p in c["curve"] if p[0] < first] + [list(p) for p in obj.get("losses") or []]
+                keys = ("round", "steps", "total_steps", "value", "accuracy", "macro_f1", "val_loss", "seconds")
+                result = {k: obj.get(k) for k in keys}
+                c["results"] = [r for r in c["results"] if r.get("round") != result["round"]] + [result]
+        elif kind == "bakeoff_cut":
+            for c in b["contenders"]:
+                if c.get("model") in (obj.get("dropped") or []):
+                    c["eliminated_in"] = obj.get("round")
+        elif kind == "bakeoff_result":
+            b["winner"], b["table"], b["seconds"] = obj.get("winner"), list(obj.get("table") or []), obj.get("seconds")
 
     def _apply_eval(self, obj: dict[str, Any]) -> None:
         record = {k: obj[k] for k in METRIC_KEYS if k in obj}

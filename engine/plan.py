@@ -8,6 +8,7 @@ values change, and `workflow.start_run` writes the chosen plan into the run dire
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,12 @@ class Plan:
     patience: int = 0  # early stopping after this many epochs without a better metric (0: off)
     nproc: int = 1  # processes (torchrun, DistributedDataParallel); batch_size is per process
     trust_remote_code: bool = False  # run code the model ships; only when [model] trust_remote_code asks
+    train_size: int = 0  # training examples the plan was made for (after max_train_samples)
     notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
+    # a bake-off run (engine/bakeoff.py): the contenders' own plans and the rounds' step budgets
+    # (`bakeoff_schedule`); empty: none. Once the race is decided plan.json is the winner's plan
+    # and this keeps the schedule with `winner` set.
+    bakeoff: dict[str, Any] = field(default_factory=dict)
     version: int = PLAN_VERSION
 
     @property
@@ -283,6 +289,7 @@ def make_plan(
         patience=int(train_cfg.patience),
         nproc=processes(int(train_cfg.nproc), device, hardware),
         trust_remote_code=trust_remote_code,
+        train_size=int(train_size),
         notes=notes,
     )
 
@@ -297,6 +304,58 @@ def processes(nproc: int, device: str, hardware: Any) -> int:
     if nproc > 1 and device == "mps":
         raise UserError("[train] nproc > 1 is not available on Apple MPS; set nproc = 1")
     return nproc
+
+
+# Successive halving's share of the time budget: the bake-off's optimizer steps, all contenders and
+# rounds together, add up to this share of one full run (time-weighted over the contenders). 25%
+# is the issue's bound for "the bake-off picks the best model using at most 25% of the full
+# training time"; since the winner then continues from the state it reached, only the losers'
+# steps (at most half of the share with two contenders) are spent on top of the run.
+BAKEOFF_SHARE = 0.25
+
+
+def bakeoff_rounds(k: int) -> list[int]:
+    """Contenders in each round of successive halving: ceil(n / 2) of n go on, until one is left."""
+    counts = [k]
+    while counts[-1] > 1:
+        counts.append(math.ceil(counts[-1] / 2))
+    return counts[:-1]
+
+
+def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict[str, Any]:
+    """The bake-off section of a run's plan: each contender's own resolved plan and the optimizer
+    steps each survivor trains in each round. Every round gets an equal part of the budget, split
+    evenly among its contenders (so each contender of a round trains the same number of steps,
+    the same batches), and a contender goes on from the state it reached. The budget is `share` of
+    a full run's steps, the mean over the contenders weighted by their predicted seconds per step
+    (a slow model's step costs more of the time budget); no contender's steps pass its first epoch."""
+    if len(plans) < 2:
+        raise UserError("a bake-off needs at least 2 contenders")
+    counts = bakeoff_rounds(len(plans))
+    per_epoch = [max(1, math.ceil(p.train_size / p.effective_batch)) for p in plans]
+    full = [n * p.epochs for n, p in zip(per_epoch, plans, strict=True)]
+    per_step = [p.total_seconds / f if f else 0.0 for p, f in zip(plans, full, strict=True)]
+    timed = all(s > 0 for s in per_step)
+    weights = per_step if timed else [1.0] * len(plans)
+    full_steps = sum(w * f for w, f in zip(weights, full, strict=True)) / sum(weights)
+    budget = share * full_steps
+    rounds, done, cap = [], 0, min(per_epoch)
+    for r, n in enumerate(counts):
+        steps = max(1, min(int(budget / (len(counts) * n)), cap - done))
+        done += steps
+        rounds.append({"round": r + 1, "contenders": n, "steps": steps})
+    mean_step = sum(per_step) / len(per_step)
+    return {
+        "share": share,
+        "metric": plans[0].metric,
+        "contenders": [p.to_dict() for p in plans],
+        "rounds": rounds,
+        "budget_steps": round(budget, 1),
+        "full_run_steps": round(full_steps, 1),
+        "predicted_seconds": round(sum(r["contenders"] * r["steps"] for r in rounds) * mean_step, 1) if timed else None,
+        "full_run_seconds": round(sum(p.total_seconds for p in plans) / len(plans), 1) if timed else None,
+        "winner": "",
+    }
 
 
 def resolve_augment(requested: bool | str, modality: str, per_class: int) -> tuple[bool, str]:

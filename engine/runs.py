@@ -57,9 +57,15 @@ def new_run_id() -> str:
 
 
 def create_run(
-    config: Config, *, model_id: str, runs_dir: Path | None = None, extra: dict[str, Any] | None = None
+    config: Config,
+    *,
+    model_id: str,
+    runs_dir: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    fix_model: bool = True,
 ) -> Path:
-    """Make a run directory holding the resolved config; the model is fixed from here on.
+    """Make a run directory holding the resolved config; the model is fixed from here on (but for a
+    bake-off, `fix_model` false: the config keeps `[model] id` empty, the trainer picks the model).
     The run directory is private to the user (0o700: what it holds, data paths, metrics and
     weights, is no one else's to read), and so is a runs folder created here; the trainer
     writes inside it under umask 077 (`launch_trainer`)."""
@@ -75,7 +81,7 @@ def create_run(
     run_dir = runs_dir / run_id
     run_dir.mkdir(mode=PRIVATE_DIR)
     run_dir.chmod(PRIVATE_DIR)  # whatever the umask
-    config.model.id = model_id
+    config.model.id = model_id if fix_model else ""
     config.output.runs_dir = str(runs_dir)
     config.save(run_dir / "config.toml")
     write_status(
@@ -172,6 +178,7 @@ class RunInfo:
     epochs: int | None
     # training memory: the plan's predicted peak and, once the trainer measured a step, the measured one
     memory: dict[str, Any] | None = None
+    bakeoff: dict[str, Any] | None = None  # a bake-off run: winner, metric, table (RunState.bakeoff_summary)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +193,7 @@ class RunInfo:
             "epoch": self.epoch,
             "epochs": self.epochs,
             "memory": self.memory,
+            "bakeoff": self.bakeoff,
         }
 
 
@@ -237,6 +245,7 @@ def run_info(run_dir: Path) -> RunInfo:
         epoch=rs.epoch or None,
         epochs=rs.epochs or None,
         memory=memory_figures(rs),
+        bakeoff=rs.bakeoff_summary(),
     )
 
 

@@ -411,9 +411,11 @@ def load_data(run_dir: Path, plan: Plan, reporter: Reporter) -> tuple[Any, Any]:
     return config, data
 
 
-def load_model(plan: Plan, labels: list[str], reporter: Reporter) -> tuple[Any, recipes.Blocks, int, int]:
+def load_model(
+    plan: Plan, labels: list[str], reporter: Reporter, *, announce: bool = True
+) -> tuple[Any, recipes.Blocks, int, int]:
     """(adapter, its blocks, parameters, trainable parameters): the plan's model on its device,
-    frozen per its recipe for the first epoch."""
+    frozen per its recipe for the first epoch; `announce` reports it (a `model` event)."""
     import torch
 
     from modelwiz.engine.adapters import adapter_class
@@ -431,23 +433,38 @@ def load_model(plan: Plan, labels: list[str], reporter: Reporter) -> tuple[Any, 
     if plan.channels_last:
         adapter.model.to(memory_format=torch.channels_last)
     adapter.model.train()
-    reporter.on_model(plan, params, trainable, time.time() - t0)
+    if announce:
+        reporter.on_model(plan, params, trainable, time.time() - t0)
     return adapter, blocks, params, trainable
 
 
-def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
-    """Data, model and optimizer as the plan says; on resume, the checkpoint's state."""
-    import torch
-
+def setup(run_dir: Path, resume: bool, reporter: Reporter, loaded: tuple[Any, Any] | None = None) -> Run:
+    """Data, model and optimizer as the plan says; on resume, the checkpoint's state. `loaded`:
+    the (config, data) already read (after a bake-off)."""
     plan = read_plan(run_dir)
     dist = Distributed.from_env()
     dist.start(plan)
-    config, data = load_data(run_dir, plan, reporter)
+    config, data = loaded or load_data(run_dir, plan, reporter)
     for note in plan.notes:
         reporter.log(f"plan: {note}")
     check_device(plan.device)
+    run = build_run(run_dir, plan, config, data, reporter, dist)
+    reporter.on_plan(run)
+    if resume:
+        run.progress = load_checkpoint(run)
+        reporter.on_resumed(run)
+    return run
+
+
+def build_run(
+    run_dir: Path, plan: Plan, config: Any, data: Any, reporter: Reporter, dist: Distributed, *, announce: bool = True
+) -> Run:
+    """The model of `plan`, seeded, with its optimizer and schedule over the plan's steps: a run
+    at its first step (the trainer's, or a bake-off contender's)."""
+    import torch
+
     seed_everything(plan.seed)
-    adapter, blocks, params, trainable = load_model(plan, data.label_names, reporter)
+    adapter, blocks, params, trainable = load_model(plan, data.label_names, reporter, announce=announce)
     optimizer = recipes.make_optimizer(adapter.model, blocks, plan)
     run = Run(
         run_dir=run_dir,
@@ -469,10 +486,6 @@ def setup(run_dir: Path, resume: bool, reporter: Reporter) -> Run:
     run.scheduler = recipes.make_scheduler(optimizer, plan, run.total_steps)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
         run.scaler = torch.amp.GradScaler("cuda")
-    reporter.on_plan(run)
-    if resume:
-        run.progress = load_checkpoint(run)
-        reporter.on_resumed(run)
     return run
 
 
@@ -559,10 +572,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def back_off(run: Run, exc: BaseException) -> None:
+def back_off(run: Run, exc: BaseException, *, persist: bool = True) -> None:
     """After an out-of-memory step: a smaller micro-batch, the same examples per optimizer step
     (more accumulation), the same step again. The amended plan is written to plan.json (a resume
-    continues with it) and said in an event. Gives up with one line when batch 1 did not fit."""
+    continues with it) and said in an event; a bake-off contender's (`persist` false) is said in
+    the log and kept with its state. Gives up with one line when batch 1 did not fit."""
     import gc
 
     import torch
@@ -591,6 +605,9 @@ def back_off(run: Run, exc: BaseException) -> None:
         f"out of memory at step {run.progress.global_step} with micro-batch {old[0]}: micro-batch "
         f"{plan.batch_size} x {plan.grad_accum} accumulated (same {plan.effective_batch} per step)"
     )
+    if not persist:
+        run.reporter.log(f"{plan.model_name}: {plan.notes[-1]}", "warning")
+        return
     write_plan(run.run_dir, plan)
     run.reporter.on_plan_changed(run, plan.notes[-1])
 
@@ -723,6 +740,7 @@ def report(run: Run, model_dir: Path) -> dict[str, Any]:
         "data": run.data.summary.to_dict(),
         "model_path": str(model_dir),
         "plan": plan.to_dict(),
+        "bakeoff": bakeoff_report(run.run_dir) if plan.bakeoff else None,
         "train": {
             "params": run.params,
             "trainable_params": run.trainable_params,
@@ -730,6 +748,12 @@ def report(run: Run, model_dir: Path) -> dict[str, Any]:
             "samples_per_s": round(n * plan.epochs / p.train_seconds, 2) if p.train_seconds else None,
         },
     }
+
+
+def bakeoff_report(run_dir: Path) -> dict[str, Any] | None:
+    from modelwiz.engine import bakeoff
+
+    return bakeoff.report(run_dir)
 
 
 def train(run_dir: Path, resume: bool) -> int:
@@ -746,7 +770,15 @@ def train(run_dir: Path, resume: bool) -> int:
     signal.signal(signal.SIGINT, on_signal)
     reporter.on_start(resume)
     try:
-        run = setup(run_dir, resume, reporter)
+        loaded, start = None, None
+        if read_plan(run_dir).bakeoff:
+            from modelwiz.engine import bakeoff
+
+            # the race first (or what is left of it); the winner goes on from the state it reached
+            loaded, start, resume = bakeoff.before_training(run_dir, reporter, resume)
+        run = setup(run_dir, resume, reporter, loaded)
+        if start is not None:
+            bakeoff.continue_winner(run, start)
         for epoch in range(run.progress.epoch, run.plan.epochs):
             reporter.on_epoch(run, epoch)
             unfreeze_for(run, epoch)
@@ -857,4 +889,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as the one imported module, so that engine/bakeoff.py, which imports it, shares its classes
+    # (trainer.Cancelled raised there is the one caught in `train`)
+    from modelwiz.engine.trainer import main as _main
+
+    sys.exit(_main())

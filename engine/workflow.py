@@ -10,7 +10,7 @@ from pathlib import Path
 from modelwiz.engine.config import Config
 from modelwiz.engine.data import DataSummary, TaskData, load_task_data
 from modelwiz.engine.hardware import HardwareReport, detect
-from modelwiz.engine.plan import write_plan
+from modelwiz.engine.plan import bakeoff_schedule, write_plan
 from modelwiz.engine.preflight import check_model
 from modelwiz.engine.recommend import Ranked, candidate_for_id, gather_candidates, rank, resolve_model_choice
 from modelwiz.engine.runs import create_run, launch_trainer, runs_dir_for
@@ -92,21 +92,31 @@ def choose(config: Config, rec: Recommendation) -> Ranked:
     return resolve_model_choice(config, rec.ranked)
 
 
-def start_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
+def start_run(
+    config: Config, choice: Ranked, *, runs_dir: str | Path | None = None, ranked: list[Ranked] | None = None
+) -> Path:
     """`prepare_run`, then launch the detached trainer."""
-    run_dir = prepare_run(config, choice, runs_dir=runs_dir)
+    run_dir = prepare_run(config, choice, runs_dir=runs_dir, ranked=ranked)
     launch_trainer(run_dir)
     return run_dir
 
 
-def prepare_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None = None) -> Path:
+def prepare_run(
+    config: Config, choice: Ranked, *, runs_dir: str | Path | None = None, ranked: list[Ranked] | None = None
+) -> Path:
     """Create the run directory (the user's config with the model fixed, and the chosen plan as
     plan.json: the trainer's only source of settings), ready for a trainer. The model is checked
     first (`engine.preflight`), whether the user named it or the ranking chose it, so a model
-    that cannot run is refused before the run directory exists."""
-    check_model(choice.candidate, config)
-    cfg = copy.deepcopy(config)
+    that cannot run is refused before the run directory exists. With `[train] bakeoff = K` the
+    plan also carries the contenders, the top K of `ranked` that fit (`bakeoff_contenders`)."""
     plan = choice.plan
+    contenders = bakeoff_contenders(config, choice, ranked) if config.train.bakeoff else [choice]
+    for c in contenders:
+        check_model(c.candidate, config)
+    if len(contenders) > 1:
+        plan = copy.deepcopy(plan)
+        plan.bakeoff = bakeoff_schedule([c.plan for c in contenders], share=config.train.bakeoff_share)
+    cfg = copy.deepcopy(config)
     run_dir = create_run(
         cfg,
         model_id=choice.candidate.id,
@@ -115,6 +125,25 @@ def prepare_run(config: Config, choice: Ranked, *, runs_dir: str | Path | None =
             "predicted": {"memory_gb": plan.memory.total_gb, "epoch_seconds": plan.epoch_seconds},
             "model_name": choice.candidate.name,
         },
+        fix_model=len(contenders) == 1,
     )
     write_plan(run_dir, plan)
     return run_dir
+
+
+def bakeoff_contenders(config: Config, choice: Ranked, ranked: list[Ranked] | None) -> list[Ranked]:
+    """The bake-off's contenders: `choice` and the next best-ranked models that fit, K in all
+    (fewer when fewer fit). Raises UserError when fewer than 2 fit, or when the run's settings
+    contradict a bake-off (`config.check_bakeoff`)."""
+    from modelwiz.engine.config import check_bakeoff
+    from modelwiz.engine.errors import UserError
+
+    check_bakeoff(config)
+    k = config.train.bakeoff
+    fitting = [choice] + [r for r in ranked or [] if r.fits and r.candidate.id != choice.candidate.id]
+    if len(fitting) < 2:
+        raise UserError(
+            f"[train] bakeoff = {k} needs at least 2 candidate models that fit; only {choice.candidate.name} "
+            "does: relax [constraints], add model folders to MODELWIZ_MODEL_PATH, or set bakeoff = 0"
+        )
+    return fitting[:k]

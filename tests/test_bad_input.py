@@ -146,6 +146,39 @@ def case_unknown_best_metric(tmp):
     return _cfg(tmp, '[task]\ntrain = "d.csv"\n[train]\nmetric = "f1"\n'), "[train] metric must be one of"
 
 
+def _bakeoff(tmp, line: str, extra: str = ""):
+    write_text_data(tmp / "d.csv")
+    return _cfg(tmp, f'[task]\ntrain = "d.csv"\n{extra}[train]\n{line}\n')
+
+
+def case_bakeoff_of_one(tmp):
+    return _bakeoff(tmp, "bakeoff = 1"), "[train] bakeoff = 1 is a race of one; set it to 2 or more"
+
+
+def case_bakeoff_negative(tmp):
+    return _bakeoff(tmp, "bakeoff = -2"), "[train] bakeoff must be at least 0"
+
+
+def case_bakeoff_not_an_integer(tmp):
+    return _bakeoff(tmp, 'bakeoff = "three"'), "[train] bakeoff must be an integer"
+
+
+def case_bakeoff_fraction(tmp):
+    return _bakeoff(tmp, "bakeoff = 2.5"), "[train] bakeoff must be an integer"
+
+
+def case_bakeoff_share_zero(tmp):
+    return _bakeoff(tmp, "bakeoff = 2\nbakeoff_share = 0"), "[train] bakeoff_share must be greater than 0"
+
+
+def case_bakeoff_with_a_model_id(tmp):
+    return _bakeoff(tmp, "bakeoff = 2", '[model]\nid = "org/some-model"\n'), "remove [model] id, or set bakeoff = 0"
+
+
+def case_bakeoff_with_several_processes(tmp):
+    return _bakeoff(tmp, "bakeoff = 2\nnproc = 2"), "trains its contenders in one process"
+
+
 # -- data files: delimiters, encodings, shapes -------------------------------------------------------
 
 
@@ -566,6 +599,19 @@ def test_cuda_without_a_gpu_is_one_line_about_the_gpu(tmp_path):
     write_text_data(tmp_path / "d.csv")
     config = _cfg(tmp_path, '[task]\ntrain = "d.csv"\n[constraints]\ndevice = "cuda"\n')
     assert_refused(tmp_path, config, 'device = "cuda" but no CUDA GPU was detected')
+
+
+def test_bakeoff_with_fewer_than_two_models_that_fit(tmp_path):
+    """One model on disk, offline: nothing to race against; refused before the run exists."""
+    write_text_data(tmp_path / "d.csv")
+    (tmp_path / "models").mkdir()
+    _model(tmp_path / "models")
+    config = _cfg(
+        tmp_path,
+        '[task]\ntrain = "d.csv"\n[constraints]\noffline = true\nmax_params_m = 0.001\n[train]\nbakeoff = 3\n',
+    )
+    env = {"MODELWIZ_MODEL_PATH": str(tmp_path / "models")}
+    assert_refused(tmp_path, config, "[train] bakeoff = 3 needs at least 2 candidate models that fit", env=env)
 
 
 # -- Hub ids the (fake) Hub refuses: asked before the run, no weights downloaded --------------------

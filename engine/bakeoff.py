@@ -1,0 +1,453 @@
+"""The bake-off: the top K ranked models race briefly, the winner is trained to the full plan.
+
+A bake-off run's plan.json carries the contenders' own resolved plans and the optimizer steps of
+each round (`engine.plan.bakeoff_schedule`). The trainer runs the race itself, in its one process
+and its one event stream, before the winner's run (`before_training`):
+
+- successive halving: in each round every surviving contender trains that round's steps on the
+  same training batches (the first batches of its first epoch, in the run's seeded order), with
+  its own plan's optimizer and learning-rate schedule (the schedule of its full run), and is
+  evaluated on the validation split; the better half (ceil(n / 2), by the plan's metric through
+  `engine.events.is_better`, the higher-ranked on a tie) goes on, until one is left;
+- one model in memory at a time: a contender's state (weights, optimizer, schedule, RNG) is saved
+  to `bakeoff/` after its round and its memory freed before the next one is loaded; the next
+  round goes on from that state;
+- the winner goes on from the state it reached (`continue_winner`), not from scratch: its
+  bake-off steps are the first steps of its full run (same batches, same schedule), so a run with
+  a bake-off trains the winner exactly as long as a run without one would, and costs only the
+  losers' steps on top. plan.json becomes the winner's plan (the schedule kept, `winner` set);
+  the winner's steps and evaluations from there on are the normal `step` and `eval` events, and
+  its export is a normal run's.
+
+Resume: the record of finished rounds is `bakeoff/state.json`; a bake-off interrupted mid-round
+(cancelled, killed) restarts that round from its start, each of its contenders from the state it
+had before the round. Events: `bakeoff_started`, `bakeoff_step`, `bakeoff_round`, `bakeoff_cut`,
+`bakeoff_result` (engine/events.py), and a log line for each, which the batch progress display and
+the dashboard's log show. report.json's `bakeoff` section is `report`.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from modelwiz.engine import checkpoints
+from modelwiz.engine import events as ev
+from modelwiz.engine import trainer as tr
+from modelwiz.engine.distributed import Distributed
+from modelwiz.engine.fsutil import atomic_write_json, read_json
+from modelwiz.engine.plan import Plan, read_plan, write_plan
+
+BAKEOFF_DIR = "bakeoff"
+STATE_FILE = "bakeoff/state.json"
+STATE_VERSION = 1
+LOSS_POINTS_PER_ROUND = 20  # training-loss points a contender reports per round (window means)
+
+
+def _state_path(run_dir: Path, index: int, round_no: int) -> Path:
+    """The saved state of contender `index` at the end of round `round_no` (1-based)."""
+    return Path(run_dir) / BAKEOFF_DIR / f"contender-{index}-round-{round_no}.pt"
+
+
+def describe(index: int, plan: Plan) -> dict[str, Any]:
+    return {
+        "index": index,
+        "model": plan.model_id,
+        "name": plan.model_name,
+        "strategy": plan.strategy,
+        "batch_size": plan.batch_size,
+        "grad_accum": plan.grad_accum,
+        "learning_rate": plan.learning_rate,
+        "precision": plan.precision,
+        "max_length": plan.max_length,
+        "image_size": plan.image_size,
+        "epochs": plan.epochs,
+    }
+
+
+def _fresh_record(plans: list[Plan]) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "done": 0,  # rounds finished
+        "survivors": list(range(len(plans))),
+        "plans": {str(i): p.to_dict() for i, p in enumerate(plans)},  # amended after an out-of-memory step
+        "contenders": [
+            {**describe(i, p), "curve": [], "results": [], "eliminated_in": None} for i, p in enumerate(plans)
+        ],
+        "cuts": [],  # per round: the dropped, best first
+        "seconds": 0.0,
+        "winner": None,
+        "table": [],
+    }
+
+
+def before_training(run_dir: Path, reporter: tr.Reporter, resume: bool) -> tuple[Any, Path | None, bool]:
+    """Run the bake-off of a run whose plan has one (or what is left of it). Returns the (config,
+    data) read for it (None when it had been decided before), the saved state the winner goes on
+    from (None: nothing to go on from) and whether the run is then to resume from a checkpoint."""
+    plan = read_plan(run_dir)
+    if plan.bakeoff.get("winner"):
+        # decided before: resume from the winner's checkpoint, or from its bake-off state when
+        # the run stopped between the decision and that first checkpoint
+        record = read_json(run_dir / STATE_FILE, default={}) or {}
+        w, done = record.get("winner"), int(record.get("done") or 0)
+        saved = _state_path(run_dir, int(w), done) if w is not None else None
+        if resume and not checkpoints.checkpoint_paths(run_dir) and saved is not None and saved.is_file():
+            return None, saved, False
+        return None, None, resume
+    loaded = tr.load_data(run_dir, plan, reporter)
+    return loaded, race(run_dir, plan, loaded, reporter, resume), False
+
+
+def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Reporter, resume: bool) -> Path:
+    """The rounds of successive halving; writes the winner's plan to plan.json and returns the
+    path of the winner's saved state."""
+    bo = plan.bakeoff
+    plans = [Plan.from_dict(d) for d in bo["contenders"]]
+    rounds, metric = bo["rounds"], bo.get("metric") or plan.metric
+    tr.check_device(plans[0].device)
+    record = read_json(run_dir / STATE_FILE, default=None) if resume else None
+    if not isinstance(record, dict) or record.get("version") != STATE_VERSION or record.get("winner") is not None:
+        record = _fresh_record(plans)
+    again = record["done"] + 1 if resume else 0
+    if resume:
+        reporter.log(
+            f"bake-off resumed: round {again} of {len(rounds)} restarts from its start "
+            f"({record['done']} round(s) finished are kept)"
+        )
+    reporter.emit(
+        ev.BakeoffStarted(
+            contenders=[describe(i, p) for i, p in enumerate(plans)],
+            share=float(bo.get("share", 0.0)),
+            metric=metric,
+            rounds=list(rounds),
+            predicted_seconds=bo.get("predicted_seconds"),
+            resumed_round=again,
+        )
+    )
+    if not resume:
+        names = ", ".join(p.model_name for p in plans)
+        budgets = " / ".join(str(r["steps"]) for r in rounds)
+        reporter.log(
+            f"bake-off of {len(plans)}: {names}; {len(rounds)} round(s) of {budgets} step(s) each, "
+            f"{bo.get('share', 0):.0%} of a full run's steps, best {metric} goes on"
+        )
+    t0 = time.perf_counter() - float(record["seconds"])
+    for r in range(int(record["done"]), len(rounds)):
+        round_no, steps = r + 1, int(rounds[r]["steps"])
+        results: dict[int, dict[str, Any]] = {}
+        for i in record["survivors"]:
+            cplan = Plan.from_dict(record["plans"][str(i)])
+            results[i] = train_contender(run_dir, cplan, i, round_no, steps, loaded, reporter, record)
+            record["plans"][str(i)] = cplan.to_dict()
+        ordered = _order([results[i] for i in record["survivors"]], metric)
+        keep = math.ceil(len(ordered) / 2)
+        kept, dropped = [row["index"] for row in ordered[:keep]], [row["index"] for row in ordered[keep:]]
+        for i, row in results.items():
+            c = record["contenders"][i]
+            c["curve"] += row.pop("losses")
+            c["results"].append(row)
+            if i in dropped:
+                c["eliminated_in"] = round_no
+        ids = [plans[i].model_id for i in kept], [plans[i].model_id for i in dropped]
+        reporter.emit(ev.BakeoffCut(round=round_no, kept=ids[0], dropped=ids[1]))
+        reporter.log(
+            f"bake-off round {round_no}: "
+            + ", ".join(f"{plans[row['index']].model_name} {_fig(row['value'])}" for row in ordered)
+            + f" ({metric}); "
+            + ("dropped " + ", ".join(plans[i].model_name for i in dropped) if dropped else "")
+        )
+        record.update(done=round_no, survivors=kept, seconds=time.perf_counter() - t0)
+        record["cuts"].append(dropped)
+        atomic_write_json(run_dir / STATE_FILE, record)
+        # what no later round or resume needs: every state before this round, the dropped ones'
+        for i in range(len(plans)):
+            if round_no > 1:
+                _state_path(run_dir, i, round_no - 1).unlink(missing_ok=True)
+            if i in dropped:
+                _state_path(run_dir, i, round_no).unlink(missing_ok=True)
+    return _decide(run_dir, plan, plans, record, metric, reporter, time.perf_counter() - t0)
+
+
+def _decide(
+    run_dir: Path,
+    plan: Plan,
+    plans: list[Plan],
+    record: dict[str, Any],
+    metric: str,
+    reporter: tr.Reporter,
+    seconds: float,
+) -> Path:
+    w = int(record["survivors"][0])
+    table = _table(record, w)
+    record.update(winner=w, table=table, seconds=round(seconds, 2))
+    atomic_write_json(run_dir / STATE_FILE, record)
+    winner = Plan.from_dict(record["plans"][str(w)])
+    winner.bakeoff = {**plan.bakeoff, "winner": winner.model_id, "winner_index": w}
+    winner.notes = [f"bake-off winner of {len(plans)} (best {metric})", *winner.notes]
+    write_plan(run_dir, winner)
+    reporter.status(model=winner.model_id, model_name=winner.model_name)
+    steps = int(record["contenders"][w]["results"][-1]["total_steps"])
+    reporter.emit(
+        ev.BakeoffResult(
+            winner=winner.model_id,
+            winner_index=w,
+            metric=metric,
+            table=table,
+            seconds=round(seconds, 2),
+            steps=steps,
+        )
+    )
+    reporter.log(
+        f"bake-off winner: {winner.model_name} ({metric} {_fig(table[0]['value'])}) after {seconds:.1f} s; "
+        f"it goes on from step {steps} to its full plan"
+    )
+    return _state_path(run_dir, w, int(record["done"]))
+
+
+def _fig(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _order(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Best first by `metric` (engine.events.is_better); on a tie the higher-ranked stays ahead."""
+    remaining, out = list(rows), []
+    while remaining:
+        best = remaining[0]
+        for row in remaining[1:]:
+            if ev.is_better(row, best, metric):
+                best = row
+        out.append(best)
+        remaining.remove(best)
+    return out
+
+
+def _table(record: dict[str, Any], winner: int) -> list[dict[str, Any]]:
+    """One row per contender, best first: the winner, then those dropped last."""
+    order = [winner] + [i for cut in reversed(record["cuts"]) for i in cut]
+    rows = []
+    for place, i in enumerate(order, 1):
+        c = record["contenders"][i]
+        last = c["results"][-1] if c["results"] else {}
+        rows.append(
+            {
+                "place": place,
+                "index": i,
+                "model": c["model"],
+                "name": c["name"],
+                "rounds": len(c["results"]),
+                "steps": last.get("total_steps", 0),
+                "value": last.get("value"),
+                "accuracy": last.get("accuracy"),
+                "macro_f1": last.get("macro_f1"),
+                "val_loss": last.get("val_loss"),
+                "seconds": round(sum(r.get("seconds", 0.0) for r in c["results"]), 2),
+                "eliminated_in": c["eliminated_in"],
+                "winner": i == winner,
+            }
+        )
+    return rows
+
+
+def train_contender(
+    run_dir: Path,
+    plan: Plan,
+    index: int,
+    round_no: int,
+    steps: int,
+    loaded: tuple[Any, Any],
+    reporter: tr.Reporter,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """One contender's round: load it (and the state its last round left), train `steps`
+    optimizer steps, evaluate, save its state, free it. `plan` is amended in place when an
+    out-of-memory step makes its micro-batch smaller. Raises trainer.Cancelled on a cancel."""
+    config, data = loaded
+    t0 = time.perf_counter()
+    previous = record["contenders"][index]["results"]
+    start = int(previous[-1]["total_steps"]) if previous else 0
+    reporter.log(f"bake-off round {round_no}: {plan.model_name} trains {steps} step(s) from step {start}")
+    run = tr.build_run(run_dir, plan, config, data, reporter, Distributed(), announce=False)
+    try:
+        train_seconds = 0.0
+        if start:
+            state = _load_state(_state_path(run_dir, index, round_no - 1))
+            _restore(run, state)
+            train_seconds = float(state.get("train_seconds", 0.0))
+        stop = min(start + steps, run.steps_per_epoch)
+        losses, seconds = _train_steps(run, index, round_no, start, stop, reporter)
+        metrics = tr.evaluate(run)
+        _save_state(run, _state_path(run_dir, index, round_no), stop, train_seconds + seconds)
+    finally:
+        _free(run)
+    value = ev.metric_value(metrics, plan.metric)  # the row carries every metric: is_better reads it
+    row = {
+        "round": round_no,
+        "index": index,
+        "steps": stop - start,
+        "total_steps": stop,
+        "value": round(value, 5) if value is not None else None,
+        "accuracy": round(metrics["accuracy"], 5),
+        "macro_f1": round(metrics["macro_f1"], 5),
+        "val_loss": round(metrics["val_loss"], 5),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    reporter.emit(
+        ev.BakeoffRound(
+            round=round_no,
+            index=index,
+            model=plan.model_id,
+            steps=row["steps"],
+            total_steps=stop,
+            losses=losses,
+            metric=plan.metric,
+            value=row["value"],
+            accuracy=row["accuracy"],
+            macro_f1=row["macro_f1"],
+            val_loss=row["val_loss"],
+            seconds=row["seconds"],
+            batch_size=plan.batch_size,
+        )
+    )
+    reporter.log(
+        f"bake-off round {round_no}: {plan.model_name} at step {stop}: {plan.metric} {_fig(row['value'])}, "
+        f"loss {losses[-1][1] if losses else float('nan'):.3f}, {row['seconds']:.1f} s"
+    )
+    return {**row, "losses": losses}
+
+
+def _train_steps(
+    run: tr.Run, index: int, round_no: int, start: int, stop: int, reporter: tr.Reporter
+) -> tuple[list[list[float]], float]:
+    """Optimizer steps `start`..`stop` of the contender's first epoch (the run's seeded order);
+    returns the [step, loss] points (window means) and the seconds spent training."""
+    order = tr.epoch_order(len(run.data.train.items), run.plan.seed, 0)
+    every = max(1, (stop - start) // LOSS_POINTS_PER_ROUND)
+    points: list[list[float]] = []
+    window, n, seconds = 0.0, 0, 0.0
+    for s in range(start, stop):
+        if run.cancel_requested():
+            reporter.log(
+                f"cancelled during bake-off round {round_no} ({run.plan.model_name} at step {s}); "
+                f"`modelwiz resume {run.run_dir.name}` restarts round {round_no} from its start"
+            )
+            raise tr.Cancelled()
+        eff = run.plan.effective_batch
+        idx = order[s * eff : (s + 1) * eff]
+        t = time.perf_counter()
+        loss = None
+        while loss is None:
+            try:
+                loss = tr.train_step(run, idx)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+                if not tr.is_out_of_memory(exc):
+                    raise
+                tr.back_off(run, exc, persist=False)
+        seconds += time.perf_counter() - t
+        window, n = window + loss, n + 1
+        if (s + 1 - start) % every == 0 or s == stop - 1:
+            point = [s + 1, round(window / n, 5)]
+            points.append(point)
+            reporter.emit(
+                ev.BakeoffStep(
+                    round=round_no, index=index, model=run.plan.model_id, step=s + 1, steps=stop, loss=point[1]
+                )
+            )
+            window, n = 0.0, 0
+    return points, seconds
+
+
+def _save_state(run: tr.Run, path: Path, step: int, train_seconds: float) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": run.module.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler else None,
+        "rng": checkpoints.rng_state(),
+        "step": step,
+        "train_seconds": train_seconds,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    import torch
+
+    from modelwiz.engine.errors import UserError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise UserError(
+            f"bake-off state {path.name} is unreadable ({type(exc).__name__}); start a new run with the same config"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"bake-off state {path.name} is not one this modelwiz wrote; start a new run")
+    return state
+
+
+def _restore(run: tr.Run, state: dict[str, Any]) -> None:
+    run.module.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    checkpoints.set_rng_state(state["rng"])
+
+
+def _free(run: tr.Run) -> None:
+    """Drop a contender's model, gradients and optimizer state before the next one loads."""
+    import torch
+
+    device = run.plan.device
+    run.optimizer, run.scheduler, run.scaler = None, None, None
+    run.adapter.model, run.module, run.adapter = None, None, None
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def continue_winner(run: tr.Run, path: Path) -> None:
+    """The winner's run goes on from the state its bake-off reached (its first steps are the
+    bake-off's); a step checkpoint marks the point, and the contenders' states are removed."""
+    state = _load_state(path)
+    _restore(run, state)
+    step = min(int(state["step"]), run.steps_per_epoch)
+    run.progress = tr.Progress(
+        epoch=0, step_in_epoch=step, global_step=step, train_seconds=float(state.get("train_seconds", 0.0))
+    )
+    run.reporter.log(f"{run.plan.model_name} goes on from its bake-off state: step {step} of {run.total_steps}")
+    if tr.save_checkpoint(run) is not None:
+        for p in (Path(run.run_dir) / BAKEOFF_DIR).glob("*.pt"):
+            p.unlink(missing_ok=True)
+
+
+def report(run_dir: Path) -> dict[str, Any] | None:
+    """report.json's `bakeoff` section: the schedule, every contender's curve and results, the table."""
+    plan_bo = read_plan(run_dir).bakeoff
+    record = read_json(Path(run_dir) / STATE_FILE, default=None)
+    if not plan_bo or not isinstance(record, dict):
+        return None
+    return {
+        "winner": plan_bo.get("winner"),
+        "metric": plan_bo.get("metric"),
+        "share": plan_bo.get("share"),
+        "rounds": plan_bo.get("rounds"),
+        "predicted_seconds": plan_bo.get("predicted_seconds"),
+        "seconds": record.get("seconds"),
+        "contenders": record.get("contenders"),
+        "table": record.get("table"),
+    }

@@ -1,0 +1,225 @@
+"""The bake-off (`[train] bakeoff = K`): contenders race by successive halving, the winner is trained
+on and exported as a normal run; every contender's curve and result in the events and report.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny_bert, run_cli, write_text_data
+
+from modelwiz.engine.events import fold, parse_event, read_events
+from modelwiz.engine.plan import bakeoff_rounds, bakeoff_schedule
+
+pytestmark = pytest.mark.slow
+
+
+def _trained_bert(folder: Path, data: Path) -> Path:
+    """A tiny BERT a little wider than the random ones (so the ranking puts it last: same prior,
+    more parameters) and trained briefly on the task: the "pretrained" contender."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    build_tiny_bert(folder)
+    cfg = BertConfig.from_pretrained(str(folder))
+    cfg.intermediate_size = 80
+    rows = list(csv.reader(data.open()))[1:]
+    names = sorted({r[1] for r in rows})
+    texts, labels = [r[0] for r in rows], [names.index(r[1]) for r in rows]
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(1)
+    cfg.num_labels = len(names)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        idx = torch.randint(0, len(texts), (16,)).tolist()
+        enc = tok([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor([labels[i] for i in idx])).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.base_model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def contenders(tmp_path_factory) -> Path:
+    """A model folder with two random-init tiny BERTs and one trained briefly on the task."""
+    root = tmp_path_factory.mktemp("bakeoff-models")
+    data = write_text_data(root / "pretrain.csv", n_per_class=40, seed=7)
+    build_tiny_bert(root / "models" / "bert-a")
+    shutil.copytree(root / "models" / "bert-a", root / "models" / "bert-b")
+    _trained_bert(root / "models" / "bert-c", data)
+    return root / "models"
+
+
+def _config(tmp: Path, **train) -> Path:
+    write_text_data(tmp / "d.csv", n_per_class=40)
+    opts = {
+        "bakeoff": 3,
+        "bakeoff_share": 0.5,
+        "epochs": 3,
+        "batch_size": 8,
+        "learning_rate": 0.003,
+        "strategy": "full",
+        "max_length": 32,
+        **train,
+    }
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in opts.items())
+    p = tmp / "c.toml"
+    p.write_text(
+        f'[task]\ntrain = "d.csv"\n[constraints]\ndevice = "cpu"\noffline = true\nmax_params_m = 1\n[train]\n{body}'
+    )
+    return p
+
+
+def _env(models: Path) -> dict[str, str]:
+    return {"MODELWIZ_MODEL_PATH": str(models)}
+
+
+def test_bakeoff_picks_the_trained_model_and_trains_it_on(tmp_path, contenders):
+    cfg = _config(tmp_path)
+    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env=_env(contenders))
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    for obj in events:
+        parse_event(obj, strict=True)
+    summary = events[-1]
+    assert summary["status"] == "completed"
+    run_dir = Path(summary["run_dir"])
+
+    started = [e for e in events if e["event"] == "bakeoff_started"]
+    assert len(started) == 1
+    order = [c["model"] for c in started[0]["contenders"]]
+    # the ranking put the trained model last (same prior, more parameters): the race must find it
+    assert [Path(m).name for m in order] == ["bert-a", "bert-b", "bert-c"]
+    assert [r["contenders"] for r in started[0]["rounds"]] == [3, 2]
+    trained = order[2]
+
+    rounds = [e for e in events if e["event"] == "bakeoff_round"]
+    assert [(e["round"], e["index"]) for e in rounds][:3] == [(1, 0), (1, 1), (1, 2)]
+    assert len(rounds) == 5  # 3 in round 1, the 2 kept in round 2
+    assert all(e["losses"] and e["metric"] == "macro_f1" for e in rounds)
+    first, second = rounds[0]["total_steps"], started[0]["rounds"][1]["steps"]
+    assert rounds[-1]["total_steps"] == first + second  # round 2 goes on from round 1's state
+    cuts = [e for e in events if e["event"] == "bakeoff_cut"]
+    assert [len(c["dropped"]) for c in cuts] == [1, 1]
+    result = [e for e in events if e["event"] == "bakeoff_result"][0]
+    assert result["winner"] == trained
+    assert result["table"][0]["model"] == trained and result["table"][0]["winner"]
+    assert {r["model"] for r in result["table"]} == set(order)
+    c_round1 = next(e for e in rounds if e["round"] == 1 and e["model"] == trained)
+    assert c_round1["macro_f1"] > max(e["macro_f1"] for e in rounds if e["round"] == 1 and e["model"] != trained)
+
+    # the winner's run is a normal run from the step its bake-off reached: plan, steps, evals, export
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["model_id"] == trained and plan["bakeoff"]["winner"] == trained
+    assert [e["plan"] for e in events if e["event"] == "plan"] == [plan]
+    steps = [e for e in events if e["event"] == "step"]
+    assert min(e["step"] for e in steps) > result["steps"]
+    assert len([e for e in events if e["event"] == "eval"]) == 3
+    assert summary["model"] == trained
+    assert summary["bakeoff"]["winner"] == trained and len(summary["bakeoff"]["table"]) == 3
+
+    report = json.loads((run_dir / "report.json").read_text())
+    bo = report["bakeoff"]
+    assert bo["winner"] == trained and len(bo["contenders"]) == 3
+    assert all(c["curve"] and c["results"] for c in bo["contenders"])
+    assert [c["eliminated_in"] for c in bo["contenders"] if c["model"] != trained] in ([1, 2], [2, 1])
+    config = (run_dir / "config.toml").read_text()
+    assert 'id = ""' in config and "bakeoff = 3" in config
+    assert not list((run_dir / "bakeoff").glob("*.pt"))  # the contenders' states are gone
+
+    # the reducer: dashboard, runs --json
+    state = fold(read_events(run_dir / "events.jsonl")[0])
+    assert state.bakeoff["winner"] == trained
+    assert all(c["curve"] for c in state.bakeoff["contenders"])
+    runs = json.loads(run_cli("runs", "--runs-dir", str(run_dir.parent), "--json").stdout)["runs"]
+    assert runs[0]["bakeoff"]["winner"] == trained
+
+    # the export loads without modelwiz
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=summary["model_path"])
+    assert clf("the striker scored a goal in the league match")[0]["label"] == "sports"
+
+
+def test_cancel_during_the_bakeoff_then_resume_restarts_the_round(tmp_path, contenders):
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, bakeoff=2, epochs=60, bakeoff_share=0.5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelwiz.cli", "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, **_env(contenders)},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "bakeoff_step":
+            run_dir = Path(next(e for e in lines if e["event"] == "run_created")["run_dir"])
+            c = run_cli("cancel", run_dir.name, "--runs-dir", str(run_dir.parent))
+            assert c.returncode == 0, c.stderr
+            break
+    rest, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=120)
+    lines += [json.loads(ln) for ln in rest.splitlines() if ln.strip()]
+    assert proc.returncode == 130, err
+    assert lines[-1]["status"] == "cancelled"
+    assert not any(e["event"] == "bakeoff_result" for e in lines)
+    logs = [e["message"] for e in lines if e["event"] == "log"]
+    assert any("cancelled during bake-off round 1" in m for m in logs), logs
+
+    # resume: the round restarts from its start, then the run completes
+    res = run_cli("resume", run_dir.name, "--runs-dir", str(run_dir.parent), "--json", "--detach")
+    assert res.returncode == 0, res.stderr
+    from modelwiz.engine.runs import request_cancel, wait_for_final
+
+    events_path = run_dir / "events.jsonl"
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e["event"] == "bakeoff_result" for e in read_events(events_path)[0]):
+        time.sleep(0.1)
+    request_cancel(run_dir)  # 60 epochs: stop once the race is decided
+    assert wait_for_final(run_dir, timeout_s=120) == "cancelled"
+    events = read_events(events_path)[0]
+    started = [e for e in events if e["event"] == "bakeoff_started"]
+    assert [e["resumed_round"] for e in started] == [0, 1]
+    assert any("round 1 of 1 restarts from its start" in e["message"] for e in events if e["event"] == "log")
+    assert any(e["event"] == "bakeoff_result" for e in events)
+    state = fold(events)
+    assert state.bakeoff["winner"] and all(len(c["results"]) == 1 for c in state.bakeoff["contenders"])
+
+
+def test_schedule_halves_and_stays_within_the_share():
+    from types import SimpleNamespace
+
+    assert bakeoff_rounds(2) == [2]
+    assert bakeoff_rounds(3) == [3, 2]
+    assert bakeoff_rounds(5) == [5, 3, 2]
+    assert bakeoff_rounds(8) == [8, 4, 2]
+
+    def plan(i: int, seconds: float) -> SimpleNamespace:
+        d = {"model_id": f"m{i}"}
+        return SimpleNamespace(
+            effective_batch=10, train_size=1000, epochs=4, total_seconds=seconds, metric="macro_f1", to_dict=lambda: d
+        )
+
+    plans = [plan(i, 400.0) for i in range(4)]  # 100 steps an epoch, 400 a run, 1 s a step
+    s = bakeoff_schedule(plans, share=0.25)  # type: ignore[arg-type]
+    assert [r["contenders"] for r in s["rounds"]] == [4, 2]
+    assert [r["steps"] for r in s["rounds"]] == [12, 25]  # 100 steps a round, split evenly
+    spent = sum(r["contenders"] * r["steps"] for r in s["rounds"])
+    assert spent <= 0.25 * 400 and s["predicted_seconds"] == pytest.approx(spent * 1.0)
+    # never past a contender's first epoch
+    s = bakeoff_schedule(plans[:2], share=0.9)  # type: ignore[arg-type]
+    assert s["rounds"][0]["steps"] <= 100
