@@ -11,7 +11,16 @@ import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from tui_fixtures import walk
-from tui_fixtures.fakes import FIXTURES, RUN_ID, THEMES, RecordedRuns, make_services, write_run, write_runs
+from tui_fixtures.fakes import (
+    FIXTURES,
+    RUN_ID,
+    THEMES,
+    FakeProbe,
+    RecordedRuns,
+    make_services,
+    write_run,
+    write_runs,
+)
 from tui_fixtures.walk import async_test
 
 from modelwiz.engine import demo as demo_module
@@ -89,6 +98,9 @@ async def test_whole_flow_by_keyboard(tmp_path: Path, monkeypatch: pytest.Monkey
         await walk.settle(pilot)
         assert isinstance(app.screen, CompareScreen)
         assert [r.candidate.id for r in app.screen.models] == screen.marked
+        assert "Memory" in walk.screen_text(app)
+        await pilot.press("end")  # the reasons are at the foot of the comparison, which scrolls
+        await pilot.pause()
         assert "Why" in walk.screen_text(app)
         await pilot.press("ctrl+b")
         await walk.settle(pilot)
@@ -840,76 +852,6 @@ async def test_setup_recipes_checked_by_the_config_rules_and_saved(
         assert cfg.train.strategy == "gradual"
 
 
-class FakeProbe:
-    """`Services.probe` stand-in: progress events as the engine's probe sends them, then fixed
-    LogME figures; `gate` (when set) holds it mid-run until the test lets it go or stops it."""
-
-    LOGME = {
-        "sentence-transformers/all-MiniLM-L6-v2": -0.5,
-        "distilbert/distilbert-base-uncased": 0.7,
-        "google-bert/bert-base-uncased": 0.2,
-        "FacebookAI/roberta-base": 0.4,
-        "FacebookAI/xlm-roberta-base": 0.1,
-        "microsoft/deberta-v3-large": 0.3,
-    }
-
-    def __init__(self, *, fail: str = "", error: Exception | None = None, hold: bool = False) -> None:
-        import threading
-
-        self.calls: list[tuple[list[str], int]] = []
-        self.fail, self.error = fail, error
-        self.gate = threading.Event() if hold else None
-        self.stopped = False
-
-    def __call__(self, config, ids, k, on_event, should_stop):  # noqa: ANN001
-        import time
-
-        from modelwiz.tui.probe import ProbeStopped
-
-        self.calls.append((list(ids), k))
-        if self.error is not None:
-            raise self.error
-        on_event({"event": "probe_started", "models": ids, "examples": 30})
-        results = []
-        for i, mid in enumerate(ids, 1):
-            on_event({"event": "probe_model", "model": mid, "index": i, "of": len(ids), "examples": 30})
-            on_event({"event": "probe_progress", "model": mid, "index": i, "done": 15, "total": 30})
-            while self.gate is not None and not self.gate.is_set():
-                if should_stop():
-                    self.stopped = True
-                    raise ProbeStopped
-                time.sleep(0.01)
-            if mid == self.fail:
-                results.append(
-                    {
-                        "model": mid,
-                        "logme": None,
-                        "h_score": None,
-                        "examples": 30,
-                        "dim": 0,
-                        "seconds": 0.1,
-                        "feature_seconds": 0.0,
-                        "cached": False,
-                        "error": "no weights",
-                    }
-                )
-                continue
-            results.append(
-                {
-                    "model": mid,
-                    "logme": self.LOGME[mid],
-                    "h_score": 1.0,
-                    "examples": 30,
-                    "dim": 8,
-                    "seconds": 0.2,
-                    "feature_seconds": 0.1,
-                    "cached": False,
-                    "error": "",
-                }
-            )
-        return sorted(results, key=lambda r: -(r["logme"] if r["logme"] is not None else -1e9))
-
-
 def probe_app(tmp_path: Path, probe: FakeProbe) -> ModelwizApp:
     app, _ = walk.make_app(tmp_path, start="recommend")
     app.services.probe = probe
@@ -928,11 +870,11 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
         screen = app.screen
         table = screen.query_one("#models", DataTable)
         before = table_ids(table)
-        assert "p Probe" in walk.screen_text(app) and "Stop probe" not in walk.screen_text(app)
+        assert "p Probe" in walk.screen_text(app) and "x Stop" not in walk.screen_text(app)
         await pilot.press("p")
         await walk.wait_until(pilot, lambda: "probe 1/5" in walk.screen_text(app))
         text = walk.screen_text(app)
-        assert "x Stop probe" in text and "50%" not in text  # 15 of 30 examples of the 1st of 5: 10%
+        assert "x Stop" in text and "50%" not in text  # 15 of 30 examples of the 1st of 5: 10%
         assert "10%" in text
         probe.gate.set()
         await walk.wait_until(pilot, lambda: not screen.probing and any(r.probe for r in screen.rows))
@@ -943,7 +885,7 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
         assert after[:5] == sorted(before[:5], key=lambda m: -FakeProbe.LOGME[m]) and after[5] == before[5]
         assert [r.candidate.id for r in app.state.recommendation.ranked] == after  # the wizard's state too
         text = walk.screen_text(app)
-        assert "LogME" in text and "0.70" in text and "Stop probe" not in text
+        assert "LogME" in text and "0.70" in text and "x Stop" not in text
         best = next(r for r in screen.rows if r.candidate.id == after[0])
         assert best.reasons[0].startswith("LogME 0.70, 1st of 5 on 30 of your examples")
         shown = screen.highlighted  # the cursor stays on the model it was on; its pane says its LogME
@@ -1006,7 +948,7 @@ async def test_probe_stopped_with_x_leaves_the_ranking(tmp_path: Path, monkeypat
         await walk.settle(pilot)
         assert probe.stopped and not screen.probing
         assert [r.candidate.id for r in screen.rows] == before and not any(r.probe for r in screen.rows)
-        assert "Stop probe" not in walk.screen_text(app) and not screen.query_one("#probe-box").display
+        assert "x Stop" not in walk.screen_text(app) and not screen.query_one("#probe-box").display
 
 
 @async_test

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from tui_fixtures import walk
-from tui_fixtures.fakes import FIXTURES, THEMES, RecordedRuns, make_services, write_runs
+from tui_fixtures.fakes import FIXTURES, THEMES, FakeProbe, RecordedRuns, make_services, write_runs
 
+from modelwiz.engine.errors import UserError
 from modelwiz.tui.app import ModelwizApp
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -28,14 +29,17 @@ def _in_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES)
 
 
-def then(*keys: str):
-    """run_before: wait for the starting step, press `keys`, settle, stop cursor blinking."""
+def then(*keys: str, quiet: bool = False):
+    """run_before: wait for the starting step, press `keys`, settle, stop cursor blinking.
+    `quiet`: clear the notifications first (they time out: a slow run would lose them)."""
 
     async def run_before(pilot: Pilot) -> None:
         await walk.shown(pilot)
         if keys:
             await pilot.press(*keys)
         await walk.settle(pilot)
+        if quiet:
+            pilot.app.clear_notifications()
         walk.freeze(pilot.app)
         await pilot.pause()
 
@@ -79,13 +83,15 @@ def test_dashboard_finished(snap_compare, tmp_path: Path, size: tuple[int, int])
     assert snap_compare(app, terminal_size=size, run_before=then())
 
 
-def test_dashboard_running(snap_compare, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_dashboard_running(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     # the recorded run cut after epoch 1's checkpoint, status "running" (pid: this test process)
     app, _ = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then())
+    assert snap_compare(app, terminal_size=size, run_before=then())
 
 
-def test_task_error(snap_compare, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_task_error(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     app, _ = walk.make_app(tmp_path, train="")
 
     async def bad_path(pilot: Pilot) -> None:
@@ -94,17 +100,104 @@ def test_task_error(snap_compare, tmp_path: Path) -> None:
         await walk.settle(pilot)
         walk.freeze(pilot.app)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=bad_path)
+    assert snap_compare(app, terminal_size=size, run_before=bad_path)
 
 
-def test_help(snap_compare, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     app, _ = walk.make_app(tmp_path, start="recommend")
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then("f1"))
+    assert snap_compare(app, terminal_size=size, run_before=then("f1"))
 
 
-def test_cancel_dialog(snap_compare, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_cancel_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     app, _ = walk.make_app(tmp_path, start="dashboard", state="running", lines=12)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then("x"))
+    assert snap_compare(app, terminal_size=size, run_before=then("x"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_confusion_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="dashboard")
+    assert snap_compare(app, terminal_size=size, run_before=then("m"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_command_palette(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    assert snap_compare(app, terminal_size=size, run_before=then("ctrl+p"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sort_menu(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    assert snap_compare(app, terminal_size=size, run_before=then("s", "down", "down"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_columns_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    assert snap_compare(app, terminal_size=size, run_before=then("v"))
+
+
+def probing_app(tmp_path: Path, probe: FakeProbe) -> ModelwizApp:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    app.services.probe = probe
+    return app
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_probe_running(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Held mid-way through the first of five models (15 of 30 examples): the progress bar at 10%."""
+    app = probing_app(tmp_path, FakeProbe(hold=True))
+
+    async def probing(pilot: Pilot) -> None:
+        await walk.shown(pilot)
+        await pilot.press("p")
+        # not walk.settle: it waits for thread workers, and this one is held until the app exits
+        await walk.wait_until(pilot, lambda: "probe 1/5" in walk.screen_text(pilot.app))
+        walk.freeze(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=probing)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_probed(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    """After the probe: re-ranked by LogME, the LogME column, the reason line in the details pane."""
+    app = probing_app(tmp_path, FakeProbe())
+    assert snap_compare(app, terminal_size=size, run_before=then("p", quiet=True))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_probe_failed_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app = probing_app(tmp_path, FakeProbe(error=UserError("probe failed: CUDA error: out of memory")))
+    assert snap_compare(app, terminal_size=size, run_before=then("p"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_probed(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app = probing_app(tmp_path, FakeProbe())
+
+    async def probed_then_compare(pilot: Pilot) -> None:
+        await walk.shown(pilot)
+        await pilot.press("space", "space", "p")
+        await walk.wait_until(pilot, lambda: any(r.probe for r in pilot.app.screen.rows))
+        await then("c", quiet=True)(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=probed_then_compare)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_does_not_fit_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    # the last row: the 7B model, predicted over the 24 GB budget (models that fit come first)
+    assert snap_compare(app, terminal_size=size, run_before=then("pagedown", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_save_config_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="setup")
+    assert snap_compare(app, terminal_size=size, run_before=then("ctrl+s"))
 
 
 def test_too_small(snap_compare, tmp_path: Path) -> None:
@@ -151,9 +244,20 @@ def test_runs(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, siz
     assert snap_compare(app, terminal_size=size, run_before=runs_then("down"))
 
 
-def test_runs_resume_dialog(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_resume_dialog(
+    snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
     app = runs_app(tmp_path, monkeypatch)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=runs_then("down", "r"))
+    assert snap_compare(app, terminal_size=size, run_before=runs_then("down", "r"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_cancel_dialog(
+    snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    app = runs_app(tmp_path, monkeypatch)  # the newest run is the one training
+    assert snap_compare(app, terminal_size=size, run_before=runs_then("x"))
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -4,6 +4,7 @@
 - data: tests/tui_fixtures/tickets.csv through the real modelwiz.engine.data checks (41 rows, 3 classes);
 - models: a fixed candidate list ranked by the real modelwiz.engine.recommend.rank (deterministic given
   the fixed hardware);
+- probe: FakeProbe sends the engine probe's progress events, then fixed LogME figures;
 - NVML: none (device_memory answers None), whatever this machine has;
 - runs: start_run copies the recorded tests/tui_fixtures/events.jsonl into a run directory and
   writes status.json instead of launching the trainer; cancel_run records its calls.
@@ -14,7 +15,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from modelwiz.engine.hardware import GPUInfo, HardwareReport
 from modelwiz.engine.recommend import Ranked, rank
 from modelwiz.engine.sources.base import Candidate
 from modelwiz.engine.workflow import Recommendation, check_data
+from modelwiz.tui.probe import ProbeStopped
 from modelwiz.tui.state import Services
 
 FIXTURES = Path(__file__).resolve().parent
@@ -260,3 +264,74 @@ def make_config(train: str = CSV_NAME) -> Config:
     cfg = Config()
     cfg.task.train = train
     return cfg
+
+
+class FakeProbe:
+    """`Services.probe` stand-in: progress events as the engine's probe sends them, then fixed
+    LogME figures; `gate` (when set) holds it mid-run until the test lets it go or stops it."""
+
+    LOGME = {
+        "sentence-transformers/all-MiniLM-L6-v2": -0.5,
+        "distilbert/distilbert-base-uncased": 0.7,
+        "google-bert/bert-base-uncased": 0.2,
+        "FacebookAI/roberta-base": 0.4,
+        "FacebookAI/xlm-roberta-base": 0.1,
+        "microsoft/deberta-v3-large": 0.3,
+    }
+
+    def __init__(self, *, fail: str = "", error: Exception | None = None, hold: bool = False) -> None:
+        self.calls: list[tuple[list[str], int]] = []
+        self.fail, self.error = fail, error
+        self.gate = threading.Event() if hold else None
+        self.stopped = False
+
+    def __call__(
+        self,
+        config: Config,
+        ids: list[str],
+        k: int,
+        on_event: Callable[[dict[str, Any]], None],
+        should_stop: Callable[[], bool],
+    ) -> list[dict[str, Any]]:
+        self.calls.append((list(ids), k))
+        if self.error is not None:
+            raise self.error
+        on_event({"event": "probe_started", "models": ids, "examples": 30})
+        results = []
+        for i, mid in enumerate(ids, 1):
+            on_event({"event": "probe_model", "model": mid, "index": i, "of": len(ids), "examples": 30})
+            on_event({"event": "probe_progress", "model": mid, "index": i, "done": 15, "total": 30})
+            while self.gate is not None and not self.gate.is_set():
+                if should_stop():
+                    self.stopped = True
+                    raise ProbeStopped
+                time.sleep(0.01)
+            if mid == self.fail:
+                results.append(
+                    {
+                        "model": mid,
+                        "logme": None,
+                        "h_score": None,
+                        "examples": 30,
+                        "dim": 0,
+                        "seconds": 0.1,
+                        "feature_seconds": 0.0,
+                        "cached": False,
+                        "error": "no weights",
+                    }
+                )
+                continue
+            results.append(
+                {
+                    "model": mid,
+                    "logme": self.LOGME[mid],
+                    "h_score": 1.0,
+                    "examples": 30,
+                    "dim": 8,
+                    "seconds": 0.2,
+                    "feature_seconds": 0.1,
+                    "cached": False,
+                    "error": "",
+                }
+            )
+        return sorted(results, key=lambda r: -(r["logme"] if r["logme"] is not None else -1e9))

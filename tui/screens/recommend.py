@@ -97,7 +97,7 @@ class RecommendScreen(StepScreen):
         Binding("v", "columns", "Columns", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("p", "probe", "Probe"),
-        Binding("x", "stop_probe", "Stop probe"),
+        Binding("x", "stop_probe", "Stop", tooltip="Stop the probe"),
         Binding("f5", "rerank", "Re-rank", show=False),
         Binding("ctrl+n", "next_step", "Next", show=False),
     ]
