@@ -290,6 +290,11 @@ class Evaluated(Event):
     recall: float
     confusion_matrix: list[list[int]] = field(default_factory=list)
     per_class: list[Any] = field(default_factory=list)  # per label: precision, recall, f1, support
+    # measured time of this epoch: its training steps (`train_steps` of them: fewer than an epoch's
+    # when a resumed run finished it) and the evaluation; the plan predicted epoch_seconds
+    train_seconds: float | None = None
+    train_steps: int | None = None
+    eval_seconds: float | None = None
 
 
 @_register

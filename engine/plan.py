@@ -13,7 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from modelwiz.engine import memory
+from modelwiz.engine import memory, speed
 from modelwiz.engine.adapters import kind_for
 from modelwiz.engine.errors import UserError
 from modelwiz.engine.events import DEFAULT_METRIC
@@ -61,7 +61,7 @@ class Plan:
     memory: memory.MemoryEstimate
     budget_gb: float
     fits: bool
-    epoch_seconds: float
+    epoch_seconds: float  # predicted: training plus the evaluation after each epoch
     total_seconds: float
     # recipes (engine/recipes.py)
     unfreeze_blocks: int = 0  # partial: top blocks trained; gradual: blocks unfrozen at the start
@@ -81,6 +81,10 @@ class Plan:
     trust_remote_code: bool = False  # run code the model ships; only when [model] trust_remote_code asks
     train_size: int = 0  # training examples the plan was made for (after max_train_samples)
     notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
+    time_method: str = "formula"  # measured (device benchmark + counted step costs) | formula
+    train_epoch_seconds: float = 0.0  # predicted training part of epoch_seconds
+    eval_seconds: float = 0.0  # predicted evaluation part of epoch_seconds (0: left out)
+    time_length: float = 0.0  # text: the padded length the time was predicted at
     # a bake-off run (engine/bakeoff.py): the contenders' own plans and the rounds' step budgets
     # (`bakeoff_schedule`); empty: none. Once the race is decided plan.json is the winner's plan
     # and this keeps the schedule with `winner` set.
@@ -187,6 +191,8 @@ def make_plan(
     train_size: int,
     num_classes: int,
     trust_remote_code: bool = False,
+    val_size: int | None = None,
+    text_lengths: dict[str, float] | None = None,
 ) -> Plan:
     device, _, budget = memory_budget(hardware, constraints)
     notes: list[str] = []
@@ -247,9 +253,23 @@ def make_plan(
     blocks = train_cfg.unfreeze_blocks
     if blocks == "auto":
         blocks = 1 if strategy == "gradual" else max(1, (cand.num_layers or 3) // 3)
-    flops = memory.flops_per_sample(cand, strategy=strategy, seq_len=max_length, image_size=image_size)
-    rate = memory.device_flops(device, hardware)
-    epoch_s = train_size * flops / rate if rate else 0.0
+    timing = predict_time(
+        cand,
+        strategy=strategy,
+        batch=batch,
+        grad_accum=int(train_cfg.grad_accum),
+        precision=precision,
+        device=device,
+        hardware=hardware,
+        train_size=train_size,
+        val_size=val_size,
+        max_length=max_length,
+        image_size=int(image_size),
+        text_lengths=text_lengths,
+        unfreeze_blocks=int(blocks) if strategy == "partial" else None,
+    )
+    epoch_s = timing["train"] + timing["eval"]
+    notes += timing["notes"]
     cuda = device.startswith("cuda")
     return Plan(
         model_id=cand.id,
@@ -291,7 +311,74 @@ def make_plan(
         trust_remote_code=trust_remote_code,
         train_size=int(train_size),
         notes=notes,
+        time_method=timing["method"],
+        train_epoch_seconds=round(timing["train"], 1),
+        eval_seconds=round(timing["eval"], 1),
+        time_length=round(timing["length"], 1),
     )
+
+
+def predict_time(
+    cand: Candidate,
+    *,
+    strategy: str,
+    batch: int,
+    grad_accum: int,
+    precision: str,
+    device: str,
+    hardware: Any,
+    train_size: int,
+    val_size: int | None,
+    max_length: int,
+    image_size: int,
+    text_lengths: dict[str, float] | None,
+    unfreeze_blocks: int | None,
+) -> dict[str, Any]:
+    """Seconds of an epoch's training and of its evaluation, the method and the notes saying how:
+    from the device's micro-benchmark and the model's counted step costs (engine/speed.py) where
+    both exist, else the FLOPs formula (memory.flops_per_sample / memory.device_flops)."""
+    x: float = float(image_size)
+    eval_x: float = x
+    length_note = ""
+    if cand.modality == "text":
+        padded = speed.expected_padded_length(text_lengths, batch, max_length)
+        eval_padded = speed.expected_padded_length(text_lengths, batch * speed.EVAL_BATCH_MULTIPLIER, max_length)
+        if padded is None:
+            x = eval_x = float(max_length)
+            length_note = f"at max_length {max_length} (the data's text lengths are not known)"
+        else:
+            x, eval_x = padded, eval_padded or padded
+            length_note = f"at ~{x:.0f} tokens, a batch's expected longest text (dynamic padding)"
+    got = speed.predict_epoch(
+        cand,
+        strategy=strategy,
+        batch_size=batch,
+        grad_accum=grad_accum,
+        precision=precision,
+        device=device,
+        hardware=hardware,
+        train_size=train_size,
+        val_size=int(val_size or 0),
+        x=x,
+        eval_x=eval_x,
+        unfreeze_blocks=unfreeze_blocks,
+    )
+    if got is not None:
+        train_s, eval_s, how = got
+        left_out = "; evaluation left out (validation size not known)" if val_size is None else ""
+        note = f"{how}{', ' + length_note if length_note else ''}{left_out}"
+        return {"train": train_s, "eval": eval_s, "method": "measured", "length": x, "notes": [note]}
+    # the fallback is the older estimate as it was: training FLOPs at max_length over an assumed rate
+    flops = memory.flops_per_sample(cand, strategy=strategy, seq_len=max_length, image_size=image_size)
+    rate = memory.device_flops(device, hardware)
+    train_s = train_size * flops / rate if rate else 0.0
+    if speed.find_benchmark(device, hardware) is None:
+        why = f"no benchmark of this {device} yet"
+    else:
+        why = "no step-cost count of this model"
+    notes = [f"time from the FLOPs formula, a rough assumption ({why}); evaluation left out"]
+    length = float(max_length) if cand.modality == "text" else float(image_size)
+    return {"train": train_s, "eval": 0.0, "method": "formula", "length": length, "notes": notes}
 
 
 def processes(nproc: int, device: str, hardware: Any) -> int:

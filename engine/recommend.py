@@ -183,6 +183,8 @@ def rank(
     num_classes: int,
     language: str = "",
     candidates: list[Candidate] | None = None,
+    val_size: int | None = None,
+    text_lengths: dict[str, float] | None = None,
 ) -> list[Ranked]:
     task, con = config.task, config.constraints
     cands = candidates if candidates is not None else gather_candidates(task.modality)
@@ -204,6 +206,8 @@ def rank(
             train_size=train_size,
             num_classes=num_classes,
             trust_remote_code=config.model.trust_remote_code,
+            val_size=val_size,
+            text_lengths=text_lengths,
         )
         reasons: list[str] = []
         q = c.quality if c.quality is not None else 0.45

@@ -179,6 +179,8 @@ class RunInfo:
     # training memory: the plan's predicted peak and, once the trainer measured a step, the measured one
     memory: dict[str, Any] | None = None
     bakeoff: dict[str, Any] | None = None  # a bake-off run: winner, metric, table (RunState.bakeoff_summary)
+    # seconds per epoch: the plan's prediction and, once an epoch ran, the latest measured one
+    time: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +196,7 @@ class RunInfo:
             "epochs": self.epochs,
             "memory": self.memory,
             "bakeoff": self.bakeoff,
+            "time": self.time,
         }
 
 
@@ -230,6 +233,27 @@ def memory_figures(rs: RunState) -> dict[str, Any] | None:
     }
 
 
+def time_figures(rs: RunState) -> dict[str, Any] | None:
+    """Predicted against measured seconds per epoch (training and evaluation), and their ratio. The
+    measured epoch is the latest evaluated one, its training scaled to a whole epoch's steps."""
+    predicted = rs.plan.get("epoch_seconds")
+    last = rs.last_eval or {}
+    measured = None
+    if last.get("train_seconds") is not None and last.get("train_steps"):
+        epochs = int(rs.plan.get("epochs") or rs.epochs or 0)
+        per_epoch = int(rs.total_steps // epochs) if rs.total_steps and epochs else int(last["train_steps"])
+        measured = round(last["train_seconds"] * per_epoch / last["train_steps"] + (last.get("eval_seconds") or 0.0), 2)
+    if predicted is None and measured is None:
+        return None
+    return {
+        "predicted_epoch_seconds": predicted,
+        "measured_epoch_seconds": measured,
+        "predicted_over_measured": round(predicted / measured, 3) if predicted and measured else None,
+        "method": rs.plan.get("time_method"),
+        "measured_epoch": last.get("epoch") if measured is not None else None,
+    }
+
+
 def run_info(run_dir: Path) -> RunInfo:
     st = read_status(run_dir)
     rs = run_state(run_dir)
@@ -246,6 +270,7 @@ def run_info(run_dir: Path) -> RunInfo:
         epochs=rs.epochs or None,
         memory=memory_figures(rs),
         bakeoff=rs.bakeoff_summary(),
+        time=time_figures(rs),
     )
 
 

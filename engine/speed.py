@@ -111,7 +111,7 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
         if backward:
             mask = args[10] if len(args) > 10 else [True, True, False]
             fwd *= int(bool(mask[0])) + int(bool(mask[1]))
-        return f"{kind}.{dtype}", fwd
+        return f"{kind}{'_bwd' if backward else ''}.{dtype}", fwd
     if func.is_view or name in _FREE_OPS:
         return None
     if packet is torch.ops.aten.embedding:  # reads the rows it gathers, not the whole table
@@ -120,15 +120,19 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
 
 
 def mem_class(name: str) -> str:
-    """The class of an op that is not a matmul or convolution: random numbers (dropout), the
-    normalisations, softmax, or any other elementwise / reduction / copy op. Each runs at its own
-    rate per byte (`bench` measures all four)."""
+    """The class of an op that is not a matmul or convolution: random numbers (dropout), batch norm,
+    the other normalisations, softmax, copies and casts, or any other elementwise / reduction op.
+    Each runs at its own rate per byte (`bench` measures all six)."""
     if "bernoulli" in name or "dropout" in name or name.startswith(("rand", "normal", "uniform")):
         return "mem.rng"
+    if "batch_norm" in name:
+        return "mem.bn"
     if "norm" in name and "clip" not in name and "_foreach_norm" not in name and "linalg" not in name:
         return "mem.norm"
     if "softmax" in name:
         return "mem.softmax"
+    if name.startswith(("clone", "copy", "_to_copy", "contiguous")):
+        return "mem.copy"  # layout changes (transposed to contiguous) and dtype casts (autocast)
     return "mem"
 
 
@@ -345,17 +349,22 @@ def bench_clock() -> Any:
     return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
 
 
-def _measure(fn: Any, *, min_s: float = 0.015, max_reps: int = 200) -> float:
-    """Seconds per call of `fn` (after one warm-up call), repeated until `min_s` has passed."""
+def _measure(fn: Any, *, min_s: float = 0.006, max_reps: int = 100, rounds: int = 3) -> float:
+    """Seconds per call of `fn` (after one warm-up call): the median of `rounds` rounds, each
+    repeating it until `min_s` has passed."""
     clock = bench_clock()
     fn()
-    reps, t0 = 0, clock()
-    while True:
-        fn()
-        reps += 1
-        elapsed = clock() - t0
-        if elapsed >= min_s or reps >= max_reps:
-            return elapsed / reps
+    per_call = []
+    for _ in range(rounds):
+        reps, t0 = 0, clock()
+        while True:
+            fn()
+            reps += 1
+            elapsed = clock() - t0
+            if elapsed >= min_s or reps >= max_reps:
+                per_call.append(elapsed / reps)
+                break
+    return sorted(per_call)[len(per_call) // 2]
 
 
 def _counted(fn: Any) -> tuple[dict[str, list[float]], int]:
@@ -400,14 +409,14 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         sync()
 
     _, tiny_ops = _counted(tiny_step)
-    overhead = _measure(tiny_step, min_s=0.1) / max(tiny_ops, 1)
+    overhead = _measure(tiny_step, min_s=0.03) / max(tiny_ops, 1)
     one = torch.ones(1, device=dev)
 
     def bare_op() -> None:
         torch.add(one, one)
         sync()
 
-    bare = _measure(bare_op, min_s=0.02)
+    bare = _measure(bare_op, min_s=0.01)
 
     rates: dict[str, list[list[float]]] = {}
 
@@ -429,15 +438,19 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         a = torch.randn(n // 256, 256, device=dev, requires_grad=True)
         b = torch.randn(n // 256, 256, device=dev)
         w = torch.ones(256, device=dev, requires_grad=True)
-        bn = torch.nn.BatchNorm2d(16).to(dev)
-        img = torch.randn(max(1, n // (16 * 256)), 16, 16, 16, device=dev, requires_grad=True)
+        bn = torch.nn.BatchNorm2d(32).to(dev)
+        side = max(4, int((n / 128) ** 0.5))
+        img = torch.randn(4, 32, side, side, device=dev, requires_grad=True)
 
         def elementwise(a: Any = a, b: Any = b) -> None:
             (F.gelu(a) * b + a).sum().backward()
             sync()
 
-        def norm(a: Any = a, w: Any = w, bn: Any = bn, img: Any = img) -> None:
+        def norm(a: Any = a, w: Any = w) -> None:
             F.layer_norm(a, (256,), w).sum().backward()
+            sync()
+
+        def batch_norm(bn: Any = bn, img: Any = img) -> None:
             bn(img).sum().backward()
             sync()
 
@@ -445,14 +458,21 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
             a.softmax(-1).sum().backward()
             sync()
 
-        def dropout(a: Any = a) -> None:
-            F.dropout(a, 0.1, training=True).sum().backward()
+        def dropout(a: Any = a) -> None:  # nn.Dropout, and the mask SDPA's math path draws
+            keep = torch.empty_like(a).bernoulli_(0.9)
+            (F.dropout(a, 0.1, training=True) * keep).sum().backward()
+            sync()
+
+        def copy(a: Any = a) -> None:
+            a.t().contiguous().to(torch.bfloat16).sum().backward()
             sync()
 
         rate(elementwise, "mem")
         rate(norm, "mem.norm")
+        rate(batch_norm, "mem.bn")
         rate(softmax, "mem.softmax")
         rate(dropout, "mem.rng")
+        rate(copy, "mem.copy")
     for dtype in (torch.float32, torch.bfloat16):
         tag = str(dtype).removeprefix("torch.")
         # GEMMs: tokens x hidden x 4*hidden and smaller
@@ -474,23 +494,36 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
                 sync()
 
             rate(sdpa, f"sdpa.{tag}")
-        # convolutions, forward + backward: dense 3x3, 1x1, depthwise 3x3
-        for cls, cin, cout, hw, groups, ksz in (
-            ("conv", 16, 16, 28, 1, 3),
-            ("conv", 64, 64, 56, 1, 3),
-            ("conv1x1", 64, 256, 28, 1, 1),
-            ("conv1x1", 256, 64, 14, 1, 1),
-            ("convdw", 32, 32, 28, 32, 3),
-            ("convdw", 96, 96, 56, 96, 3),
+        # convolutions at shapes of CNN blocks (the stem, 3x3, 1x1, depthwise, stride 1 and 2): the
+        # forward alone (frozen layers), then forward + backward, whose excess is the backward's rate
+        for cls, cin, cout, hw, groups, ksz, stride in (
+            ("conv", 3, 32, 224, 1, 3, 2),
+            ("conv", 64, 64, 56, 1, 3, 1),
+            ("conv", 128, 128, 28, 1, 3, 1),
+            ("conv", 256, 256, 7, 1, 3, 1),
+            ("conv1x1", 32, 192, 56, 1, 1, 1),
+            ("conv1x1", 64, 256, 28, 1, 1, 1),
+            ("conv1x1", 576, 96, 7, 1, 1, 1),
+            ("convdw", 32, 32, 112, 32, 3, 1),
+            ("convdw", 96, 96, 112, 96, 3, 2),
+            ("convdw", 144, 144, 56, 144, 3, 1),
+            ("convdw", 576, 576, 14, 576, 3, 1),
+            ("convdw", 576, 576, 7, 576, 3, 1),
         ):
-            conv = torch.nn.Conv2d(cin, cout, ksz, padding=ksz // 2, groups=groups, bias=False).to(dev, dtype)
-            xi = torch.randn(4, cin, hw, hw, device=dev, dtype=dtype, requires_grad=True)
+            conv = torch.nn.Conv2d(cin, cout, ksz, stride, padding=ksz // 2, groups=groups, bias=False).to(dev, dtype)
+            xi = torch.randn(4, cin, hw, hw, device=dev, dtype=dtype, requires_grad=cin != 3)
+
+            def cv_fwd(conv: Any = conv, xi: Any = xi) -> None:
+                with torch.no_grad():
+                    conv(xi)
+                sync()
 
             def cv(conv: Any = conv, xi: Any = xi) -> None:
                 conv(xi).sum().backward()
                 sync()
 
-            rate(cv, f"{cls}.{tag}")
+            rate(cv_fwd, f"{cls}.{tag}")
+            rate(cv, f"{cls}_bwd.{tag}")
     return {
         "version": BENCH_VERSION,
         "device": device,

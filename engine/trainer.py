@@ -677,6 +677,22 @@ def evaluate(run: Run) -> dict[str, Any]:
     return metrics
 
 
+def time_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    """`train_epoch` then `evaluate`, the metrics with the measured seconds of each (so every run
+    is a data point for the plan's predicted epoch_seconds)."""
+    steps0, seconds0 = run.progress.step_in_epoch, run.progress.train_seconds
+    train_epoch(run, epoch)
+    train_s, steps = run.progress.train_seconds - seconds0, run.progress.step_in_epoch - steps0
+    t0 = time.perf_counter()
+    metrics = evaluate(run)
+    metrics["timing"] = {
+        "train_seconds": round(train_s, 3),
+        "train_steps": steps,
+        "eval_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return metrics
+
+
 def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
     """Report an epoch's metrics and keep the best weights; returns whether it is the new best."""
     p = run.progress
@@ -689,7 +705,8 @@ def record_evaluation(run: Run, epoch: int, metrics: dict[str, Any]) -> bool:
         "precision": round(metrics["macro_precision"], 5),
         "recall": round(metrics["macro_recall"], 5),
     }
-    run.reporter.on_evaluate(run, record, metrics)
+    timing = {**metrics.get("timing", {})}
+    run.reporter.on_evaluate(run, {**record, **timing}, metrics)
     p.history.append(record)
     best = ev.is_better(record, p.best, run.plan.metric)
     if best:
@@ -782,8 +799,8 @@ def train(run_dir: Path, resume: bool) -> int:
         for epoch in range(run.progress.epoch, run.plan.epochs):
             reporter.on_epoch(run, epoch)
             unfreeze_for(run, epoch)
-            train_epoch(run, epoch)
-            record_evaluation(run, epoch, evaluate(run))
+            timed = time_epoch(run, epoch)
+            record_evaluation(run, epoch, timed)
             run.progress.epoch, run.progress.step_in_epoch = epoch + 1, 0
             if run.stop_early:
                 run.progress.stopped_early = epoch + 1

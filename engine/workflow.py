@@ -59,6 +59,8 @@ def recommend(
         num_classes=s.num_classes,
         language=s.language,
         candidates=cands,
+        val_size=s.val_size,
+        text_lengths=s.length_words or None,
     )
     return Recommendation(data, hardware, ranked, said)
 
@@ -77,6 +79,8 @@ def rerank(config: Config, data: TaskData, hardware: HardwareReport, candidate: 
             num_classes=s.num_classes,
             language=s.language,
             candidates=[candidate],
+            val_size=s.val_size,
+            text_lengths=s.length_words or None,
         )
 
     ranked = one(config)

@@ -1,0 +1,219 @@
+"""Time per epoch (engine/speed.py): the step-cost counter, the fit, the pure-Python prediction and
+the fallback when the device benchmark is missing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from modelwiz.engine import speed
+from modelwiz.engine.config import config_from_dict
+from modelwiz.engine.hardware import HardwareReport
+from modelwiz.engine.plan import make_plan
+from modelwiz.engine.sources.base import Candidate
+
+H, LAYERS, HEADS, INTER, VOCAB = 32, 2, 2, 64, 100
+TINY_BERT = {
+    "kind": "hf-text",
+    "config": {
+        "model_type": "bert",
+        "hidden_size": H,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "intermediate_size": INTER,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": 256,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_entry():
+    return speed.count_model(TINY_BERT, strategies=("full",), precisions=("fp32",))
+
+
+def hand_forward_matmul_flops(b: int, s: int) -> int:
+    """Per layer: Q, K, V, output (4 h x h), the two feed-forward GEMMs (h x inter, inter x h), and
+    attention's QK^T and AV (2 s x s x h each); then the pooler (h x h) and the 2-class head."""
+    per_layer = 2 * s * (4 * H * H + 2 * H * INTER) + 2 * 2 * s * s * H
+    return b * (LAYERS * per_layer + 2 * H * H + 2 * H * 2)
+
+
+def _matmul(fig: dict[str, float], phase: str) -> float:
+    return sum(
+        v
+        for k, v in fig.items()
+        if k.startswith(f"{phase}:") and k.split(":")[1].startswith(("mm.", "sdpa.")) and "#" not in k
+    )
+
+
+@pytest.mark.parametrize("b, s", [(2, 32), (4, 128), (8, 48), (16, 200)])
+def test_counted_matmul_flops_of_a_tiny_bert_step_equal_a_hand_count(tiny_entry, b, s):
+    # (4, 128) and (2, 32) were counted; (8, 48) and (16, 200) come from the fitted polynomial
+    fig = speed.phase_figures(tiny_entry, "full", "fp32", b, s)
+    fwd = hand_forward_matmul_flops(b, s)
+    assert _matmul(fig, "fwd") == pytest.approx(fwd, rel=1e-6)
+    # full fine-tuning: every GEMM's backward computes the input's and the weight's gradients
+    assert _matmul(fig, "bwd") == pytest.approx(2 * fwd, rel=1e-6)
+    assert fig["opt:ops"] > 0 and fig.get("opt:mem", 0) > 0  # the optimizer step moves bytes, no FLOPs
+
+
+def _bench(machine: str, torch_version: str, threads: int) -> dict:
+    flat = [[1.0, 1e9], [1e9, 1e9]]
+    return {
+        "version": speed.BENCH_VERSION,
+        "device": "cpu",
+        "machine": machine,
+        "torch": torch_version,
+        "threads": threads,
+        "overhead_s_per_op": 1e-5,
+        "rates": {"mm.float32": flat, "mem": flat, "mem.norm": flat, "mem.softmax": flat, "mem.rng": flat},
+    }
+
+
+def test_predicted_time_grows_with_batch_and_length(tiny_entry):
+    bench = _bench("m", "2", 1)
+
+    def step(b: int, s: int) -> float:
+        return speed.phase_seconds(speed.phase_figures(tiny_entry, "full", "fp32", b, s), bench, ("fwd", "bwd"))
+
+    assert step(4, 64) < step(8, 64) < step(16, 64)
+    assert step(8, 32) < step(8, 64) < step(8, 128)
+    # the dispatch overhead is paid per op: a batch of 1 is not free
+    assert step(1, 8) > 0.9 * bench["overhead_s_per_op"] * tiny_entry["strategies"]["full"]["fp32"]["fwd:ops"][0]
+
+
+def test_expected_padded_length_is_the_longest_of_a_batch():
+    stats = {"min": 4, "mean": 10, "median": 9, "p95": 20, "max": 40}
+    one, eight, many = (speed.expected_padded_length(stats, b, 512) for b in (1, 8, 64))
+    assert one is not None and eight is not None and many is not None
+    assert one < eight < many <= 40 * speed.TOKENS_PER_WORD + speed.SPECIAL_TOKENS
+    assert speed.expected_padded_length(stats, 64, 16) == 16  # never beyond max_length
+    assert speed.expected_padded_length({}, 8, 128) is None
+
+
+def _hw(torch_version: str = "2.0.0") -> HardwareReport:
+    return HardwareReport("Test CPU", 2, 2, 32.0, 16.0, "/", 100.0, torch_version=torch_version, torch_threads=2)
+
+
+CAND = Candidate(
+    id="org/tiny-bert",
+    name="tiny-bert",
+    source="catalog",
+    modality="text",
+    arch="bert",
+    params=200_000,
+    hidden_size=H,
+    num_layers=LAYERS,
+    num_heads=HEADS,
+    intermediate_size=INTER,
+    vocab_size=VOCAB,
+    max_length=256,
+)
+
+
+def test_missing_benchmark_falls_back_to_the_formula_with_a_note(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cfg = config_from_dict({"task": {"train": "x.csv"}, "train": {"batch_size": 8}})
+    plan = make_plan(CAND, cfg.train, cfg.constraints, _hw(), train_size=400, num_classes=4, val_size=100)
+    assert plan.time_method == "formula"
+    assert plan.epoch_seconds > 0
+    assert any("FLOPs formula" in n and "no benchmark" in n for n in plan.notes)
+
+
+def test_plan_time_from_the_table_and_benchmark_without_torch(tmp_path, tiny_entry):
+    """make_plan reads the step-cost table and the cached benchmark in pure Python: torch is never
+    imported, and the epoch includes the evaluation the trainer runs after it."""
+    table = tmp_path / "stepcosts.json"
+    table.write_text(
+        json.dumps({"version": speed.TABLE_VERSION, "models": {CAND.id: {"entry": "e"}}, "entries": {"e": tiny_entry}})
+    )
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        os.environ["MODELWIZ_CACHE"] = {str(cache)!r}
+        os.environ.pop("OMP_NUM_THREADS", None)
+        from modelwiz.engine import speed
+        from modelwiz.engine.config import config_from_dict
+        from modelwiz.engine.fsutil import atomic_write_json
+        from modelwiz.engine.hardware import HardwareReport
+        from modelwiz.engine.plan import make_plan
+        from modelwiz.engine.sources.base import Candidate
+        speed.TABLE_PATH = __import__("pathlib").Path({str(table)!r})
+        speed._table.cache_clear()
+        atomic_write_json(speed.bench_path("Test CPU", "2.0.0", 2), json.loads({json.dumps(_bench("Test CPU", "2.0.0", 2))!r}))
+        hw = HardwareReport("Test CPU", 2, 2, 32.0, 16.0, "/", 100.0, torch_version="2.0.0+cpu", torch_threads=2)
+        cand = Candidate(**json.loads({json.dumps(CAND.__dict__)!r}))
+        cfg = config_from_dict({{"task": {{"train": "x.csv"}}, "train": {{"batch_size": 8, "max_length": 128}}}})
+        stats = {{"min": 3, "mean": 8, "median": 7, "p95": 15, "max": 30}}
+        p = make_plan(cand, cfg.train, cfg.constraints, hw, train_size=400, num_classes=2, val_size=100,
+                      text_lengths=stats)
+        short = make_plan(cand, cfg.train, cfg.constraints, hw, train_size=400, num_classes=2, val_size=100)
+        print(json.dumps({{"torch": "torch" in sys.modules, "plan": p.to_dict(), "no_stats": short.to_dict()}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    plan = out["plan"]
+    assert out["torch"] is False
+    assert plan["time_method"] == "measured"
+    assert plan["eval_seconds"] > 0 and plan["train_epoch_seconds"] > 0
+    assert plan["epoch_seconds"] == pytest.approx(plan["train_epoch_seconds"] + plan["eval_seconds"], abs=0.11)
+    assert any("dynamic padding" in n for n in plan["notes"]) and any(
+        "step costs from the table" in n for n in plan["notes"]
+    )
+    # dynamic padding: the data's short texts cost less than max_length would
+    assert plan["time_length"] < 128 and out["no_stats"]["time_length"] == 128
+    assert plan["train_epoch_seconds"] < out["no_stats"]["train_epoch_seconds"]
+
+
+def test_each_epoch_records_its_measured_time_and_runs_show_predicted_against_measured(tmp_path, monkeypatch):
+    """The trainer's epoch: its training seconds, steps and evaluation seconds land in the eval
+    event; `runs --json` (runs.time_figures) puts them next to the plan's epoch_seconds."""
+    from types import SimpleNamespace
+
+    from modelwiz.engine import events as ev
+    from modelwiz.engine import runs, trainer
+
+    def fake_train_epoch(run, epoch):
+        run.progress.train_seconds += 4.0
+        run.progress.step_in_epoch += 5
+
+    metrics = {
+        "val_loss": 0.5,
+        "accuracy": 0.9,
+        "macro_f1": 0.8,
+        "macro_precision": 0.8,
+        "macro_recall": 0.8,
+        "confusion_matrix": [[1]],
+        "per_class": [],
+    }
+    monkeypatch.setattr(trainer, "train_epoch", fake_train_epoch)
+    monkeypatch.setattr(trainer, "evaluate", lambda run: dict(metrics))
+    emitted = []
+    run = SimpleNamespace(
+        progress=trainer.Progress(step_in_epoch=5),  # resumed half-way: 5 of 10 steps left
+        reporter=SimpleNamespace(on_evaluate=lambda run, record, m: emitted.append(record)),
+        plan=SimpleNamespace(metric="macro_f1"),
+        dist=SimpleNamespace(main=False),
+    )
+    trainer.record_evaluation(run, 0, trainer.time_epoch(run, 0))
+    record = emitted[0]
+    assert record["train_seconds"] == 4.0 and record["train_steps"] == 5 and record["eval_seconds"] >= 0
+    path = tmp_path / "events.jsonl"
+    w = ev.EventWriter(path)
+    plan = {"epoch_seconds": 10.0, "time_method": "measured", "epochs": 2}
+    w.emit(ev.PlanStarted(plan=plan, epochs=2, batch_size=8, learning_rate=1e-3, total_steps=20, steps_per_epoch=10))
+    w.emit(ev.Evaluated(**{**record, "eval_seconds": 1.0}))
+    w.close()
+    t = runs.time_figures(ev.fold_file(path))
+    assert t is not None
+    # 4 s for 5 steps: 8 s for the epoch's 10, plus 1 s of evaluation
+    assert t["measured_epoch_seconds"] == 9.0 and t["predicted_epoch_seconds"] == 10.0
+    assert t["predicted_over_measured"] == pytest.approx(10 / 9, abs=1e-3) and t["method"] == "measured"
