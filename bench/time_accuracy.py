@@ -271,6 +271,7 @@ def main() -> None:
         os.environ["MODELWIZ_CACHE"] = str(Path(tmp) / "cache")
         if args.threads:
             os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what speed.default_threads reads
+        os.environ["MODELWIZ_SPEED_BENCH"] = "0"  # the probe starts none: the one below is measured alone
         hw = detect(tmp)
         cmd = [sys.executable, "-m", "modelwiz.engine.speed", "bench"]
         if args.threads:

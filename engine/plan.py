@@ -253,6 +253,7 @@ def make_plan(
     blocks = train_cfg.unfreeze_blocks
     if blocks == "auto":
         blocks = 1 if strategy == "gradual" else max(1, (cand.num_layers or 3) // 3)
+    nproc = processes(int(train_cfg.nproc), device, hardware)
     timing = predict_time(
         cand,
         strategy=strategy,
@@ -261,8 +262,8 @@ def make_plan(
         precision=precision,
         device=device,
         hardware=hardware,
-        train_size=train_size,
-        val_size=val_size,
+        train_size=math.ceil(train_size / nproc),  # each process trains its share of the epoch
+        val_size=val_size,  # and each evaluates the whole split (engine/trainer.py evaluate)
         max_length=max_length,
         image_size=int(image_size),
         text_lengths=text_lengths,
@@ -307,7 +308,7 @@ def make_plan(
         checkpoint_every=int(train_cfg.checkpoint_every),
         keep_checkpoints=int(train_cfg.keep_checkpoints),
         patience=int(train_cfg.patience),
-        nproc=processes(int(train_cfg.nproc), device, hardware),
+        nproc=nproc,
         trust_remote_code=trust_remote_code,
         train_size=int(train_size),
         notes=notes,
