@@ -1,13 +1,30 @@
 """Ranking candidate models for a task on this hardware, with reasons a person can check.
 
-score = 0.40 * quality prior (published benchmark, mapped to [0, 1])
-      + 0.30 * speed (predicted time per epoch on this device)
+Without evidence from the user's data (PRIOR_WEIGHTS):
+
+score = 0.55 * quality prior (published benchmark, mapped to [0, 1]; none known: 0)
+      + 0.10 * speed (predicted time per epoch on this device)
       + 0.15 * availability (weights already on disk: no download)
-      + 0.15 * fit of model size to data size (big models on little data overfit and crawl)
-      - language mismatch penalty (English-only model on non-English texts)
+      + 0.20 * fit of model size to data size (big models on little data overfit and crawl)
+      - 0.30 if the texts look non-English and the model is English-only
+
+The quality prior carries the most weight. Speed alone outweighs a quality difference of at most
+0.18 on the [0, 1] scale (its whole range, 30 s against 5 hours an epoch), availability one of
+0.27 (a random-init folder on disk stays below its pretrained twin that needs a download: MiniLM's
+prior is 0.36), size fit one of 0.36 (435M parameters for 33 examples is a poor start however
+good the benchmark). The old weights (0.40 quality, 0.30 speed, 0.15 on disk, 0.15 size fit, and
+a neutral 0.45 for an unknown benchmark) ranked random-init copies of all-MiniLM-L6-v2 and
+all-mpnet-base-v2 above the real models on four real text tasks (issue 8), and speed outweighed
+the quality differences. A model with no published benchmark now gets a quality prior of 0,
+below every model with one: a folder of unknown provenance (a random-init copy included) is not
+preferred for being unknown, and its reasons say that nothing is known of its quality. With
+`--probe`, evidence from the user's data is blended in (engine/transfer.py `rerank`,
+EVIDENCE_WEIGHT). bench/ranking_quality.py measures these rankings against fine-tuning.
+
 Hard constraints (modality, licenses, parameter cap, offline) remove candidates; models whose
 predicted training peak exceeds the memory budget stay in the list, marked fits = false, after
-all that fit.
+all that fit. Every reason carries its number: the benchmark and its source, the memory needed
+of what is available at the plan's batch and length, the seconds per epoch, the download size.
 """
 
 from __future__ import annotations
@@ -143,6 +160,72 @@ def gather_candidates(
     return [c for c in cands if c.modality == modality]
 
 
+@dataclass(frozen=True)
+class PriorWeights:
+    """The weights of the score without evidence from the user's data (see the module doc)."""
+
+    quality: float
+    speed: float
+    availability: float
+    size_fit: float
+    unknown_quality: float = 0.0  # the quality prior of a model with no published benchmark
+
+
+# See the module doc; bench/ranking_quality.py --choose compares them with other weights.
+PRIOR_WEIGHTS = PriorWeights(quality=0.55, speed=0.10, availability=0.15, size_fit=0.20, unknown_quality=0.0)
+LANGUAGE_PENALTY = 0.3
+UNKNOWN_QUALITY_NOTE = (
+    "no published benchmark known: nothing is known of its quality (prior 0.00, below every model with one); "
+    "--probe measures it on your data"
+)
+
+
+def quality_prior(c: Candidate, weights: PriorWeights | None = None) -> tuple[float, bool]:
+    """(the quality prior in [0, 1], whether a published benchmark backs it). A model with none
+    gets `unknown_quality` (0: below any model with a published figure, so a folder of unknown
+    provenance, a random-init one included, is never preferred for being unknown)."""
+    if c.quality is not None:
+        return float(c.quality), True
+    return (weights or PRIOR_WEIGHTS).unknown_quality, False
+
+
+def _short_source(c: Candidate) -> str:
+    for ref in c.refs:
+        if ref.startswith(("http://", "https://")):
+            tail = ref.split("://", 1)[1].removeprefix("www.").rstrip("/")
+            return tail if len(tail) <= 48 else tail[:47] + "…"
+    return "torchvision weights registry" if c.source == "torchvision" else "catalog"
+
+
+def benchmark_note(c: Candidate, q: float) -> str:
+    """'benchmark: GLUE test score 79.6 (arxiv.org/abs/1810.04805): quality prior 0.61'."""
+    return f"benchmark: {c.quality_note} ({_short_source(c)}): quality prior {q:.2f}"
+
+
+def format_mb(mb: float) -> str:
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"
+
+
+def memory_note(plan: Plan) -> str:
+    """'needs 5.1 GB of 24.0 GB at batch 32, length 128 — fits'."""
+    shape = f"length {plan.max_length}" if plan.modality == "text" else f"{plan.image_size} px"
+    accum = f" x {plan.grad_accum} accumulated" if plan.grad_accum > 1 else ""
+    head = f"needs {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB at batch {plan.batch_size}{accum}, {shape}"
+    return head + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model")
+
+
+def download_note(c: Candidate) -> str:
+    """'on disk: usable offline', or 'not on disk: 420 MB download' (the file size when the
+    source knows it, else about the parameters at 4 bytes each)."""
+    if c.on_disk:
+        return "on disk: usable offline"
+    if c.download_mb:
+        return f"not on disk: {format_mb(c.download_mb)} download"
+    if c.params:
+        return f"not on disk: about {format_mb(c.params * 4 / 1e6)} download (fp32 weights)"
+    return "not on disk: a download of unknown size"
+
+
 def _speed_score(epoch_s: float) -> float:
     # 1.0 at <= 30 s per epoch, falling by 0.4 per factor of 10 (0 beyond ~5 hours)
     return max(0.0, min(1.0, 1.0 - 0.4 * math.log10(max(epoch_s, 30.0) / 30.0)))
@@ -183,9 +266,13 @@ def rank(
     num_classes: int,
     language: str = "",
     candidates: list[Candidate] | None = None,
+    weights: PriorWeights | None = None,
     val_size: int | None = None,
     text_lengths: dict[str, float] | None = None,
 ) -> list[Ranked]:
+    """Candidates that pass the constraints, best first (those that fit before those that do
+    not), each with its score under `weights` (default PRIOR_WEIGHTS), plan and reasons."""
+    weights = weights or PRIOR_WEIGHTS
     task, con = config.task, config.constraints
     cands = candidates if candidates is not None else gather_candidates(task.modality)
     ranked: list[Ranked] = []
@@ -210,27 +297,16 @@ def rank(
             text_lengths=text_lengths,
         )
         reasons: list[str] = []
-        q = c.quality if c.quality is not None else 0.45
-        reasons.append(
-            f"benchmark: {c.quality_note}" if c.quality_note else "no published benchmark known: quality prior neutral"
-        )
+        q, known = quality_prior(c, weights)
+        reasons.append(benchmark_note(c, q) if known else UNKNOWN_QUALITY_NOTE)
+        reasons.append(memory_note(plan))
+        avail = 1.0 if c.on_disk else 0.0
+        reasons.append(download_note(c))
         speed = _speed_score(plan.epoch_seconds)
         approx = "" if plan.epoch_seconds < 1 else "~"
         reasons.append(
             f"{approx}{format_seconds(plan.epoch_seconds)}/epoch on {plan.device} ({plan.strategy}, batch {plan.batch_size}, "
             f"{plan.precision})"
-        )
-        mem_note = f"predicted peak {plan.memory.total_gb:.1f} GB of {plan.budget_gb:.1f} GB"
-        reasons.append(
-            mem_note + (" — fits" if plan.fits else " — does NOT fit: lower batch size or choose a smaller model")
-        )
-        avail = 1.0 if c.on_disk else 0.0
-        reasons.append(
-            "on disk: usable offline"
-            if c.on_disk
-            else "needs a download from the Hugging Face Hub"
-            if c.source != "torchvision"
-            else "needs a download of torchvision weights"
         )
         fit, fit_note = _size_fit(c.params, train_size)
         if fit_note:
@@ -238,13 +314,19 @@ def rank(
         penalty = 0.0
         if c.modality == "text":
             if language == "non-en" and not c.multilingual and "en" in c.languages:
-                penalty = 0.3
-                reasons.append("your texts look non-English but this model is English-only")
+                penalty = LANGUAGE_PENALTY
+                reasons.append(f"your texts look non-English but this model is English-only (score -{penalty:.2f})")
             elif language == "non-en" and c.multilingual:
                 reasons.append("multilingual: matches your non-English texts")
         if c.license not in ("unknown",):
             reasons.append(f"license {c.license}")
-        score = 0.4 * q + 0.3 * speed + 0.15 * avail + 0.15 * fit - penalty
+        score = (
+            weights.quality * q
+            + weights.speed * speed
+            + weights.availability * avail
+            + weights.size_fit * fit
+            - penalty
+        )
         ranked.append(Ranked(c, round(score, 4), plan, reasons))
     ranked.sort(key=lambda r: (not r.fits, -r.score, r.candidate.params))
     return ranked

@@ -429,24 +429,75 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def rerank(ranked: list[Any], results: list[ProbeResult]) -> list[Any]:
-    """The ranking re-ordered by evidence, kept apart from the prior score: the probed models
-    take the places they held, ordered among themselves by LogME (a failed one last); every
-    other row keeps its place. Each probed row gets `probe` (the result) and a reason line."""
+# The blend of prior and evidence. Provisional (an even split) until bench/ranking_quality.py
+# --choose has measured the zoo on its tasks; the weight it chooses and its figures go here.
+EVIDENCE_WEIGHT = 0.5
+ESTIMATOR = "logme"  # logme | h-score | both (the mean of the two, each scaled as below)
+
+
+def evidence_scores(results: Sequence[ProbeResult], estimator: str = ESTIMATOR) -> dict[str, float]:
+    """Each probed model's evidence in [0, 1]: its estimator's value scaled between the lowest
+    (0) and highest (1) among the models probed together (a failed probe: 0). Both estimators'
+    values depend on the data, so only their order and spacing within one probe are compared."""
+
+    def scaled(values: dict[str, float]) -> dict[str, float]:
+        ok = {m: v for m, v in values.items() if math.isfinite(v)}
+        if not ok:
+            return dict.fromkeys(values, 0.0)
+        lo, hi = min(ok.values()), max(ok.values())
+        span = hi - lo
+        return {m: ((ok[m] - lo) / span if span > 0 else 1.0) if m in ok else 0.0 for m in values}
+
+    by_logme = scaled({r.model: (r.logme if not r.error else float("-inf")) for r in results})
+    by_h = scaled({r.model: (r.h_score if not r.error else float("-inf")) for r in results})
+    if estimator == "logme":
+        return by_logme
+    if estimator == "h-score":
+        return by_h
+    if estimator == "both":
+        return {m: (by_logme[m] + by_h[m]) / 2 for m in by_logme}
+    raise ValueError(f"unknown estimator {estimator!r}; logme, h-score or both")
+
+
+def rerank(
+    ranked: list[Any],
+    results: list[ProbeResult],
+    *,
+    evidence_weight: float = EVIDENCE_WEIGHT,
+    estimator: str = ESTIMATOR,
+) -> list[Any]:
+    """The ranking re-ordered by the blend of prior and evidence: the probed models take the
+    places they held, ordered among themselves by
+    `(1 - evidence_weight) * prior score + evidence_weight * evidence` (`evidence_scores`; ties:
+    the better LogME); every other row keeps its place. Each probed row gets `probe` (the result,
+    with its evidence and blended score) and a reason line with the numbers."""
     by_id = {res.model: res for res in results}
+    evidence = evidence_scores(results, estimator)
     slots = [i for i, r in enumerate(ranked) if r.candidate.id in by_id]
-    probed = sorted((ranked[i] for i in slots), key=lambda r: by_id[r.candidate.id].rank)
+
+    def blended(row: Any) -> float:
+        return (1 - evidence_weight) * float(row.score) + evidence_weight * evidence[row.candidate.id]
+
+    probed = sorted((ranked[i] for i in slots), key=lambda r: (-blended(r), by_id[r.candidate.id].rank))
     out = list(ranked)
     for slot, row in zip(slots, probed, strict=True):
         res = by_id[row.candidate.id]
-        row.probe = res.to_dict()
+        row.probe = {
+            **res.to_dict(),
+            "evidence": round(evidence[row.candidate.id], 4),
+            "blended": round(blended(row), 4),
+            "evidence_weight": evidence_weight,
+            "estimator": estimator,
+        }
         if res.error:
             row.reasons.insert(0, f"probe failed: {res.error}")
         else:
             row.reasons.insert(
                 0,
                 f"LogME {res.logme:.2f}, {ordinal(res.rank)} of {res.of} on {res.examples:,} of your examples "
-                f"(H-score {res.h_score:.2f}; {res.seconds:.1f} s{', cached features' if res.cached else ''})",
+                f"(H-score {res.h_score:.2f}; {res.seconds:.1f} s{', cached features' if res.cached else ''}): "
+                f"evidence {evidence[row.candidate.id]:.2f}, blended score {blended(row):.2f} "
+                f"({1 - evidence_weight:.0%} prior {row.score:.2f})",
             )
         out[slot] = row
     return out

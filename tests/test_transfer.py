@@ -233,14 +233,15 @@ def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path):
         opt.step()
     model.base_model.save_pretrained(str(trained_folder))
 
-    def row(folder):
+    def row(folder, score):
         cand = SimpleNamespace(id=str(folder), path=str(folder), on_disk=True)
         plan = SimpleNamespace(
             model_id=str(folder), adapter="hf-text", offline=True, max_length=32, trust_remote_code=False
         )
-        return SimpleNamespace(candidate=cand, plan=plan, reasons=[], probe=None)
+        return SimpleNamespace(candidate=cand, plan=plan, reasons=[], probe=None, score=score)
 
-    ranked = [row(random_folder), row(trained_folder)]  # the prior's order: random first
+    # the prior's order: random first, by more than the prior's spread between real models
+    ranked = [row(random_folder, 0.6), row(trained_folder, 0.4)]
     data = SimpleNamespace(train=SimpleNamespace(items=texts, labels=labels), label_names=names)
     events = []
     results = transfer.probe(ranked, data, k=2, offline=True, sink=events.append)

@@ -28,6 +28,7 @@ class Candidate:
     max_length: int = 512  # text: max positions
     image_size: int = 224  # image: native input size
     gflops: float | None = None  # image: forward GFLOPs at image_size
+    download_mb: float | None = None  # size of the weights file(s) when the source knows it
     refs: list[str] = field(default_factory=list)
 
     @property

@@ -128,6 +128,7 @@ def load() -> list[Candidate]:
                 if acc is not None
                 else "",
                 gflops=m.get("gflops"),
+                download_mb=float(m["file_size_mb"]) if m.get("file_size_mb") else None,
                 image_size=int(m.get("image_size") or 224),
                 refs=[m.get("recipe", "")] if m.get("recipe") else [],
             )
