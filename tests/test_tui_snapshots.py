@@ -122,12 +122,6 @@ def test_confusion_dialog(snap_compare, tmp_path: Path, size: tuple[int, int]) -
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_command_palette(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
-    app, _ = walk.make_app(tmp_path, start="recommend")
-    assert snap_compare(app, terminal_size=size, run_before=then("ctrl+p"))
-
-
-@pytest.mark.parametrize("size", SIZES)
 def test_sort_menu(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
     app, _ = walk.make_app(tmp_path, start="recommend")
     assert snap_compare(app, terminal_size=size, run_before=then("s", "down", "down"))

@@ -485,3 +485,32 @@ def test_nvml_reader_reads_device_wide_memory_and_is_a_no_op_without_nvml() -> N
     # this machine: pynvml importable or not, the default reader answers a figure or None, never raises
     value = NvmlReader().read(0)
     assert value is None or (len(value) == 2 and value[0] <= value[1])
+
+
+def test_the_first_screen_imports_no_ranking_runs_or_other_screens() -> None:
+    """Start-up (bench/startup.py): the app module and the wizard's state bring the task screen
+    only; the ranking, planning and runs modules and the other screens come when first shown."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from modelwiz.tui.app import ModelwizApp; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('modelwiz.'))))"
+    )
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert "modelwiz.tui.screens.task" in loaded
+    deferred = {
+        "modelwiz.engine.recommend",
+        "modelwiz.engine.plan",
+        "modelwiz.engine.runs",
+        "modelwiz.engine.events",
+        "modelwiz.engine.workflow",
+        "modelwiz.tui.screens.recommend",
+        "modelwiz.tui.screens.dashboard",
+        "modelwiz.tui.screens.runs",
+        "modelwiz.tui.screens.setup",
+        "modelwiz.tui.screens.hardware",
+    }
+    assert not loaded & deferred, sorted(loaded & deferred)

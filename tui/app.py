@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import App
@@ -28,8 +28,8 @@ from textual.theme import Theme
 from modelwiz.engine.config import Config
 from modelwiz.engine.demo import demo_config
 from modelwiz.engine.errors import UserError
-from modelwiz.engine.runs import ACTIVE_STATES, RunInfo, effective_state, list_runs, read_status, runs_dir_for
 from modelwiz.tui import theme as mw_theme
+from modelwiz.tui.base import StepScreen
 from modelwiz.tui.dialogs import MessageDialog
 from modelwiz.tui.messages import (
     ConstraintsChanged,
@@ -42,18 +42,16 @@ from modelwiz.tui.messages import (
     TaskChecked,
     TrainingChanged,
 )
-from modelwiz.tui.screens.compare import CompareScreen
-from modelwiz.tui.screens.dashboard import DashboardScreen
-from modelwiz.tui.screens.hardware import HardwareScreen
-from modelwiz.tui.screens.help import HelpScreen, key_rows
-from modelwiz.tui.screens.recommend import RecommendScreen
-from modelwiz.tui.screens.runs import RunsScreen
-from modelwiz.tui.screens.setup import SetupScreen
 from modelwiz.tui.screens.task import TaskScreen
 from modelwiz.tui.settings import load_settings, save_settings
 from modelwiz.tui.state import STEP_TITLES, STEPS, Services, WizardState
 from modelwiz.tui.widgets import MIN_HEIGHT, MIN_WIDTH
 
+if TYPE_CHECKING:
+    from modelwiz.engine.runs import RunInfo
+
+# Start-up: only the first screen (the task) is imported with the app; every other screen, and
+# the engine's runs and ranking modules behind them, when first shown (bench/startup.py).
 __all__ = ["ModelwizApp", "Services", "WizardState", "run_dashboard", "run_runs", "run_wizard"]
 
 ROOMY_HEIGHT = 34  # taller terminals get bigger charts and panes
@@ -179,8 +177,12 @@ class ModelwizApp(App[int]):
                 timeout=8,
             )
         if self.runs_only:
+            from modelwiz.tui.screens.runs import RunsScreen
+
             self.push_screen(RunsScreen(self.runs_path(), self.services, closable=False))
         elif self._attach_dir is not None:
+            from modelwiz.tui.screens.dashboard import DashboardScreen
+
             self.push_screen(DashboardScreen(self._attach_dir, self.services, standalone=True))
         else:
             self.goto_step(self.start_step if self.state.reachable(self.start_step) else "task")
@@ -234,6 +236,8 @@ class ModelwizApp(App[int]):
             return
         target: Screen | str
         if step == "dashboard":
+            from modelwiz.tui.screens.dashboard import DashboardScreen
+
             assert self.state.run_dir is not None
             target = DashboardScreen(self.state.run_dir, self.services)
         else:
@@ -253,16 +257,25 @@ class ModelwizApp(App[int]):
         if step == "task":
             return TaskScreen(self.state, self.services)
         if step == "hardware":
+            from modelwiz.tui.screens.hardware import HardwareScreen
+
             return HardwareScreen(self.state, self.services)
         if step == "recommend":
+            from modelwiz.tui.screens.compare import CompareScreen
+            from modelwiz.tui.screens.recommend import RecommendScreen
+
             return RecommendScreen(self.state, self.services, compare=CompareScreen)
+        from modelwiz.tui.screens.setup import SetupScreen
+
         return SetupScreen(self.state, self.services)
 
     def _is_step_screen(self, screen: Screen) -> bool:
-        return isinstance(screen, (TaskScreen, HardwareScreen, RecommendScreen, SetupScreen, DashboardScreen))
+        return isinstance(screen, StepScreen) or _is_a(screen, "dashboard", "DashboardScreen")
 
     def open_dashboard(self, run_dir: Path) -> None:
         """Show the dashboard of `run_dir` (a run just started, or one picked in the palette)."""
+        from modelwiz.tui.screens.dashboard import DashboardScreen
+
         run_dir = Path(run_dir)
         if self.runs_only:  # over the runs list, which ctrl+b on the dashboard returns to
             while len(self.screen_stack) > 2:
@@ -322,9 +335,13 @@ class ModelwizApp(App[int]):
         self.open_dashboard(message.run_dir)
 
     def runs_path(self) -> Path:
+        from modelwiz.engine.runs import runs_dir_for
+
         return runs_dir_for(self.state.config, self.runs_dir)
 
     def recent_runs(self, limit: int) -> list[RunInfo]:
+        from modelwiz.engine.runs import list_runs
+
         try:
             runs = list_runs(self.runs_path())
         except OSError:
@@ -336,20 +353,24 @@ class ModelwizApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "runs":
             # from any full screen except the list itself; dialogs answer first
-            return not isinstance(self.screen, (RunsScreen, ModalScreen))
+            return not (isinstance(self.screen, ModalScreen) or _is_a(self.screen, "runs", "RunsScreen"))
         return True
 
     def action_runs(self) -> None:
         """The runs list, over the current screen (ctrl+b there comes back)."""
-        if isinstance(self.screen, (RunsScreen, ModalScreen)):
+        if isinstance(self.screen, ModalScreen) or _is_a(self.screen, "runs", "RunsScreen"):
             return
         if self.runs_only:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
             return
+        from modelwiz.tui.screens.runs import RunsScreen
+
         self.push_screen(RunsScreen(self.runs_path(), self.services, closable=True))
 
     def action_help(self) -> None:
+        from modelwiz.tui.screens.help import HelpScreen, key_rows
+
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
@@ -359,9 +380,11 @@ class ModelwizApp(App[int]):
 
     def background_notice(self) -> str:
         """The message for quitting while a run is still training, '' when none is."""
+        from modelwiz.engine.runs import ACTIVE_STATES, effective_state, read_status
+
         run_dir = self.state.run_dir or self._attach_dir
-        if self.attach_only and isinstance(self.screen, DashboardScreen):
-            run_dir = self.screen.run_dir
+        if self.attach_only and _is_a(self.screen, "dashboard", "DashboardScreen"):
+            run_dir = self.screen.run_dir  # type: ignore[attr-defined]
         if run_dir is None:
             return ""
         status = read_status(run_dir)
@@ -376,6 +399,13 @@ class ModelwizApp(App[int]):
             self.exit_notice = notice
             self.notify(notice, title="Quitting", timeout=5)
         self.exit(0)
+
+
+def _is_a(screen: Screen, module: str, name: str) -> bool:
+    """Whether `screen` is an instance of screens.`module`.`name`, without importing that module
+    (a screen whose module was never imported was never shown)."""
+    mod = sys.modules.get(f"modelwiz.tui.screens.{module}")
+    return mod is not None and isinstance(screen, getattr(mod, name))
 
 
 def _run(app: ModelwizApp) -> int:

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen, ScreenResultType
 from textual.widget import Widget
 from textual.widgets import Footer, Header
+from textual.widgets._footer import FooterKey
 from textual.worker import Worker, get_current_worker
 
 from modelwiz.tui.format import error_text
@@ -35,6 +36,38 @@ class EngineReply(Message):
         self.tag = tag
 
 
+class CompactFooter(Footer):
+    """Textual's compact footer, made cheaper to draw at start-up (bench/startup.py): its keys get
+    their compact class as they are made (Footer binds each key's `compact` after mounting, and
+    the class that adds restyles every key, each time the keys are redrawn), and binding changes
+    that come together redraw the keys once."""
+
+    def __init__(self, *, show_command_palette: bool = True) -> None:
+        super().__init__(compact=True, show_command_palette=show_command_palette)
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.add_class("-compact", update=False)
+            yield widget
+
+    _recompose_pending = False
+
+    def bindings_changed(self, screen: Screen) -> None:
+        """As Footer's, but several binding changes before the next refresh redraw the keys once
+        (Footer recomposes once per change: five times before the first screen is shown)."""
+        self._bindings_ready = True
+        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
+            return
+        if not self._recompose_pending:
+            self._recompose_pending = True
+            self.call_after_refresh(self._recompose_keys)
+
+    async def _recompose_keys(self) -> None:
+        self._recompose_pending = False
+        await self.recompose()
+
+
 class ModelwizScreen(Screen):
     """A full screen: header, body (`compose_body`), too-small notice, footer."""
 
@@ -42,14 +75,30 @@ class ModelwizScreen(Screen):
     FOOTER_PALETTE: ClassVar[bool] = True  # show "^p palette" at the right of the footer
 
     def compose(self) -> ComposeResult:
+        self._preset_breakpoints()
         yield Header(icon="◆")
         with Container(classes="body"):
             yield from self.compose_body()
         yield TooSmall()
-        yield Footer(compact=True, show_command_palette=self.FOOTER_PALETTE)
+        yield CompactFooter(show_command_palette=self.FOOTER_PALETTE)
 
     def compose_body(self) -> Iterable[Widget]:
         return ()
+
+    def _preset_breakpoints(self) -> None:
+        """Give the screen its size classes (-wide-enough, -roomy, ...) for the terminal's size
+        before its widgets exist. Textual sets them on the first resize, after mounting, which
+        restyles every widget once more: a fifth of the time to the first screen."""
+        width, height = self.app.size
+        horizontal = (
+            self.HORIZONTAL_BREAKPOINTS if self.HORIZONTAL_BREAKPOINTS is not None else self.app.HORIZONTAL_BREAKPOINTS
+        )
+        vertical = self.VERTICAL_BREAKPOINTS if self.VERTICAL_BREAKPOINTS is not None else self.app.VERTICAL_BREAKPOINTS
+        horizontal, vertical = horizontal or [], vertical or []
+        classes = {name: False for _, name in horizontal + vertical}
+        for name in self._get_breakpoint_classes(width, horizontal) | self._get_breakpoint_classes(height, vertical):
+            classes[name] = True
+        self.update_classes(classes, animate=False)
 
     def on_mount(self) -> None:
         # runs after a subclass's own on_mount, which may have set a more specific sub-title

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from modelwiz.engine.errors import UserError
-from modelwiz.engine.recommend import format_seconds as fmt_seconds
 
 __all__ = [
     "DASH",
@@ -25,6 +24,16 @@ __all__ = [
 ]
 
 DASH = "—"  # a figure not known (yet)
+
+
+def fmt_seconds(seconds: float) -> str:
+    """The engine's duration wording; its module (the ranking) is imported on first use, not
+    before the first screen (start-up)."""
+    from modelwiz.engine.recommend import format_seconds
+
+    return format_seconds(seconds)
+
+
 METRIC_NAMES = {
     "accuracy": "accuracy",
     "macro_f1": "macro-F1",

@@ -5,14 +5,16 @@ screen to the app, whose `@on` handlers update the state and navigate)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from modelwiz.engine.config import ConstraintsConfig, TaskConfig, TrainConfig
-from modelwiz.engine.data import TaskData
-from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.recommend import Ranked
-from modelwiz.engine.workflow import Recommendation
+if TYPE_CHECKING:  # annotations only: the engine's ranking is not imported before the first screen
+    from modelwiz.engine.config import ConstraintsConfig, TaskConfig, TrainConfig
+    from modelwiz.engine.data import TaskData
+    from modelwiz.engine.hardware import HardwareReport
+    from modelwiz.engine.recommend import Ranked
+    from modelwiz.engine.workflow import Recommendation
 
 
 class StepRequested(Message):

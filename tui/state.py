@@ -12,21 +12,22 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelwiz.engine import workflow
-from modelwiz.engine.batch import resume_run
 from modelwiz.engine.config import Config
-from modelwiz.engine.data import TaskData
 from modelwiz.engine.errors import UserError
-from modelwiz.engine.hardware import HardwareReport
-from modelwiz.engine.plan import memory_budget
-from modelwiz.engine.recommend import Ranked, gather_candidates, rank
-from modelwiz.engine.runs import request_cancel
-from modelwiz.engine.sources.base import Candidate
-from modelwiz.engine.workflow import Recommendation
 from modelwiz.tui.nvml import NvmlReader
 from modelwiz.tui.probe import run_probe
+
+if TYPE_CHECKING:
+    from modelwiz.engine.data import TaskData
+    from modelwiz.engine.hardware import HardwareReport
+    from modelwiz.engine.recommend import Ranked
+    from modelwiz.engine.sources.base import Candidate
+    from modelwiz.engine.workflow import Recommendation
+
+# The engine's ranking, planning and runs modules are imported by the calls below when first made,
+# not with this module: the first screen (the task) needs none of them (bench/startup.py).
 
 STEPS: tuple[str, ...] = ("task", "hardware", "recommend", "setup", "dashboard")
 STEP_TITLES: dict[str, str] = {
@@ -48,12 +49,47 @@ def task_key(config: Config) -> str:
     return repr((t.modality, t.train, t.validation, t.text_column, t.label_column, config.train.seed))
 
 
+def _check_data(config: Config) -> TaskData:
+    """As `modelwiz.engine.workflow.check_data`, importing only the data module."""
+    from modelwiz.engine.data import load_task_data
+
+    return load_task_data(config.task, seed=config.train.seed)
+
+
+def _read_hardware(config: Config) -> HardwareReport:
+    from modelwiz.engine import workflow
+
+    return workflow.read_hardware(config)
+
+
 def _default_recommend(config: Config, data: TaskData, hardware: HardwareReport) -> Recommendation:
+    from modelwiz.engine import workflow
+
     return workflow.recommend(config, data=data, hardware=hardware)
+
+
+def _cancel_run(run_dir: Path) -> Any:
+    from modelwiz.engine.runs import request_cancel
+
+    return request_cancel(run_dir)
+
+
+def _resume_run(run_dir: Path) -> Any:
+    from modelwiz.engine.batch import resume_run
+
+    return resume_run(run_dir)
+
+
+def _candidates(modality: str) -> list[Candidate]:
+    from modelwiz.engine.recommend import gather_candidates
+
+    return gather_candidates(modality)
 
 
 def rank_one(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked:
     """`candidate` ranked afresh under `config`: its score, plan (fit, memory, time) and reasons."""
+    from modelwiz.engine import workflow
+
     ranked = workflow.rerank(config, data, hardware, candidate)
     if ranked is None:
         raise UserError(
@@ -88,6 +124,9 @@ def count_models(
     time_budget_s: float | None = None,
 ) -> ModelCount:
     """`candidates` ranked under `config` (the same filters and plans as the models step), counted."""
+    from modelwiz.engine.plan import memory_budget
+    from modelwiz.engine.recommend import rank
+
     s = data.summary
     ranked = rank(
         config,
@@ -109,14 +148,14 @@ class Services:
     """Engine calls made by the screens. All but `rerank` (pure Python, fast: it runs as values are
     typed) run in thread workers."""
 
-    check_data: Callable[[Config], TaskData] = workflow.check_data
-    read_hardware: Callable[[Config], HardwareReport] = workflow.read_hardware
+    check_data: Callable[[Config], TaskData] = _check_data
+    read_hardware: Callable[[Config], HardwareReport] = _read_hardware
     recommend: Callable[[Config, TaskData, HardwareReport], Recommendation] = _default_recommend
     rerank: Callable[[Config, TaskData, HardwareReport, Candidate], Ranked] = rank_one
     start_run: Callable[[Config, Ranked], Path] | None = None
-    cancel_run: Callable[[Path], Any] = request_cancel
-    resume_run: Callable[[Path], Any] = resume_run
-    candidates: Callable[[str], list[Candidate]] = gather_candidates  # every source, one modality
+    cancel_run: Callable[[Path], Any] = _cancel_run
+    resume_run: Callable[[Path], Any] = _resume_run
+    candidates: Callable[[str], list[Candidate]] = _candidates  # every source, one modality
     # (config, model ids, k, on_event, should_stop) -> probe results; default: a process of its own
     probe: Callable[[Config, list[str], int, Callable[[dict[str, Any]], None], Callable[[], bool]], list[Any]] = (
         run_probe
@@ -131,6 +170,8 @@ class Services:
         out = copy.copy(self)
 
         def start_run(config: Config, ranked: Ranked) -> Path:
+            from modelwiz.engine import workflow
+
             return workflow.start_run(config, ranked, runs_dir=runs_dir)
 
         out.start_run = start_run
