@@ -53,8 +53,8 @@ from modelwiz.engine.fsutil import atomic_write_json, read_json
 from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
-TABLE_VERSION = 1
-BENCH_VERSION = 1
+TABLE_VERSION = 2
+BENCH_VERSION = 2
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
 PRECISIONS = ("fp32", "bf16")
@@ -70,8 +70,8 @@ SPECIAL_TOKENS = 2
 
 
 def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, float] | None:
-    """(class, cost) of one aten op: FLOPs for matmul / sdpa / conv classes, bytes for the rest;
-    None for ops that move no data (views, metadata)."""
+    """(class, cost) of one aten op: FLOPs for matmul / sdpa / conv classes, bytes read and written
+    (or elements, see mem_class) for the rest; None for ops that move no data (views, metadata)."""
     import torch
     import torch.utils.flop_counter as fc
     from torch.utils._pytree import tree_leaves
@@ -81,7 +81,9 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
     leaves = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     if packet in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm):
         dtype = str(leaves[-1].dtype).removeprefix("torch.")
-        return f"mm.{dtype}", float(fc.flop_registry[packet](*args, **kwargs, out_val=out))
+        # a batch of small matrices (attention's QK^T and AV) runs far slower than one GEMM
+        kind = "bmm" if packet in (torch.ops.aten.bmm, torch.ops.aten.baddbmm) else "mm"
+        return f"{kind}.{dtype}", float(fc.flop_registry[packet](*args, **kwargs, out_val=out))
     if "scaled_dot_product" in name or "flash_attention" in name or "efficient_attention" in name:
         q = leaves[1] if "backward" in name else leaves[0]
         dtype = str(q.dtype).removeprefix("torch.")
@@ -115,14 +117,27 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
     if func.is_view or name in _FREE_OPS:
         return None
     if packet is torch.ops.aten.embedding:  # reads the rows it gathers, not the whole table
-        return "mem", float(leaves[1].numel() * leaves[1].element_size())
-    return mem_class(name), float(sum(t.numel() * t.element_size() for t in leaves))
+        return "mem", float(leaves[1].numel() * leaves[1].element_size() + _nbytes(out))
+    cls = mem_class(name)
+    if cls in ("mem.rng", "mem.softmax"):
+        # compute-bound per element (random draws; exp), whatever the bytes: elements made, by dtype
+        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)] or leaves
+        return f"{cls}.{str(outs[0].dtype).removeprefix('torch.')}", float(sum(t.numel() for t in outs))
+    return cls, float(sum(t.numel() * t.element_size() for t in leaves) + _nbytes(out))
+
+
+def _nbytes(out: Any) -> int:
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    return sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
 
 
 def mem_class(name: str) -> str:
     """The class of an op that is not a matmul or convolution: random numbers (dropout), batch norm,
     the other normalisations, softmax, copies and casts, or any other elementwise / reduction op.
-    Each runs at its own rate per byte (`bench` measures all six)."""
+    Each runs at its own rate (`bench` measures all six): per byte read and written, but random draws
+    and softmax per element made, by dtype."""
     if "bernoulli" in name or "dropout" in name or name.startswith(("rand", "normal", "uniform")):
         return "mem.rng"
     if "batch_norm" in name:
@@ -143,7 +158,6 @@ _FREE_OPS = {"detach", "alias", "empty", "empty_strided", "empty_like", "lift_fr
 def _counter_class() -> Any:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
 
     _DEVICE = torch.ops.prim.device.default
     _ITEM = torch.ops.aten._local_scalar_dense.default
@@ -170,8 +184,6 @@ def _counter_class() -> Any:
             got = op_class(func, args, kwargs, out)
             if got is not None:
                 cls, cost = got
-                if cls.startswith("mem"):
-                    cost += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
                 slot = self.costs[self.phase].setdefault(cls, [0.0, 0])
                 slot[0] += cost
                 slot[1] += 1
@@ -341,18 +353,18 @@ def count_model(
 # ----------------------------------------------------------------------------- the micro-benchmark
 
 
-def bench_clock() -> Any:
-    """The clock the benchmark times with: with one thread this process's CPU time (what the
-    work costs, whatever else runs on a shared machine), else wall-clock time."""
+def bench_clock(device: str = "cpu") -> Any:
+    """The clock the benchmark times with: on the CPU with one thread this process's CPU time (what
+    the work costs, whatever else runs on a shared machine), else wall-clock time."""
     import torch
 
-    return time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    return time.process_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
 
 
-def _measure(fn: Any, *, min_s: float = 0.006, max_reps: int = 100, rounds: int = 3) -> float:
+def _measure(fn: Any, *, min_s: float = 0.006, max_reps: int = 100, rounds: int = 3, device: str = "cpu") -> float:
     """Seconds per call of `fn` (after one warm-up call): the median of `rounds` rounds, each
     repeating it until `min_s` has passed."""
-    clock = bench_clock()
+    clock = bench_clock(device)
     fn()
     per_call = []
     for _ in range(rounds):
@@ -409,14 +421,14 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         sync()
 
     _, tiny_ops = _counted(tiny_step)
-    overhead = _measure(tiny_step, min_s=0.03) / max(tiny_ops, 1)
+    overhead = _measure(tiny_step, min_s=0.03, device=dev.type) / max(tiny_ops, 1)
     one = torch.ones(1, device=dev)
 
     def bare_op() -> None:
         torch.add(one, one)
         sync()
 
-    bare = _measure(bare_op, min_s=0.01)
+    bare = _measure(bare_op, min_s=0.01, device=dev.type)
 
     rates: dict[str, list[list[float]]] = {}
 
@@ -424,7 +436,7 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         """Add a point to `cls`'s curve: its cost over the time `fn` takes, less the dispatch of its
         ops and the time of the other classes it runs (at their rates measured so far)."""
         costs, ops = _counted(fn)
-        t = _measure(fn)
+        t = _measure(fn, device=dev.type)
         others = 0.0
         for k, (c, n) in costs.items():
             if k != cls and rates.get(k):
@@ -454,15 +466,6 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
             bn(img).sum().backward()
             sync()
 
-        def softmax(a: Any = a) -> None:
-            a.softmax(-1).sum().backward()
-            sync()
-
-        def dropout(a: Any = a) -> None:  # nn.Dropout, and the mask SDPA's math path draws
-            keep = torch.empty_like(a).bernoulli_(0.9)
-            (F.dropout(a, 0.1, training=True) * keep).sum().backward()
-            sync()
-
         def copy(a: Any = a) -> None:
             a.t().contiguous().to(torch.bfloat16).sum().backward()
             sync()
@@ -470,11 +473,33 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         rate(elementwise, "mem")
         rate(norm, "mem.norm")
         rate(batch_norm, "mem.bn")
-        rate(softmax, "mem.softmax")
-        rate(dropout, "mem.rng")
         rate(copy, "mem.copy")
     for dtype in (torch.float32, torch.bfloat16):
         tag = str(dtype).removeprefix("torch.")
+        # random draws (dropout, and the mask SDPA's math path draws) and softmax, forward + backward
+        for n in (1 << 14, 1 << 18, 1 << 22):
+            a = torch.randn(n // 96, 96, device=dev, dtype=dtype, requires_grad=True)
+
+            def softmax(a: Any = a) -> None:
+                a.softmax(-1).sum().backward()
+                sync()
+
+            def dropout(a: Any = a) -> None:  # nn.Dropout on the CPU: a mask drawn with bernoulli_
+                torch.empty_like(a).bernoulli_(0.9)
+                sync()
+
+            rate(softmax, f"mem.softmax.{tag}")
+            rate(dropout, f"mem.rng.{tag}")
+        # batched small GEMMs: attention's QK^T and AV (batch x heads, length, head size)
+        for bh, sq, d in ((24, 64, 32), (96, 128, 64), (192, 96, 32)):
+            q = torch.randn(bh, sq, d, device=dev, dtype=dtype)
+            kt = torch.randn(bh, d, sq, device=dev, dtype=dtype)
+
+            def bmm(q: Any = q, kt: Any = kt) -> None:
+                torch.bmm(q, kt)
+                sync()
+
+            rate(bmm, f"bmm.{tag}")
         # GEMMs: tokens x hidden x 4*hidden and smaller
         for m, k, n in ((16, 64, 64), (64, 128, 256), (256, 384, 1536), (1024, 768, 3072)):
             a = torch.randn(m, k, device=dev, dtype=dtype)
@@ -533,7 +558,7 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         "overhead_s_per_op": overhead,
         "tiny_step_ops": tiny_ops,
         "bare_s_per_op": bare,
-        "clock": "cpu" if torch.get_num_threads() == 1 else "wall",
+        "clock": "cpu" if dev.type == "cpu" and torch.get_num_threads() == 1 else "wall",
         "rates": {k: sorted(v) for k, v in rates.items()},
         "seconds": round(time.perf_counter() - t_all, 2),
         "measured_at": time.time(),
@@ -671,6 +696,22 @@ def phase_figures(entry: dict[str, Any], strategy: str, precision: str, batch: f
     return {k: max(0.0, _value(v, basis, batch, x)) for k, v in fig.items()}
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _curve(rates: dict[str, list[list[float]]], cls: str) -> list[list[float]]:
+    """The benchmarked curve for an op class: its own; else the same class in float32 (a dtype not
+    benchmarked); else GEMMs for batched GEMMs, convolutions and attention; else elementwise ops."""
+    head, _, dtype = cls.rpartition(".")
+    if cls in rates:
+        return rates[cls]
+    if dtype in DTYPES and f"{head}.float32" in rates:
+        return rates[f"{head}.float32"]
+    if cls.startswith(("bmm", "conv", "sdpa")):
+        return rates.get(f"mm.{dtype}") or rates.get("mm.float32", [])
+    return rates.get("mem", [])
+
+
 def phase_seconds(figures: dict[str, float], bench: dict[str, Any], phases: tuple[str, ...]) -> float:
     """Seconds of these phases on the benchmarked device."""
     rates = bench["rates"]
@@ -681,9 +722,7 @@ def phase_seconds(figures: dict[str, float], bench: dict[str, Any], phases: tupl
             if not key.startswith(ph + ":") or key.endswith("#n") or key.endswith(":ops") or cost <= 0:
                 continue
             cls = key.split(":", 1)[1]
-            curve = rates.get(cls) or rates.get(cls.split(".")[0] + ".float32") or rates.get("mem", [])
-            if not curve and cls.startswith(("conv", "sdpa")):
-                curve = rates.get("mm.float32", [])
+            curve = _curve(rates, cls)
             n = max(1.0, figures.get(key + "#n", 1.0))
             r = _interp(curve, cost / n)
             total += cost / r if r > 0 else 0.0

@@ -47,7 +47,7 @@ def _matmul(fig: dict[str, float], phase: str) -> float:
     return sum(
         v
         for k, v in fig.items()
-        if k.startswith(f"{phase}:") and k.split(":")[1].startswith(("mm.", "sdpa.")) and "#" not in k
+        if k.startswith(f"{phase}:") and k.split(":")[1].startswith(("mm.", "bmm.", "sdpa.")) and "#" not in k
     )
 
 
