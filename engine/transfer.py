@@ -433,17 +433,28 @@ def ordinal(n: int) -> str:
 # --choose has measured the zoo on its tasks; the weight it chooses and its figures go here.
 EVIDENCE_WEIGHT = 0.5
 ESTIMATOR = "logme"  # logme | h-score | both (the mean of the two, each scaled as below)
+SCALE = "rank"  # rank | minmax: how an estimator's values become evidence in [0, 1]
 
 
-def evidence_scores(results: Sequence[ProbeResult], estimator: str = ESTIMATOR) -> dict[str, float]:
-    """Each probed model's evidence in [0, 1]: its estimator's value scaled between the lowest
-    (0) and highest (1) among the models probed together (a failed probe: 0). Both estimators'
-    values depend on the data, so only their order and spacing within one probe are compared."""
+def evidence_scores(results: Sequence[ProbeResult], estimator: str = ESTIMATOR, scale: str = SCALE) -> dict[str, float]:
+    """Each probed model's evidence in [0, 1] among the models probed together (a failed
+    probe: 0). Both estimators' values depend on the data, so only values of one probe are
+    compared: `minmax` scales them between the lowest (0) and the highest (1); `rank` takes their
+    order alone (the best 1, the worst 0, evenly between; ties share), so one far-off model (a
+    random-init folder) does not squeeze the differences among the others."""
 
     def scaled(values: dict[str, float]) -> dict[str, float]:
         ok = {m: v for m, v in values.items() if math.isfinite(v)}
         if not ok:
             return dict.fromkeys(values, 0.0)
+        if scale == "rank":
+            n = len(ok)
+            below = {
+                m: sum(w < v for w in ok.values()) + (sum(w == v for w in ok.values()) - 1) / 2 for m, v in ok.items()
+            }
+            return {m: (below[m] / (n - 1) if n > 1 else 1.0) if m in ok else 0.0 for m in values}
+        if scale != "minmax":
+            raise ValueError(f"unknown scale {scale!r}; rank or minmax")
         lo, hi = min(ok.values()), max(ok.values())
         span = hi - lo
         return {m: ((ok[m] - lo) / span if span > 0 else 1.0) if m in ok else 0.0 for m in values}
@@ -465,6 +476,7 @@ def rerank(
     *,
     evidence_weight: float = EVIDENCE_WEIGHT,
     estimator: str = ESTIMATOR,
+    scale: str = SCALE,
 ) -> list[Any]:
     """The ranking re-ordered by the blend of prior and evidence: the probed models take the
     places they held, ordered among themselves by
@@ -472,7 +484,7 @@ def rerank(
     the better LogME); every other row keeps its place. Each probed row gets `probe` (the result,
     with its evidence and blended score) and a reason line with the numbers."""
     by_id = {res.model: res for res in results}
-    evidence = evidence_scores(results, estimator)
+    evidence = evidence_scores(results, estimator, scale)
     slots = [i for i, r in enumerate(ranked) if r.candidate.id in by_id]
 
     def blended(row: Any) -> float:
@@ -488,6 +500,7 @@ def rerank(
             "blended": round(blended(row), 4),
             "evidence_weight": evidence_weight,
             "estimator": estimator,
+            "scale": scale,
         }
         if res.error:
             row.reasons.insert(0, f"probe failed: {res.error}")

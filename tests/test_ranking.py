@@ -98,9 +98,14 @@ def test_evidence_puts_the_pretrained_model_above_its_random_twin_even_against_t
 def test_evidence_scores_scale_within_one_probe_and_failed_probes_get_none():
     results = [_result("a", 0.5, 2.0, 1, 3), _result("b", 0.0, 4.0, 2, 3), _result("c", float("-inf"), 0.0, 3, 3)]
     results[2].error = "cannot load"
-    assert transfer.evidence_scores(results, "logme") == {"a": 1.0, "b": 0.0, "c": 0.0}
-    assert transfer.evidence_scores(results, "h-score") == {"a": 0.0, "b": 1.0, "c": 0.0}
-    assert transfer.evidence_scores(results, "both") == {"a": 0.5, "b": 0.5, "c": 0.0}
+    assert transfer.evidence_scores(results, "logme", "minmax") == {"a": 1.0, "b": 0.0, "c": 0.0}
+    assert transfer.evidence_scores(results, "h-score", "minmax") == {"a": 0.0, "b": 1.0, "c": 0.0}
+    assert transfer.evidence_scores(results, "both", "minmax") == {"a": 0.5, "b": 0.5, "c": 0.0}
+    # rank: one far-off model does not squeeze the others together (min-max would give 1, 0.96, 0.93, 0)
+    far = [_result("p", 0.05, 1, 1, 4), _result("q", 0.0, 1, 2, 4), _result("r", -0.02, 1, 3, 4)]
+    far.append(_result("control", -0.7, 1, 4, 4))
+    assert transfer.evidence_scores(far, "logme", "rank") == {"p": 1.0, "q": 2 / 3, "r": 1 / 3, "control": 0.0}
+    assert transfer.evidence_scores(results, "logme", "rank") == {"a": 1.0, "b": 0.0, "c": 0.0}
 
 
 def test_reasons_carry_their_numbers():
