@@ -420,9 +420,9 @@ def formula_estimate(
     note: str = "",
     scale: float | None = None,
 ) -> MemoryEstimate:
-    """The closed-form estimate used where no trace exists (see the module docstring). Its
-    activations are scaled by the factor fitted to the traced table for the model's family,
-    strategy and precision (`memtrace.fit_formula`), unless `scale` is given."""
+    """The closed-form estimate used where no trace exists (see the module docstring). Its peak
+    is multiplied by the factor fitted to the traced table for the model's family, strategy and
+    precision (`memtrace.fit_formula`), unless `scale` is given."""
     params = max(int(cand.params or 0), 1)
     hidden = int(cand.hidden_size or 0)
     layers = int(cand.num_layers or 0)
@@ -450,19 +450,21 @@ def formula_estimate(
     else:
         size = image_size or cand.image_size or 224
         gflops = cand.gflops or (params / 1e6) * 0.2
-        scale = (size / (cand.image_size or 224)) ** 2
+        area = (size / (cand.image_size or 224)) ** 2
         half = 0.5 if precision in ("bf16", "fp16") else 1.0
-        full = batch_size * gflops * scale * CNN_ACT_BYTES_PER_GFLOP * half
+        full = batch_size * gflops * area * CNN_ACT_BYTES_PER_GFLOP * half
         activations = full * act_frac + full / max(layers or 20, 1)
 
     if scale is None:
         prec = "fp32" if precision == "fp32" else "bf16"
         scale = float(_table().get("formula_scale", {}).get(f"{formula_family(cand)}/{strategy}/{prec}", 1.0))
-    activations *= scale
     weights = params * 4
     gradients = trainable * 4
     optimizer = trainable * 8
-    peak = weights + gradients + optimizer + activations
+    # the peak scaled by what the traced table says of the formula (memtrace.fit_formula); what
+    # the parameters, gradients and state take is exact, so the rest is activations
+    peak = (weights + gradients + optimizer + activations) * scale
+    activations = max(0.0, peak - weights - gradients - optimizer)
     overhead = runtime_overhead_gb(device, peak / GB) * GB
     return MemoryEstimate(
         weights_gb=round(weights / GB, 3),
