@@ -1051,3 +1051,96 @@ async def test_dashboard_shows_nvml_device_memory_beside_the_trainers(
         await walk.settle(pilot)
         text = walk.screen_text(app)
         assert app.screen.nvml is None and "NVML" not in text and "3.4 of 24.0 GB" in text  # the trainer's
+
+
+@async_test
+async def test_bakeoff_key_sets_it_setup_shows_it_save_and_start_carry_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app, runs = walk.make_app(tmp_path / "runs", train=str(FIXTURES / "tickets.csv"), start="recommend")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        table = screen.query_one("#models", DataTable)
+        assert "b Bake-off" in walk.screen_text(app)
+        ids = table_ids(table)
+        await pilot.press("space", "space", "b")  # the top two marked: they race
+        await walk.settle(pilot)
+        assert app.state.config.train.bakeoff == 2 and app.state.bakeoff_models == ids[:2]
+        assert "bake-off 2" in walk.screen_text(app)
+        await pilot.press("b")  # again: off
+        await walk.settle(pilot)
+        assert app.state.config.train.bakeoff == 0 and app.state.bakeoff_models == []
+        await pilot.press("up", "up", "space", "space")  # unmarked: none marked, so b asks how many race
+        assert screen.marked == []
+        await pilot.press("b")
+        await walk.settle(pilot)
+        assert isinstance(app.screen, ChoiceDialog)
+        assert [o.id for o in app.screen.query_one("#choices").options][:2] == ["2", "3"]
+        await pilot.press("enter")  # 3, highlighted first
+        await walk.settle(pilot)
+        assert app.state.config.train.bakeoff == 3 and app.state.bakeoff_models == []
+
+        await pilot.press("up", "up", "up", "up", "up", "up", "enter")  # choose the top model
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "setup") and app.screen.plan is not None)
+        await walk.settle(pilot)
+        setup = app.screen
+        names = [r.candidate.name for r in setup.contenders]
+        assert len(names) == 3 and names[0] == app.state.chosen.candidate.name
+        assert all(r.fits for r in setup.contenders)
+        plan_text = str(setup.query_one("#plan").render())
+        assert "Bake-off" in walk.screen_text(app) or "Bake-off" in plan_text
+
+        await pilot.press("ctrl+s")
+        await walk.settle(pilot)
+        await pilot.press("enter")
+        await walk.settle(pilot)
+        saved = load_config(tmp_path / "modelwiz.toml")
+        assert saved.train.bakeoff == 3 and saved.model.id == ""  # --batch races the top 3 itself
+
+        await pilot.press("ctrl+r")
+        await walk.wait_until(pilot, lambda: bool(runs.started))
+        config, chosen = runs.started[0]
+        assert config.train.bakeoff == 3 and chosen.candidate.id == app.state.chosen.candidate.id
+        assert [r.candidate.id for r in runs.contenders[0]] == [r.candidate.id for r in app.state.recommendation.ranked]
+
+
+@async_test
+async def test_bakeoff_of_two_when_only_one_fits_is_refused_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)
+    app, runs = walk.make_app(tmp_path, start="setup")
+    app.state.config.train.bakeoff = 2
+    app.state.bakeoff_models = ["Qwen/Qwen2.5-7B"]  # marked, but it does not fit: no one to race
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "setup"))
+        await walk.settle(pilot)
+        assert "needs at least 2 candidate models that fit" in app.screen.error
+        await pilot.press("ctrl+r")
+        await walk.settle(pilot)
+        assert runs.started == []  # refused before anything is created
+
+
+@async_test
+async def test_dashboard_shows_every_contenders_curve_and_the_winner(tmp_path: Path) -> None:
+    from tui_fixtures.fakes import BAKEOFF_MODELS, write_bakeoff_run
+
+    for finished in (False, True):
+        run = write_bakeoff_run(tmp_path / f"run-{finished}", finished=finished)
+        app = ModelwizApp(None, runs_dir=tmp_path, services=make_services(RecordedRuns(tmp_path)), attach=run)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await walk.wait_until(pilot, lambda app=app: app.screen.run.events > 0)
+            await walk.settle(pilot)
+            chart = app.screen.query_one("#loss-chart", LineChart)
+            names = [s.name for s in chart.series]
+            assert names[:3] == [n for _, n in BAKEOFF_MODELS] and all(s.points for s in chart.series[:3])
+            text = walk.screen_text(app)
+            if finished:
+                assert "bake-off: all-MiniLM-L6-v2 won (macro-F1 0.8600) of 3" in text
+                assert names[3] == "winner's run"
+                assert "bake-off: all-MiniLM-L6-v2 won; its run goes on from step 8" in text
+            else:
+                assert "bake-off: round 1 of 2, 2 of 3 racing" in text
+                assert "Bake-off" in text and "out r1" in text and "racing" in text

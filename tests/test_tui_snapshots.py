@@ -285,3 +285,29 @@ def test_256_colour_theme(snap_compare, tmp_path: Path) -> None:
         await then()(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=theme_256)
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["racing", "won"])
+@pytest.mark.parametrize("size", SIZES)
+def test_dashboard_bakeoff(snap_compare, tmp_path: Path, size: tuple[int, int], finished: bool) -> None:
+    """A recorded bake-off of three: every contender's curve; racing, the table; won, the winner."""
+    from tui_fixtures.fakes import RUN_ID, write_bakeoff_run
+
+    run = write_bakeoff_run(tmp_path / RUN_ID, finished=finished)
+    runs = RecordedRuns(tmp_path)
+    app = ModelwizApp(None, runs_dir=tmp_path, services=make_services(runs), theme_dirs=[THEMES], attach=run)
+
+    async def shown(pilot: Pilot) -> None:
+        await walk.wait_until(pilot, lambda: pilot.app.screen.run.events > 0)
+        await walk.settle(pilot)
+        walk.freeze(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=shown)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_setup_bakeoff(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    app, _ = walk.make_app(tmp_path, start="setup")
+    app.state.config.train.bakeoff = 3  # the chosen model and the next two that fit
+    assert snap_compare(app, terminal_size=size, run_before=then())

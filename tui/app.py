@@ -32,6 +32,7 @@ from modelwiz.tui import theme as mw_theme
 from modelwiz.tui.base import StepScreen
 from modelwiz.tui.dialogs import MessageDialog
 from modelwiz.tui.messages import (
+    BakeoffChanged,
     ConstraintsChanged,
     HardwareRead,
     ModelChosen,
@@ -315,6 +316,11 @@ class ModelwizApp(App[int]):
     def _recommendation_made(self, message: RecommendationMade) -> None:
         self.state.recommendation = message.recommendation
         self.state.recommendation_key = message.key
+
+    @on(BakeoffChanged)
+    def _bakeoff_changed(self, message: BakeoffChanged) -> None:
+        self.state.config.train.bakeoff = message.k
+        self.state.bakeoff_models = list(message.models) if message.k else []
 
     @on(ModelChosen)
     def _model_chosen(self, message: ModelChosen) -> None:

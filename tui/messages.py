@@ -56,6 +56,16 @@ class RecommendationMade(Message):
         self.key = key
 
 
+class BakeoffChanged(Message):
+    """`[train] bakeoff = k` (0: off); `models`: the contenders marked (ids), or empty for the
+    next best-ranked models that fit."""
+
+    def __init__(self, k: int, models: list[str]) -> None:
+        super().__init__()
+        self.k = k
+        self.models = models
+
+
 class ModelChosen(Message):
     def __init__(self, ranked: Ranked) -> None:
         super().__init__()

@@ -152,7 +152,8 @@ class Services:
     read_hardware: Callable[[Config], HardwareReport] = _read_hardware
     recommend: Callable[[Config, TaskData, HardwareReport], Recommendation] = _default_recommend
     rerank: Callable[[Config, TaskData, HardwareReport, Candidate], Ranked] = rank_one
-    start_run: Callable[[Config, Ranked], Path] | None = None
+    # (config, the chosen model, the rows a bake-off's contenders come from or None) -> run dir
+    start_run: Callable[[Config, Ranked, list[Ranked] | None], Path] | None = None
     cancel_run: Callable[[Path], Any] = _cancel_run
     resume_run: Callable[[Path], Any] = _resume_run
     candidates: Callable[[str], list[Candidate]] = _candidates  # every source, one modality
@@ -169,10 +170,10 @@ class Services:
             return self
         out = copy.copy(self)
 
-        def start_run(config: Config, ranked: Ranked) -> Path:
+        def start_run(config: Config, ranked: Ranked, contenders: list[Ranked] | None = None) -> Path:
             from modelwiz.engine import workflow
 
-            return workflow.start_run(config, ranked, runs_dir=runs_dir)
+            return workflow.start_run(config, ranked, runs_dir=runs_dir, ranked=contenders)
 
         out.start_run = start_run
         return out
@@ -189,16 +190,30 @@ class WizardState:
     chosen: Ranked | None = None  # re-ranked by the setup step as its values change
     run_dir: Path | None = None
     time_budget_s: float | None = None  # the hardware step's time budget (None: no limit)
+    # a bake-off's contenders besides the chosen model: the models marked when it was set (ids);
+    # empty: the next best-ranked that fit (`[train] bakeoff` says how many race in all)
+    bakeoff_models: list[str] = field(default_factory=list)
+
+    def bakeoff_contenders(self) -> list[Ranked] | None:
+        """The rows `workflow.start_run(ranked=...)` picks the bake-off's contenders from."""
+        if not self.config.train.bakeoff or self.recommendation is None:
+            return None
+        rows = self.recommendation.ranked
+        if self.bakeoff_models:
+            return [r for r in rows if r.candidate.id in self.bakeoff_models]
+        return list(rows)
 
     def task_key(self) -> str:
         return task_key(self.config)
 
     def ranking_key(self) -> str:
+        train = copy.copy(self.config.train)
+        train.bakeoff = 0  # a bake-off races ranked models; it does not change the ranking
         return repr(
             (
                 self.task_key(),
                 self.config.constraints,
-                self.config.train,
+                train,
                 self.config.model.id,
                 id(self.data),
                 id(self.hardware),

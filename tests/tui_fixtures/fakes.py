@@ -195,11 +195,13 @@ class RecordedRuns:
         self.state = state
         self.lines = lines
         self.started: list[tuple[Config, Ranked]] = []
+        self.contenders: list[list[Ranked] | None] = []  # what each start passed for a bake-off
         self.cancelled: list[Path] = []
         self.resumed: list[Path] = []
 
-    def start_run(self, config: Config, ranked: Ranked) -> Path:
+    def start_run(self, config: Config, ranked: Ranked, contenders: list[Ranked] | None = None) -> Path:
         self.started.append((config, ranked))
+        self.contenders.append(contenders)
         pid = os.getpid() if self.state == "running" else None
         return write_run(
             self.runs_dir / RUN_ID, state=self.state, lines=self.lines, model=ranked.candidate.name, pid=pid
@@ -335,3 +337,85 @@ class FakeProbe:
                 }
             )
         return sorted(results, key=lambda r: -(r["logme"] if r["logme"] is not None else -1e9))
+
+
+BAKEOFF_MODELS = (
+    ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"),
+    ("distilbert/distilbert-base-uncased", "distilbert-base-uncased"),
+    ("google-bert/bert-base-uncased", "bert-base-uncased"),
+)
+
+
+def bakeoff_events(*, finished: bool) -> list[dict[str, Any]]:
+    """A recorded bake-off of three (engine.events' bakeoff_* records): round 1 of 4 steps each,
+    bert-base cut; round 2 of 4 more, distilbert cut; MiniLM wins (`finished`) and its run begins."""
+    t = 1735732802.3
+    contenders = [
+        {"index": i, "model": m, "name": n, "strategy": "full", "batch_size": 8, "learning_rate": 1e-4}
+        for i, (m, n) in enumerate(BAKEOFF_MODELS)
+    ]
+    out: list[dict[str, Any]] = [
+        {
+            "v": 2,
+            "event": "bakeoff_started",
+            "time": t,
+            "contenders": contenders,
+            "share": 0.25,
+            "metric": "macro_f1",
+            "rounds": [{"round": 1, "contenders": 3, "steps": 4}, {"round": 2, "contenders": 2, "steps": 4}],
+        }
+    ]
+    finals = {0: (0.70, 0.81), 1: (0.78, 0.74), 2: (0.95, 0.52)}  # index -> (last loss, macro-F1 after round 1)
+    for rnd, racing in ((1, (0, 1, 2)), (2, (0, 1))):
+        for i in racing:
+            m = BAKEOFF_MODELS[i][0]
+            start = (rnd - 1) * 4
+            end_loss, f1 = finals[i]
+            losses = [[start + s, round(1.1 - (1.1 - end_loss) * (start + s) / 8 - 0.02 * i, 4)] for s in (1, 2, 3, 4)]
+            value = round(f1 + 0.05 * (rnd - 1) * (1 if i == 0 else 0.2), 4)
+            out.append(
+                {
+                    "v": 2,
+                    "event": "bakeoff_round",
+                    "time": t + rnd * 3 + i,
+                    "round": rnd,
+                    "index": i,
+                    "model": m,
+                    "steps": 4,
+                    "total_steps": start + 4,
+                    "losses": losses,
+                    "metric": "macro_f1",
+                    "value": value,
+                    "accuracy": value,
+                    "macro_f1": value,
+                    "val_loss": losses[-1][1],
+                    "seconds": 2.5,
+                    "batch_size": 8,
+                }
+            )
+        dropped = BAKEOFF_MODELS[racing[-1]][0]
+        kept = [BAKEOFF_MODELS[i][0] for i in racing[:-1]]
+        out.append({"v": 2, "event": "bakeoff_cut", "time": t + rnd * 3 + 2.5, "round": rnd, "kept": kept,
+                    "dropped": [dropped]})  # fmt: skip
+        if not finished and rnd == 1:
+            return out
+    table = [
+        {"model": m, "name": n, "rounds": 2 if i < 2 else 1, "steps": 8 if i < 2 else 4, "value": v}
+        for i, ((m, n), v) in enumerate(zip(BAKEOFF_MODELS, (0.86, 0.75, 0.52), strict=True))
+    ]
+    out.append({"v": 2, "event": "bakeoff_result", "time": t + 10, "winner": BAKEOFF_MODELS[0][0], "winner_index": 0,
+                "metric": "macro_f1", "table": table, "seconds": 14.0, "steps": 8})  # fmt: skip
+    return out
+
+
+def write_bakeoff_run(run_dir: Path, *, finished: bool) -> Path:
+    """The recorded run's start, a bake-off (`bakeoff_events`), then (finished) the winner's run:
+    the recorded epoch 1 of all-MiniLM-L6-v2. Status "running" (pid: this test process)."""
+    write_run(run_dir, state="running", lines=4, pid=os.getpid())
+    events = EVENTS.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = [json.dumps(e) + "\n" for e in bakeoff_events(finished=finished)]
+    if finished:
+        lines += events[4:12]
+    with (run_dir / "events.jsonl").open("a", encoding="utf-8") as f:
+        f.writelines(lines)
+    return run_dir

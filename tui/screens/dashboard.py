@@ -104,6 +104,20 @@ def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
         lvl = str(ev.get("level") or "info").lower()
         level = "warning" if lvl.startswith("warn") else "error" if lvl in ("error", "critical") else "info"
         text = str(ev.get("message", ""))
+    elif kind == "bakeoff_started":
+        names = ", ".join(display_model(str(c.get("name") or c.get("model"))) for c in ev.get("contenders") or [])
+        text, level = f"bake-off: {names} race in {len(ev.get('rounds') or [])} rounds", "info"
+    elif kind == "bakeoff_round":
+        name = display_model(str(_contender_name(run, ev.get("index"), ev.get("model"))))
+        value = fmt_metric(ev.get("value"))
+        text = f"bake-off round {ev.get('round')}: {name} {metric_name(str(ev.get('metric')))} {value}"
+        level = "info"
+    elif kind == "bakeoff_cut":
+        out = ", ".join(display_model(str(_contender_name(run, None, m))) for m in ev.get("dropped") or [])
+        text, level = f"bake-off round {ev.get('round')}: {out} out", "info"
+    elif kind == "bakeoff_result":
+        name = display_model(str(_contender_name(run, ev.get("winner_index"), ev.get("winner"))))
+        text, level = f"bake-off: {name} won; its run goes on from step {ev.get('steps')}", "good"
     elif kind == "run_finished":
         status = str(ev.get("status") or "completed")
         text = f"run {status}" + (f": {ev['error']}" if ev.get("error") else "")
@@ -113,6 +127,13 @@ def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
     t = number(ev.get("time"))
     stamp = "" if t is None or run.started is None else f"+{fmt_elapsed(t - run.started)} "
     return stamp + text, level
+
+
+def _contender_name(run: RunState, index: object, model: object) -> object:
+    for c in run.bakeoff.get("contenders") or []:
+        if c.get("index") == index or c.get("model") == model:
+            return c.get("name") or c.get("model")
+    return model or "?"
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -247,6 +268,76 @@ def loss_series(run: RunState) -> list[Series]:
         Series("train", [(float(step), loss) for step, loss in run.losses], "$mw-loss-curve"),
         Series("val", val, "$mw-val-curve"),
     ]
+
+
+# a bake-off's contenders, one colour each (theme variables: a theme switch recolours them)
+CONTENDER_COLOURS = (
+    "$mw-loss-curve",
+    "$mw-f1-curve",
+    "$mw-metric",
+    "$mw-val-curve",
+    "$accent",
+    "$secondary",
+    "$warning",
+    "$primary",
+)
+
+
+def bakeoff_series(run: RunState) -> list[Series]:
+    """Every bake-off contender's training loss on its own step axis (`RunState.bakeoff`); the
+    winner's run goes on from the steps it reached, so its own curve continues it."""
+    series = []
+    for i, c in enumerate(run.bakeoff.get("contenders") or []):
+        points = [(float(p[0]), float(p[1])) for p in c.get("curve") or [] if len(p) >= 2]
+        name = display_model(str(c.get("name") or c.get("model") or "?"))
+        series.append(Series(name, points, CONTENDER_COLOURS[i % len(CONTENDER_COLOURS)]))
+    return series
+
+
+def bakeoff_table(run: RunState) -> Table:
+    """The race so far: each contender's rounds, last figures and fate; the winner starred."""
+    b = run.bakeoff
+    metric = b.get("metric") or run.metric
+    table = Table(box=None, pad_edge=False, show_edge=False, expand=True)
+    table.add_column("contender", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column(metric_name(metric), justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    winner = b.get("winner")
+    for c in b.get("contenders") or []:
+        last = (c.get("results") or [{}])[-1]
+        value = number(last.get("value"))
+        if c.get("model") == winner:
+            fate = Text("★ won", style="bold green")
+        elif c.get("eliminated_in"):
+            fate = Text(f"out r{c['eliminated_in']}", style="dim")
+        else:
+            fate = Text("racing" if not winner else "", style="")
+        curve = c.get("curve") or []
+        steps = last.get("total_steps") or (int(curve[-1][0]) if curve else 0)
+        table.add_row(
+            display_model(str(c.get("name") or c.get("model") or "?")),
+            str(steps),
+            f"{value:.3f}" if value is not None else DASH,
+            fate,
+        )
+    return table
+
+
+def bakeoff_line(run: RunState) -> str:
+    """'bake-off: round 2 of 3, 2 racing' while it runs; 'bake-off: X won (macro-F1 0.812)' after."""
+    b = run.bakeoff
+    contenders = b.get("contenders") or []
+    winner = b.get("winner")
+    if winner:
+        name = next((c.get("name") for c in contenders if c.get("model") == winner), None) or winner
+        row = next((t for t in b.get("table") or [] if t.get("model") == winner), {})
+        value = number(row.get("value"))
+        figure = f" ({metric_name(b.get('metric') or run.metric)} {fmt_metric(value)})" if value is not None else ""
+        return f"bake-off: {display_model(str(name))} won{figure} of {len(contenders)}"
+    racing = sum(1 for c in contenders if not c.get("eliminated_in"))
+    rounds = len(b.get("rounds") or [])
+    return f"bake-off: round {b.get('round', 1)} of {rounds or '?'}, {racing} of {len(contenders)} racing"
 
 
 def metric_series(run: RunState) -> list[Series]:
@@ -494,6 +585,8 @@ class DashboardScreen(ModelwizScreen):
             f" · {self.model_name} · ",
             ("● " + self.status, colors.get(self.status, "")),
         )
+        if run.bakeoff:
+            head = Content.assemble(head, " · ", (bakeoff_line(run), "$text-muted"))
         self.query_one("#run-head", Static).update(head)
         bar = self.query_one("#progress", ProgressBar)
         if run.total_steps:
@@ -511,9 +604,20 @@ class DashboardScreen(ModelwizScreen):
         self.query_one("#val-box").border_title = "Validation"
         self.query_one("#val-info", Static).update(eval_table(run))
         self.query_one("#val-box").border_subtitle = best_label(run)
+        if run.bakeoff and not run.evals:  # racing: the contenders' figures, until the winner's first epoch
+            self.query_one("#val-box").border_title = "Bake-off"
+            self.query_one("#val-info", Static).update(bakeoff_table(run))
+            self.query_one("#val-box").border_subtitle = ""
         x_range = (0.0, float(run.total_steps)) if run.total_steps else None
         losses = loss_series(run)
-        self.query_one("#loss-chart", LineChart).set_series(losses, x_range=x_range)
+        if run.bakeoff:  # every contender's curve, then the winner's run going on from its own
+            curves = bakeoff_series(run)
+            if run.losses:
+                curves.append(Series("winner's run", losses[0].points, "$text"))
+            self.query_one("#loss-chart", LineChart).set_series(curves)
+            self.query_one("#loss-box").border_title = legend("Loss", curves)
+        else:
+            self.query_one("#loss-chart", LineChart).set_series(losses, x_range=x_range)
         if run.losses:
             last = run.losses[-1][1]
             val = losses[1].points[-1][1] if losses[1].points else None

@@ -22,7 +22,7 @@ from modelwiz.engine.workflow import Recommendation
 from modelwiz.tui.base import EngineReply, StepScreen
 from modelwiz.tui.dialogs import ChoiceDialog, ColumnsDialog, ConfirmDialog, MessageDialog
 from modelwiz.tui.format import error_text, fmt_params, fmt_seconds
-from modelwiz.tui.messages import ModelChosen, RecommendationMade
+from modelwiz.tui.messages import BakeoffChanged, ModelChosen, RecommendationMade
 from modelwiz.tui.probe import ProbeStopped
 from modelwiz.tui.state import Services, WizardState
 
@@ -61,6 +61,7 @@ COLUMNS = tuple((key, spec[0]) for key, spec in COLUMN_SPECS.items())
 WIDE_ONLY = {"source", "epoch"}
 WIDE_TABLE = 100  # terminal width from which every column is shown
 PROBE_TOP_K = 5  # models probed when none are marked (as `recommend --probe`)
+BAKEOFF_MAX_ASKED = 8  # the largest bake-off offered when none are marked
 MARK = "●"
 
 
@@ -85,11 +86,14 @@ class RecommendScreen(StepScreen):
         f"p probes the marked models (none marked: the top {PROBE_TOP_K}) on a sample of your data: "
         "transferability (LogME, H-score) from each model's frozen features, in a process of its own; "
         "the probed models are then re-ranked among themselves by LogME. x stops a probe.",
+        "b sets a bake-off for the run ([train] bakeoff): with models marked, they race the one you "
+        "choose; with none, it asks how many of the best-ranked that fit race. The contenders train "
+        "briefly by successive halving and the winner trains on. b again turns it off.",
         "enter (or ctrl+n) chooses the highlighted model and moves on to the training setup.",
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "choose", "Choose", priority=True),
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark", key_display="␣"),
         Binding("c", "compare", "Compare"),
         Binding("s", "sort_menu", "Sort"),
         Binding("S", "sort", "Next sort", show=False),
@@ -97,6 +101,7 @@ class RecommendScreen(StepScreen):
         Binding("v", "columns", "Columns", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("p", "probe", "Probe"),
+        Binding("b", "bakeoff", "Bake-off"),
         Binding("x", "stop_probe", "Stop", tooltip="Stop the probe"),
         Binding("f5", "rerank", "Re-rank", show=False),
         Binding("ctrl+n", "next_step", "Next", show=False),
@@ -249,7 +254,8 @@ class RecommendScreen(StepScreen):
         line.set_classes(f"status-line -{kind}")
         self.error = text if kind == "error" else ""
 
-    def _update_status(self) -> None:
+    def _update_status(self, bakeoff: int | None = None) -> None:
+        """`bakeoff`: the `[train] bakeoff` just asked for (the app's state has it a moment later)."""
         if not self.rows:
             return
         fits = sum(r.fits for r in self.rows)
@@ -257,6 +263,9 @@ class RecommendScreen(StepScreen):
         label = SORTS[self.sort_key][0]
         arrow = "↑" if self._ascending() else "↓"
         marked = f" · {len(self.marked)} marked" if self.marked else ""
+        k = self.state.config.train.bakeoff if bakeoff is None else bakeoff
+        if k:
+            marked += f" · bake-off {k}"
         shown = len(self.sorted_rows())
         if shown != len(self.rows):
             marked += f" · {shown} shown"
@@ -650,5 +659,52 @@ class RecommendScreen(StepScreen):
             res.rank, res.of = n, len(results)
         return Recommendation(rec.data, rec.hardware, rerank(copy.deepcopy(rec.ranked), results))
 
+    # ------------------------------------------------------------------ bake-off
 
-_TABLE_KEYS = ("mark", "compare", "sort", "sort_menu", "reverse", "columns", "filter", "probe", "stop_probe")
+    def action_bakeoff(self) -> None:
+        """Toggle `[train] bakeoff`: the marked models race (K = their count, the chosen one among
+        them); none marked: ask how many of the best-ranked that fit race."""
+        if self.state.config.train.bakeoff:
+            self.post_message(BakeoffChanged(0, []))
+            self.notify("Bake-off off: the chosen model trains alone.", timeout=3)
+            self._update_status(bakeoff=0)
+            return
+        fitting = [r for r in self.rows if r.fits]
+        if self.state.config.model.id:
+            self.notify("A bake-off races ranked models; [model] id names one. Clear it first.", severity="warning")
+            return
+        if len(fitting) < 2:
+            self.notify("A bake-off needs at least 2 models that fit the memory budget.", severity="warning")
+            return
+        marked = [r.candidate.id for r in self.rows if r.candidate.id in self.marked and r.fits]
+        if len(marked) >= 2:
+            self._set_bakeoff(len(marked), marked)
+            return
+        top = min(len(fitting), BAKEOFF_MAX_ASKED)
+        options = [(str(k), f"{k}: {', '.join(r.candidate.name for r in fitting[:k])}") for k in range(2, top + 1)]
+
+        def chosen(k: str | None) -> None:
+            if k is not None:
+                self._set_bakeoff(int(k), [])
+
+        self.app.push_screen(ChoiceDialog("Bake-off: how many of the best that fit race?", options, "3"), chosen)
+
+    def _set_bakeoff(self, k: int, models: list[str]) -> None:
+        self.post_message(BakeoffChanged(k, models))
+        who = f"the {k} marked models" if models else f"the chosen model and the next {k - 1} that fit"
+        self.notify(f"Bake-off of {k}: {who} race; the winner trains on. Choose a model (enter).", timeout=5)
+        self._update_status(bakeoff=k)
+
+
+_TABLE_KEYS = (
+    "mark",
+    "compare",
+    "sort",
+    "sort_menu",
+    "reverse",
+    "columns",
+    "filter",
+    "probe",
+    "stop_probe",
+    "bakeoff",
+)

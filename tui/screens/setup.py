@@ -122,8 +122,11 @@ def gpu_name(plan: Plan, hardware: HardwareReport | None) -> str:
     return next((g.name for g in hardware.gpus if g.index == idx), "")
 
 
-def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -> Table:
-    """The chosen model's score, plan and reasons under the settings `train`."""
+def plan_table(
+    r: Ranked, train: TrainConfig, hardware: HardwareReport | None, contenders: list[Ranked] | None = None
+) -> Table:
+    """The chosen model's score, plan and reasons under the settings `train`; `contenders`: a
+    bake-off's (the chosen model first)."""
     plan = r.plan
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
@@ -142,6 +145,13 @@ def plan_table(r: Ranked, train: TrainConfig, hardware: HardwareReport | None) -
     table.add_row("Precision", auto(plan.precision, train.precision))
     table.add_row("Learning rate", auto(f"{plan.learning_rate:.0e}", train.learning_rate))
     table.add_row("Best by", metric_name(plan.metric) + (" (lowest)" if plan.metric == "val_loss" else ""))
+    if contenders:
+        names = ", ".join(c.candidate.name for c in contenders)
+        share = f"{train.bakeoff_share:.0%}"
+        table.add_row(
+            "Bake-off",
+            Text(f"{len(contenders)} race ({names}) for {share} of a run's steps; the winner trains on"),
+        )
     fits = Text(" ✓ fits", style="green") if plan.fits else Text(" ✗ does not fit", style="bold red")
     table.add_row("Memory", Text.assemble(f"{m.total_gb:.2f} of {plan.budget_gb:.1f} GB", fits))
     table.add_row(
@@ -189,6 +199,7 @@ class SetupScreen(StepScreen):
         self.ranked: Ranked | None = None  # the chosen model ranked under `config`: what is shown
         self.starting = False
         self._filled_for: tuple[str, str] | None = None
+        self.contenders: list[Ranked] | None = None  # a bake-off's, the chosen model first
 
     @property
     def plan(self) -> Plan | None:
@@ -317,6 +328,7 @@ class SetupScreen(StepScreen):
             config = copy.deepcopy(self.state.config)
             config.train = train
             ranked = self.services.rerank(config, data, hardware, chosen.candidate)
+            contenders = self._contenders(config, ranked)
         except ValueError as exc:  # the form: one line naming the field
             return self._failed(str(exc))
         except Exception as exc:  # a model that cannot be planned is shown, never raised
@@ -324,7 +336,8 @@ class SetupScreen(StepScreen):
         self.error = ""
         self.config, self.ranked = config, ranked
         self.post_message(TrainingChanged(train, ranked))
-        self.query_one("#plan", Static).update(plan_table(ranked, train, hardware))
+        self.contenders = contenders
+        self.query_one("#plan", Static).update(plan_table(ranked, train, hardware, contenders))
         if not self.starting:
             self._status(READY, "info")
         return True
@@ -378,11 +391,23 @@ class SetupScreen(StepScreen):
             confirmed,
         )
 
+    def _contenders(self, config: Config, ranked: Ranked) -> list[Ranked] | None:
+        """A bake-off's contenders as the engine will pick them (`workflow.bakeoff_contenders`:
+        the chosen model, then the marked or best-ranked that fit); None without a bake-off.
+        Raises UserError when the settings cannot race (fewer than 2 fit, [model] id set)."""
+        rows = self.state.bakeoff_contenders()
+        if rows is None:
+            return None
+        from modelwiz.engine.workflow import bakeoff_contenders
+
+        return bakeoff_contenders(config, ranked, rows)
+
     def _begin(self, config: Config, ranked: Ranked) -> None:
         """Start the run of `ranked`: the plan on screen is the plan the run gets."""
         self.starting = True
         self._status("… Starting the trainer …", "busy")
-        self.call_engine(self.StartReply, self.services.start_run, config, ranked, group="start-run")
+        rows = self.state.bakeoff_contenders() if config.train.bakeoff else None
+        self.call_engine(self.StartReply, self.services.start_run, config, ranked, rows, group="start-run")
 
     @on(StartReply)
     def _run_started(self, reply: StartReply) -> None:
@@ -399,7 +424,9 @@ class SetupScreen(StepScreen):
             self.notify(self.error or "Choose a model first.", severity="error", timeout=4)
             return
         config = copy.deepcopy(self.config)  # what a `--batch` run needs to repeat this session
-        config.model.id = self.ranked.candidate.id
+        # a bake-off chooses the model itself: --batch refuses [model] id beside it, and races the
+        # top K ranked that fit (a TOML cannot name the marked contenders)
+        config.model.id = "" if config.train.bakeoff else self.ranked.candidate.id
         answer = await self.app.push_screen_wait(
             PathDialog(
                 "Save the config as TOML",
@@ -426,4 +453,9 @@ class SetupScreen(StepScreen):
                 MessageDialog("Could not save", f"cannot write {path}: {exc.strerror or exc}")
             )
             return
-        self.notify(f"Saved {path}. Run it headless: modelwiz --batch {path}", timeout=6)
+        race = (
+            f" Its bake-off races the top {config.train.bakeoff} ranked models that fit."
+            if config.train.bakeoff
+            else ""
+        )
+        self.notify(f"Saved {path}. Run it headless: modelwiz --batch {path}.{race}", timeout=6)
