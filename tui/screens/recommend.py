@@ -98,7 +98,7 @@ class RecommendScreen(StepScreen):
         Binding("s", "sort_menu", "Sort"),
         Binding("S", "sort", "Next sort", show=False),
         Binding("r", "reverse", "Reverse", show=False),
-        Binding("v", "columns", "Columns", show=False),
+        Binding("v", "columns", "Columns"),
         Binding("slash", "filter", "Filter"),
         Binding("p", "probe", "Probe"),
         Binding("b", "bakeoff", "Bake-off"),
