@@ -106,7 +106,8 @@ def event_line(ev: dict[str, Any], run: RunState) -> tuple[str, str] | None:
         text = str(ev.get("message", ""))
     elif kind == "bakeoff_started":
         names = ", ".join(display_model(str(c.get("name") or c.get("model"))) for c in ev.get("contenders") or [])
-        text, level = f"bake-off: {names} race in {len(ev.get('rounds') or [])} rounds", "info"
+        rounds = len(ev.get("rounds") or [])
+        text, level = f"bake-off: {names} race in {rounds} round{'s' if rounds != 1 else ''}", "info"
     elif kind == "bakeoff_round":
         name = display_model(str(_contender_name(run, ev.get("index"), ev.get("model"))))
         value = fmt_metric(ev.get("value"))
