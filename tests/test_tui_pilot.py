@@ -870,23 +870,26 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
         screen = app.screen
         table = screen.query_one("#models", DataTable)
         before = table_ids(table)
-        assert "p Probe" in walk.screen_text(app) and "x Stop" not in walk.screen_text(app)
+        assert "p Probe" in walk.screen_text(app) and "x Stop probe" not in walk.screen_text(app)
         await pilot.press("p")
         await walk.wait_until(pilot, lambda: "probe 1/5" in walk.screen_text(app))
         text = walk.screen_text(app)
-        assert "x Stop" in text and "50%" not in text  # 15 of 30 examples of the 1st of 5: 10%
+        assert "x Stop probe" in text and "50%" not in text  # 15 of 30 examples of the 1st of 5: 10%
         assert "10%" in text
         probe.gate.set()
         await walk.wait_until(pilot, lambda: not screen.probing and any(r.probe for r in screen.rows))
         # the top 5 (none marked), on disk or not (not offline), as `recommend --probe 5`
         assert probe.calls == [(before[:5], 5)]
         after = table_ids(table)
-        # the probed five keep their five places, ordered among themselves by LogME; the 6th stays
-        assert after[:5] == sorted(before[:5], key=lambda m: -FakeProbe.LOGME[m]) and after[5] == before[5]
+        # the probed five keep their five places, ordered among themselves by the engine's blend of
+        # prior and evidence (transfer.rerank); the 6th stays
+        blended = {r.candidate.id: r.probe["blended"] for r in screen.rows if r.probe}
+        assert set(after[:5]) == set(before[:5]) == set(blended) and after[5] == before[5]
+        assert after[:5] == sorted(after[:5], key=lambda m: -blended[m])
         assert [r.candidate.id for r in app.state.recommendation.ranked] == after  # the wizard's state too
         text = walk.screen_text(app)
-        assert "LogME" in text and "0.70" in text and "x Stop" not in text
-        best = next(r for r in screen.rows if r.candidate.id == after[0])
+        assert "LogME" in text and "0.70" in text and "x Stop probe" not in text
+        best = next(r for r in screen.rows if r.candidate.id == "distilbert/distilbert-base-uncased")
         assert best.reasons[0].startswith("LogME 0.70, 1st of 5 on 30 of your examples")
         shown = screen.highlighted  # the cursor stays on the model it was on; its pane says its LogME
         assert shown is not None and shown.reasons[0] in str(screen.query_one("#details").render())
@@ -895,7 +898,8 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
         await walk.settle(pilot)
         await pilot.press(*["down"] * SORT_ORDER.index("logme"), "enter")
         await walk.settle(pilot)
-        assert screen.sort_key == "logme" and table_ids(table)[:5] == after[:5]
+        assert screen.sort_key == "logme"
+        assert table_ids(table)[:5] == sorted(before[:5], key=lambda m: -FakeProbe.LOGME[m])
 
 
 @async_test
@@ -948,7 +952,7 @@ async def test_probe_stopped_with_x_leaves_the_ranking(tmp_path: Path, monkeypat
         await walk.settle(pilot)
         assert probe.stopped and not screen.probing
         assert [r.candidate.id for r in screen.rows] == before and not any(r.probe for r in screen.rows)
-        assert "x Stop" not in walk.screen_text(app) and not screen.query_one("#probe-box").display
+        assert "x Stop probe" not in walk.screen_text(app) and not screen.query_one("#probe-box").display
 
 
 @async_test

@@ -93,6 +93,8 @@ class RecommendScreen(StepScreen):
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "choose", "Choose", priority=True),
+        # while a probe runs its stop key comes first: the footer's end is cut off at 80 columns
+        Binding("x", "stop_probe", "Stop probe", tooltip="Stop the probe"),
         Binding("space", "mark", "Mark", key_display="␣"),
         Binding("c", "compare", "Compare"),
         Binding("s", "sort_menu", "Sort"),
@@ -102,7 +104,6 @@ class RecommendScreen(StepScreen):
         Binding("slash", "filter", "Filter"),
         Binding("p", "probe", "Probe"),
         Binding("b", "bakeoff", "Bake-off"),
-        Binding("x", "stop_probe", "Stop", tooltip="Stop the probe"),
         Binding("f5", "rerank", "Re-rank", show=False),
         Binding("ctrl+n", "next_step", "Next", show=False),
     ]
