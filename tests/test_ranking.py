@@ -80,7 +80,7 @@ def test_evidence_puts_the_pretrained_model_above_its_random_twin_even_against_t
     evidence even when the prior put the random twin first (here: the twin known, the
     pretrained one not, so the prior alone favours the twin)."""
     control, pretrained = _twins()
-    control.quality, control.quality_note = 0.9, "GLUE test score 90.0"  # a prior that is wrong
+    control.quality, control.quality_note = 0.5, "GLUE test score 76.0"  # a prior that is wrong
     pretrained.quality, pretrained.quality_note = None, ""
     ranked = _rank([control, pretrained])
     assert ranked[0].candidate.id == control.id  # the prior's order
