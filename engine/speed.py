@@ -851,8 +851,8 @@ def predict_epoch(
         efig = phase_figures(entry, strategy, precision, eb, eval_x if eval_x is not None else x)
         eval_s = math.ceil(val_size / eb) * phase_seconds(efig, bench, ("fwd",))
     threads = f", {bench['threads']} threads" if device == "cpu" else ""
-    what = "; ".join(n for n in (f"step costs from the {where}", note) if n)
-    return train_s, eval_s, f"time from {what} and this {device}'s measured rates ({bench['machine']}{threads})"
+    what = "; ".join(n for n in (f"step costs ({where})", note) if n)
+    return train_s, eval_s, f"time: {what} and this {device}'s measured rates ({bench['machine']}{threads})"
 
 
 # ----------------------------------------------------------------------------- table, cache, CLI

@@ -165,9 +165,7 @@ def test_plan_time_from_the_table_and_benchmark_without_torch(tmp_path, tiny_ent
     assert plan["time_method"] == "measured"
     assert plan["eval_seconds"] > 0 and plan["train_epoch_seconds"] > 0
     assert plan["epoch_seconds"] == pytest.approx(plan["train_epoch_seconds"] + plan["eval_seconds"], abs=0.11)
-    assert any("dynamic padding" in n for n in plan["notes"]) and any(
-        "step costs from the table" in n for n in plan["notes"]
-    )
+    assert any("dynamic padding" in n for n in plan["notes"]) and any("step costs (table)" in n for n in plan["notes"])
     # dynamic padding: the data's short texts cost less than max_length would
     assert plan["time_length"] < 128 and out["no_stats"]["time_length"] == 128
     assert plan["train_epoch_seconds"] < out["no_stats"]["train_epoch_seconds"]
