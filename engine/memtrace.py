@@ -346,10 +346,11 @@ def build_model(spec: dict[str, Any], num_labels: int = HEAD_LABELS) -> tuple[An
         if kind == "torchvision":
             from torchvision import models as tvm
 
-            from modelwiz.engine.adapters.torchvision import replace_head
+            from modelwiz.engine.adapters.torchvision import drop_aux_heads, replace_head
 
             extra = {"image_size": int(spec["image_size"])} if spec.get("image_size") else {}
             model = tvm.get_model(spec["name"], weights=None, **extra)
+            drop_aux_heads(model)
             head = replace_head(model, num_labels)
             fresh = {n for n, _ in model.named_parameters() if n.startswith(head + ".")}
             return model, fresh, "n/a"

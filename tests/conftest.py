@@ -55,6 +55,9 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # no detached speed benchmark started by the hardware probe behind a test's back (CPU time
+    # taken from the other tests, and plans that change when it lands)
+    monkeypatch.setenv("MODELWIZ_SPEED_BENCH", "0")
     return home
 
 

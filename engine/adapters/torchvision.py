@@ -50,6 +50,7 @@ class TorchvisionAdapter(ImageAdapter):
                 f"cannot load torchvision weights for {name}: {first_line(exc)}; check the network or "
                 f"place the file at {weights_file(weights.url)}"
             ) from None
+        drop_aux_heads(model)
         head = replace_head(model, len(labels))
         fresh = {n for n, _ in model.named_parameters() if n.startswith(head + ".")}
         return cls(
@@ -61,7 +62,8 @@ class TorchvisionAdapter(ImageAdapter):
         from safetensors.torch import load_file
         from torchvision import models as tvm
 
-        model = tvm.get_model(meta["arch"], weights=None, num_classes=len(meta["labels"]))
+        extra = {"aux_logits": False, "init_weights": False} if meta["arch"] in AUX_HEAD_MODELS else {}
+        model = tvm.get_model(meta["arch"], weights=None, num_classes=len(meta["labels"]), **extra)
         model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
         return cls(
             model.eval(),
@@ -92,8 +94,24 @@ class TorchvisionAdapter(ImageAdapter):
         )
 
 
+AUX_HEAD_MODELS = ("googlenet", "inception_v3")
+
+
+def drop_aux_heads(model: Any) -> None:
+    """GoogLeNet and Inception v3 carry auxiliary classifiers that, in training mode, make the
+    forward return a tuple; modelwiz fine-tunes the main head only, so they are removed (their
+    1000-class layers would be trained by nothing, and the export loads with aux_logits=False)."""
+    if getattr(model, "aux_logits", False):
+        model.aux_logits = False
+        for attr in ("aux1", "aux2", "AuxLogits"):
+            if getattr(model, attr, None) is not None:
+                setattr(model, attr, None)
+
+
 def replace_head(model: Any, num_labels: int) -> str:
-    """Swap the last Linear layer for a new one with `num_labels` outputs; returns its name."""
+    """Swap the classifier for a new one with `num_labels` outputs; returns its name. The
+    classifier is the last Linear layer or, in networks without one (SqueezeNet), the last 1x1
+    convolution of the `classifier` block."""
     import torch.nn as nn
 
     name = ""
@@ -101,11 +119,19 @@ def replace_head(model: Any, num_labels: int) -> str:
         if isinstance(module, nn.Linear):
             name = n
     if not name:
+        for n, module in model.named_modules():
+            if n.startswith("classifier.") and isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1):
+                name = n
+    if not name:
         raise UserError("this torchvision model has no Linear classifier layer to replace")
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]
-    new = nn.Linear(old.in_features, num_labels)
+    new = (
+        nn.Conv2d(old.in_channels, num_labels, kernel_size=1)
+        if isinstance(old, nn.Conv2d)
+        else nn.Linear(old.in_features, num_labels)
+    )
     if attr.isdigit():
         parent[int(attr)] = new
     else:
