@@ -276,7 +276,7 @@ def train_contender(
         train_seconds = 0.0
         if start:
             state = _load_state(_state_path(run_dir, index, round_no - 1))
-            _restore(run, state)
+            tr.restore_training_state(run, state)
             train_seconds = float(state.get("train_seconds", 0.0))
         stop = min(start + steps, run.steps_per_epoch)
         losses, seconds = _train_steps(run, index, round_no, start, stop, reporter)
@@ -365,15 +365,7 @@ def _save_state(run: tr.Run, path: Path, step: int, train_seconds: float) -> Non
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": run.module.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler else None,
-        "rng": checkpoints.rng_state(),
-        "step": step,
-        "train_seconds": train_seconds,
-    }
+    state = {**tr.training_state(run), "step": step, "train_seconds": train_seconds}
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(state, tmp)
@@ -399,15 +391,6 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _restore(run: tr.Run, state: dict[str, Any]) -> None:
-    run.module.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if run.scaler is not None and state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    checkpoints.set_rng_state(state["rng"])
-
-
 def _free(run: tr.Run) -> None:
     """Drop a contender's model, gradients and optimizer state before the next one loads."""
     import torch
@@ -424,7 +407,7 @@ def continue_winner(run: tr.Run, path: Path) -> None:
     """The winner's run goes on from the state its bake-off reached (its first steps are the
     bake-off's); a step checkpoint marks the point, and the contenders' states are removed."""
     state = _load_state(path)
-    _restore(run, state)
+    tr.restore_training_state(run, state)
     step = min(int(state["step"]), run.steps_per_epoch)
     run.progress = tr.Progress(
         epoch=0, step_in_epoch=step, global_step=step, train_seconds=float(state.get("train_seconds", 0.0))

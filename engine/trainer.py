@@ -282,20 +282,35 @@ def memory_now(device: str) -> dict[str, float]:
     }
 
 
+def training_state(run: Run) -> dict[str, Any]:
+    """What resuming needs: weights, optimizer, schedule, scaler and the RNGs (a checkpoint adds
+    its progress, a bake-off contender its step)."""
+    return {
+        "model": run.module.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler else None,
+        "rng": checkpoints.rng_state(),
+    }
+
+
+def restore_training_state(run: Run, state: dict[str, Any]) -> None:
+    """The inverse of `training_state`."""
+    run.module.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    checkpoints.set_rng_state(state["rng"])
+
+
 def save_checkpoint(run: Run) -> Path | None:
     """The run's full state as a step checkpoint; a failed write (a full disk) is said in the log
     and training goes on, the previous checkpoint intact. Only rank 0 writes."""
     p = run.progress
     if not run.dist.main:
         return None
-    state = {
-        "model": run.module.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler else None,
-        "rng": checkpoints.rng_state(),
-        "progress": dataclasses.asdict(p),
-    }
+    state = {**training_state(run), "progress": dataclasses.asdict(p)}
     try:
         path = checkpoints.save(run.run_dir, p.global_step, state, run.plan.keep_checkpoints)
     except OSError as exc:
@@ -316,12 +331,7 @@ def load_checkpoint(run: Run) -> Progress:
         state, path = checkpoints.load_latest(run.run_dir, lambda m: run.reporter.log(m, "warning"))
     except FileNotFoundError:
         raise UserError(f"run {run.run_dir.name} has no readable checkpoint to resume from; start a new run") from None
-    run.module.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if run.scaler is not None and state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    checkpoints.set_rng_state(state["rng"])
+    restore_training_state(run, state)
     return Progress(**state["progress"])
 
 
