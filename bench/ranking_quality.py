@@ -16,7 +16,9 @@ ranked 1st / in the top 3, and whether every pretrained model is above its rando
 - ranking:     `recommend` without a probe (engine/recommend.py PRIOR_WEIGHTS);
 - LogME, H-score: each estimator alone on the probe's frozen features (engine/transfer.py);
 - blend:       `recommend --probe` (engine/transfer.py rerank: prior and evidence, EVIDENCE);
-- bake-off:    left out: `[train] bakeoff` is not in engine/config.py yet.
+- bake-off:    `modelwiz --batch` with `[train] bakeoff = ` every zoo member, offline (so the race
+               is among exactly what is on disk): whether its winner is the best model (or tied
+               with it), and the race's seconds over the winner's own full fine-tuning.
 
 The blend's weights are chosen here (`--choose`): a grid over the evidence weight and estimator,
 best mean tau (then top-3 rate, then top-1 rate), with leave-one-task-out figures so the choice
@@ -478,27 +480,7 @@ def finetune(
         f"runs_dir = {json.dumps(str(work / 'runs'))}",
     ]
     cfg.write_text("\n".join(lines) + "\n")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelwiz", "--batch", str(cfg), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-        cwd=str(work),  # not the repository: `-m modelwiz` would find its source folder first
-    )
-    try:
-        stdout, stderr = proc.communicate()
-    except KeyboardInterrupt:  # modelwiz --batch asks its detached trainer to stop on SIGINT
-        proc.send_signal(signal.SIGINT)
-        proc.communicate()
-        raise
-    seconds = time.perf_counter() - t0
-    lines_out = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-    summary = json.loads(lines_out[-1]) if lines_out else {}
-    if proc.returncode != 0 or summary.get("status") != "completed":
-        err = (stderr.strip().splitlines() or ["?"])[-1]
-        raise SystemExit(f"error: fine-tuning {cand.id} on {task.name} failed (exit {proc.returncode}): {err}")
+    summary, seconds = run_batch(cfg, work, f"fine-tuning {cand.id} on {task.name}")
     plan = {}
     try:
         plan = json.loads((Path(summary["run_dir"]) / "plan.json").read_text())
@@ -522,6 +504,96 @@ def finetune(
     print(
         f"  fine-tuned {cand.name:<32} {task.name:<13} macro-F1 {result['metrics'].get('macro_f1', float('nan')):.3f} "
         f"({seconds:.0f} s, {result['strategy']})",
+        file=log,
+        flush=True,
+    )
+    return result
+
+
+def run_batch(cfg: Path, work: Path, what: str) -> tuple[dict[str, Any], float]:
+    """`modelwiz --batch CFG --json` in a process of its own: (its summary, wall seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelwiz", "--batch", str(cfg), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+        cwd=str(work),  # not the repository: `-m modelwiz` would find its source folder first
+    )
+    try:
+        stdout, stderr = proc.communicate()
+    except KeyboardInterrupt:  # modelwiz --batch asks its detached trainer to stop on SIGINT
+        proc.send_signal(signal.SIGINT)
+        proc.communicate()
+        raise
+    seconds = time.perf_counter() - t0
+    lines_out = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    summary = json.loads(lines_out[-1]) if lines_out else {}
+    if proc.returncode != 0 or summary.get("status") != "completed":
+        err = (stderr.strip().splitlines() or ["?"])[-1]
+        raise SystemExit(f"error: {what} failed (exit {proc.returncode}): {err}")
+    return summary, seconds
+
+
+def bakeoff(
+    task: Task, cands: list[Any], work: Path, settings: dict[str, Any], thash: str, log: Any, keep_runs: bool = False
+) -> dict[str, Any]:
+    """`modelwiz --batch` left to choose, offline, with `[train] bakeoff = ` every zoo member: the
+    race (engine/bakeoff.py, its default share of the time) among what is on disk, then the
+    winner trained on with the same settings as every fine-tuning here (cached)."""
+    ids = sorted(model_key(c) for c in cands)
+    key_src = json.dumps([BENCH_VERSION, "bakeoff", task.name, thash, ids, settings, VALIDATION], sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    out = work / "bakeoff" / f"{key}.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    cfg_dir = work / "configs"
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg_dir / f"bakeoff-{key}.toml"
+    lines = [
+        "[task]",
+        f'modality = "{task.modality}"',
+        f"train = {json.dumps(str(task.train))}",
+        f"validation = {VALIDATION}",
+        "[constraints]",
+        "offline = true",
+        "[train]",
+        *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+        f"bakeoff = {len(cands)}",
+        "[output]",
+        f"runs_dir = {json.dumps(str(work / 'runs'))}",
+    ]
+    cfg.write_text("\n".join(lines) + "\n")
+    summary, seconds = run_batch(cfg, work, f"the bake-off on {task.name}")
+    report = json.loads((Path(summary["run_dir"]) / "report.json").read_text())
+    bo = report.get("bakeoff") or {}
+    result = {
+        "task": task.name,
+        "winner": bo.get("winner"),
+        "contenders": [c.get("model") for c in bo.get("contenders") or []],
+        # the winner's own rounds: the first steps of its full training, spent inside the race
+        "winner_race_seconds": sum(
+            float(r.get("seconds") or 0.0)
+            for c in bo.get("contenders") or []
+            if c.get("model") == bo.get("winner")
+            for r in c.get("results") or []
+        ),
+        "table": bo.get("table"),
+        "rounds": bo.get("rounds"),
+        "share": bo.get("share"),
+        "bakeoff_seconds": bo.get("seconds"),
+        "run_seconds": round(seconds, 1),
+        "metrics": summary.get("metrics", {}),
+        "settings": settings,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if not keep_runs and summary.get("run_dir"):
+        shutil.rmtree(summary["run_dir"], ignore_errors=True)
+    print(
+        f"  bake-off on {task.name:<13}: {Path(str(result['winner'])).name} won in {result['bakeoff_seconds']:.0f} s "
+        f"({seconds:.0f} s in all)",
         file=log,
         flush=True,
     )
@@ -636,6 +708,7 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="also the README's tables")
     ap.add_argument("--keep-runs", action="store_true", help="keep each fine-tuning's run folder")
     ap.add_argument("--finetune-only", action="store_true", help="fine-tune (fill the cache) and stop")
+    ap.add_argument("--no-bakeoff", action="store_true", help="leave the bake-off column out (its runs take minutes)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -669,13 +742,14 @@ def main() -> int:
             f"{task.name}: {task.examples} examples, {task.classes} classes, {len(cands)} models", file=log, flush=True
         )
         results = {c.id: finetune(task, c, work, settings, thash, log, args.keep_runs) for c in cands}
-        built.append((task, cands, results))
+        race = None if args.no_bakeoff else bakeoff(task, cands, work, settings, thash, log, args.keep_runs)
+        built.append((task, cands, results, race))
     if args.finetune_only:
         return 0
     from modelwiz.engine.recommend import rank
 
     per_task: list[dict[str, Any]] = []
-    for task, cands, results in built:
+    for task, cands, results, race in built:
         config = config_from_dict(
             {
                 "task": {"modality": task.modality, "train": str(task.train), "validation": VALIDATION},
@@ -698,6 +772,7 @@ def main() -> int:
                 "probe": probe,
                 "n_val": s.val_size,
                 "pairs": twins(cands),
+                "bakeoff": race,
             }
         )
 
@@ -752,9 +827,48 @@ def score_all(per_task: list[dict[str, Any]], hardware: Any) -> dict[str, Any]:
                 },
                 "twins": t["pairs"],
                 "methods": {k: o.__dict__ for k, o in outcome.items()},
+                "bakeoff": judge_bakeoff(t),
             }
         )
-    return {"settings": SETTINGS, "validation": VALIDATION, "tasks": tasks, "summary": summarize(tasks)}
+    out = {"settings": SETTINGS, "validation": VALIDATION, "tasks": tasks, "summary": summarize(tasks)}
+    races = [t["bakeoff"] for t in tasks if t["bakeoff"]]
+    if races:
+        out["bakeoff"] = {
+            "tasks": len(races),
+            "picks_best": round(float(np.mean([r["picks_best"] for r in races])), 3),
+            "share_of_full_max": round(max(r["share_of_full"] for r in races), 3),
+            "share_of_full_mean": round(float(np.mean([r["share_of_full"] for r in races])), 3),
+        }
+    return out
+
+
+def judge_bakeoff(t: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether the bake-off's winner is the best model (the truth's best, or tied with it), and its
+    time, all measured in the bake-off's own run (so under the same load): the race's seconds over
+    the winner's full fine-tuning there (the run without the race, plus the winner's own rounds,
+    which were its first steps)."""
+    race = t.get("bakeoff")
+    if not race or not race.get("winner"):
+        return None
+    truth = {m: float(r["metrics"].get("macro_f1") or 0.0) for m, r in t["results"].items()}
+    tie = 2.0 / max(t["n_val"], 1)
+    top = max(truth.values())
+    winner = str(race["winner"])
+    seconds, run = float(race.get("bakeoff_seconds") or 0.0), float(race["run_seconds"])
+    full = run - seconds + float(race.get("winner_race_seconds") or 0.0)
+    return {
+        "winner": winner,
+        "winner_macro_f1": truth.get(winner),
+        "best": [m for m, v in truth.items() if top - v <= tie],
+        "picks_best": winner in truth and top - truth[winner] <= tie,
+        "contenders_are_the_zoo": sorted(race.get("contenders") or []) == sorted(truth),
+        "bakeoff_seconds": race.get("bakeoff_seconds"),
+        "run_seconds": race.get("run_seconds"),
+        "winner_full_seconds": full,
+        "share_of_full": round(seconds / full, 3) if full > 0 else float("nan"),
+        "share_of_run": round(seconds / run, 3),
+        "run_macro_f1": race.get("metrics", {}).get("macro_f1"),
+    }
 
 
 def summarize(tasks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -879,10 +993,24 @@ def print_report(report: dict[str, Any]) -> None:
                 f"    {name:<12} tau {o['tau']:+.2f}  best 1st {'yes' if o['top1'] else 'no ':<3}  "
                 f"top 3 {'yes' if o['top3'] else 'no ':<3}  twins {'ok' if o['twins_ok'] else 'WRONG'}"
             )
+        b = t.get("bakeoff")
+        if b:
+            print(
+                f"    {'bake-off':<12} picks {Path(b['winner']).name} ({'the best' if b['picks_best'] else 'NOT the best'}"
+                f"{'' if b['contenders_are_the_zoo'] else '; contenders differ from the zoo'}) in "
+                f"{b['bakeoff_seconds']:.0f} s = {b['share_of_full']:.0%} of its own full fine-tuning "
+                f"({b['share_of_run']:.0%} of the bake-off run); the run's macro-F1 {b['run_macro_f1']:.3f}"
+            )
     print("\naverage over", len(report["tasks"]), "tasks")
     print(f"  {'method':<12} {'tau':>6} {'best 1st':>9} {'top 3':>6} {'twins ok':>9}")
     for name, s in report["summary"].items():
         print(f"  {name:<12} {s['tau']:+6.2f} {s['top1']:9.0%} {s['top3']:6.0%} {s['twins_ok']:9.0%}")
+    if "bakeoff" in report:
+        b = report["bakeoff"]
+        print(
+            f"  bake-off: picks the best model on {b['picks_best']:.0%} of {b['tasks']} tasks, in at most "
+            f"{b['share_of_full_max']:.0%} (mean {b['share_of_full_mean']:.0%}) of the winner's full fine-tuning time"
+        )
     if "choice" in report:
         c = report["choice"]
         print("\nthe ranking without a probe under other prior weights (quality/speed/on disk/size fit)")
@@ -919,6 +1047,21 @@ def print_markdown(report: dict[str, Any]) -> None:
                        ("twins_ok", "every pretrained model above its random twin")):  # fmt: skip
         fmt = (lambda v: f"{v:+.2f}") if key == "tau" else (lambda v: f"{v:.0%}")
         print(f"| {label} | " + " | ".join(fmt(report["summary"][n][key]) for n in names) + " |")
+    if "bakeoff" in report:
+        print()
+        print("| task | bake-off winner | the best? | race seconds | share of the winner's full fine-tuning |")
+        print("|---|---|---|---|---|")
+        for t in report["tasks"]:
+            b = t.get("bakeoff")
+            if b:
+                print(
+                    f"| {t['task']} | {Path(b['winner']).name.replace('torchvision:', '')} | "
+                    f"{'yes' if b['picks_best'] else 'no'} | {b['bakeoff_seconds']:.0f} | {b['share_of_full']:.0%} |"
+                )
+        b = report["bakeoff"]
+        print(
+            f"| all {b['tasks']} | | {b['picks_best']:.0%} | | max {b['share_of_full_max']:.0%}, mean {b['share_of_full_mean']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

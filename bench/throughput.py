@@ -55,9 +55,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-TRAINERS = ("bare", "hf", "modelwiz")
-TITLES = {"bare": "bare PyTorch loop", "hf": "HF Trainer", "modelwiz": "modelwiz trainer"}
-TARGETS = {"ratio_vs_bare_loop": 0.97, "ratio_vs_hf_trainer": 1.0}
+TRAINERS = ("bare", "hf", "hf-default", "hf-grouped", "modelwiz")
+TITLES = {
+    "bare": "bare PyTorch loop",
+    "hf": "HF Trainer",
+    "hf-default": "HF, its default",
+    "hf-grouped": "HF group_by_length",
+    "modelwiz": "modelwiz trainer",
+}
+# what each ratio compares modelwiz's trainer (its defaults) against: the same batches (same work),
+# or the Trainer left to choose its own (a plain shuffle by default; its length grouping when asked)
+COMPARED = (
+    ("ratio_vs_bare_loop", "bare"),
+    ("ratio_vs_hf_trainer", "hf"),
+    ("ratio_vs_hf_trainer_default", "hf-default"),
+    ("ratio_vs_hf_trainer_grouped", "hf-grouped"),
+)
+TARGETS = {
+    "ratio_vs_bare_loop": 0.97,
+    "ratio_vs_hf_trainer": 1.0,
+    "ratio_vs_hf_trainer_default": 1.0,
+    "ratio_vs_hf_trainer_grouped": 1.0,
+}
 RESULT = "BENCH-RESULT "  # a worker's last stdout line: this prefix, then its JSON result
 
 
@@ -76,6 +95,7 @@ class Spec:
     max_grad_norm: float
     seed: int
     log_every: int  # optimizer steps per modelwiz Step event (the Trainer logs as often)
+    grouped: bool = False  # modelwiz's plan groups its batches by length (engine/batching.py)
 
 
 # --------------------------------------------------------------------------- in every worker
@@ -117,12 +137,14 @@ def seed_and_load(spec: Spec, names: list[str]) -> tuple[Any, Any]:
     return tok, model
 
 
-def epoch_batches(spec: Spec, n: int) -> list[list[int]]:
-    """Epoch 0's batches in modelwiz's order (a function of seed and epoch)."""
-    from modelwiz.engine.trainer import epoch_order
+def epoch_batches(spec: Spec, texts: list[str], tok: Any, *, grouped: bool) -> list[list[int]]:
+    """Epoch 0's batches as modelwiz's trainer makes them (engine/batching.py, a function of seed
+    and epoch): grouped by token length, or a plain shuffle (what the Trainer's default random
+    sampler draws)."""
+    from modelwiz.engine.batching import step_batches
 
-    order = epoch_order(n, spec.seed, 0)
-    return [order[b : b + spec.batch] for b in range(0, n, spec.batch)]
+    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=spec.length)["input_ids"]]
+    return step_batches(len(texts), spec.batch, spec.seed, 0, lengths if grouped else None)
 
 
 def linear_factor(step: int, total: int, warmup: float) -> float:
@@ -146,7 +168,7 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
         [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=spec.learning_rate,
     )
-    batches = epoch_batches(spec, len(texts))
+    batches = epoch_batches(spec, texts, tok, grouped=spec.grouped)
     total = len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_factor(s, total, spec.warmup))
     seconds, samples, losses, cpu = [], [], [], []
@@ -176,16 +198,23 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
     }
 
 
-def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
-    """transformers' Trainer, configured as modelwiz's plan: same batches in the same order (a
-    sequential sampler over the data in modelwiz's epoch order), tokenized per batch."""
+def worker_hf(spec: Spec, optim: str, mode: str = "same") -> dict[str, Any]:
+    """transformers' Trainer, configured as modelwiz's plan, tokenized per batch. `mode` "same":
+    modelwiz's batches in its order (a sequential sampler over them; only the last may be short);
+    "default": a plain shuffle, what its default sampler draws (modelwiz's order without grouping,
+    so reproducible); "grouped": `group_by_length`, its own length-grouped sampler."""
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     texts, labels, names = load_split(spec)
     tok, model = seed_and_load(spec, names)
-    order = [i for b in epoch_batches(spec, len(texts)) for i in b]
-    rows = [{"text": texts[i], "label": labels[i]} for i in order]
+    if mode == "grouped":
+        order = list(range(len(texts)))
+    else:
+        order = [i for b in epoch_batches(spec, texts, tok, grouped=spec.grouped and mode == "same") for i in b]
+    ids = tok(texts, truncation=True, max_length=spec.length)["input_ids"]
+    # "input_ids": what group_by_length's sampler reads the lengths from (the collate tokenizes the text)
+    rows = [{"text": texts[i], "label": labels[i], "input_ids": ids[i]} for i in order]
     total = math.ceil(len(rows) / spec.batch)
 
     def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -196,6 +225,8 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
 
     class InOrder(Trainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if mode == "grouped":
+                return super()._get_train_sampler(train_dataset)
             return torch.utils.data.SequentialSampler(
                 train_dataset if train_dataset is not None else self.train_dataset
             )
@@ -252,6 +283,7 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
             use_cpu=True,
             disable_tqdm=True,
             seed=spec.seed,
+            **({"train_sampling_strategy": "group_by_length"} if mode == "grouped" else {}),
         )
         timer = StepTimer()
         trainer = InOrder(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[timer])
@@ -272,6 +304,7 @@ def worker_hf(spec: Spec, optim: str) -> dict[str, Any]:
             else None
         ),
         "optim": optim,
+        "mode": mode,
     }
 
 
@@ -326,7 +359,8 @@ def worker_main(kind: str, payload: dict[str, Any]) -> None:
         out = worker_events(payload["calls"], payload["rounds"])
     else:
         spec = Spec(**payload["spec"])
-        out = worker_bare(spec) if kind == "bare" else worker_hf(spec, payload["optim"])
+        modes = {"hf": "same", "hf-default": "default", "hf-grouped": "grouped"}
+        out = worker_bare(spec) if kind == "bare" else worker_hf(spec, payload["optim"], modes[kind])
     sys.stdout.flush()
     print(RESULT + json.dumps(out), flush=True)
 
@@ -349,7 +383,7 @@ def run_worker(kind: str, payload: dict[str, Any], env: dict[str, str]) -> dict[
     return result
 
 
-def bench_config(spec: Spec) -> Any:
+def bench_config(spec: Spec, group_by_length: str = "auto") -> Any:
     from modelwiz.engine.config import config_from_dict
 
     return config_from_dict(
@@ -371,6 +405,7 @@ def bench_config(spec: Spec) -> Any:
                 "seed": spec.seed,
                 "grad_accum": 1,
                 "nproc": 1,
+                "group_by_length": {"auto": "auto", "true": True, "false": False}[group_by_length],
             },
             "constraints": {"device": "cpu"},
         }
@@ -397,7 +432,7 @@ def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
         seed=42,
         log_every=1,
     )
-    cfg = bench_config(spec)
+    cfg = bench_config(spec, args.group_by_length)
     rec = workflow.recommend(cfg)
     choice = workflow.choose(cfg, rec)
     p = choice.plan
@@ -422,8 +457,23 @@ def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
     off = {k: (getattr(p, k), v) for k, v in want.items() if getattr(p, k) != v}
     if off:
         raise SystemExit(f"modelwiz resolved a different plan than the bench compares against: {off}")
+    spec.grouped = bool(p.group_by_length)
     n = len(rec.data.train.items)
     steps = math.ceil(n / spec.batch)
+    # how much of each kind of batch is padding: padded tokens over real tokens
+    from transformers import AutoTokenizer
+
+    from modelwiz.engine.batching import padded_fraction
+
+    texts = [str(t) for t in rec.data.train.items]
+    tok = AutoTokenizer.from_pretrained(spec.model)
+    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=spec.length)["input_ids"]]
+    padding = {
+        f"padding_{kind}": round(
+            padded_fraction(epoch_batches(spec, texts, tok, grouped=grouped), lengths, spec.batch), 3
+        )
+        for kind, grouped in (("grouped", True), ("plain", False))
+    }
     spec.log_every = max(1, steps // STEP_EVENTS_PER_EPOCH)
     facts = {
         "model_name": Path(spec.model).name,
@@ -432,6 +482,7 @@ def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
         "last_batch": n - (steps - 1) * spec.batch,
         "step_events": steps // spec.log_every + (steps % spec.log_every != 0),
         "step_events_per_epoch_cap": STEP_EVENTS_PER_EPOCH,
+        **padding,
     }
     return spec, cfg, choice, facts
 
@@ -564,16 +615,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each runs all three, in an order that rotates")
     ap.add_argument("--threads", type=int, default=0, help="OMP/MKL threads for all three (default: torch's own)")
-    ap.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset of bare,hf,modelwiz")
+    ap.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset of " + ",".join(TRAINERS))
     ap.add_argument(
         "--hf-optim",
         default="adamw_torch_fused",
         help="TrainingArguments.optim (adamw_torch_fused: the Trainer's default and modelwiz's fused AdamW)",
     )
+    ap.add_argument(
+        "--group-by-length",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="modelwiz's [train] group_by_length (auto: its default; the bare loop and 'HF Trainer' get its batches)",
+    )
     ap.add_argument("--event-calls", type=int, default=2000, help="events per timing round of the event cost")
     ap.add_argument("--json", action="store_true", help="also print one JSON object, last")
     ap.add_argument("--dry-run", action="store_true", help="resolve and print the setup; train nothing")
-    ap.add_argument("--worker", choices=("bare", "hf", "events"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=(*TRAINERS[:-1], "events"), help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -587,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeat, --batch, --length and --event-calls must be at least 1, --threads at least 0")
     if not (Path(args.model) / "config.json").is_file():
         ap.error(f"--model {args.model}: not a model folder (no config.json)")
-    if "hf" in kinds and not args.dry_run and importlib.util.find_spec("accelerate") is None:
+    if any(k.startswith("hf") for k in kinds) and not args.dry_run and importlib.util.find_spec("accelerate") is None:
         ap.error("transformers' Trainer needs accelerate: pip install -e '.[bench]' (or --trainers bare,modelwiz)")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -595,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = env[var] = str(args.threads)  # os.environ: the trainer's launcher copies it
     spec, cfg, choice, facts = resolve(args)
+    if not spec.grouped and "hf-default" in kinds and args.trainers == ",".join(TRAINERS):
+        kinds.remove("hf-default")  # modelwiz's batches are a plain shuffle: "HF Trainer" is its default already
     skip = spec.log_every
     rounds = [kinds[r % len(kinds) :] + kinds[: r % len(kinds)] for r in range(args.repeat)]
     if args.dry_run:
@@ -604,9 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         dry = {"dry_run": True, "spec": asdict(spec), **facts, "rounds": rounds}
         dry.update(
-            dict.fromkeys(
-                ("ratio_vs_bare_loop", "ratio_vs_hf_trainer", "event_us_per_step_event", "event_fraction_of_step")
-            )
+            dict.fromkeys((*(name for name, _ in COMPARED), "event_us_per_step_event", "event_fraction_of_step"))
         )
         print(f"would run {args.repeat} round(s): " + "; ".join(" -> ".join(r) for r in rounds))
         if args.json:
@@ -654,7 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     p(
         f"all: AdamW lr {spec.learning_rate:g} wd {spec.weight_decay:g} (0 on biases/norms), linear schedule "
         f"(warm-up {spec.warmup:g} = {int(facts['steps'] * spec.warmup)} steps), grad clip {spec.max_grad_norm:g}, "
-        f"seed {spec.seed}, modelwiz's batch order, tokenized per batch; HF optim {args.hf_optim}"
+        f"seed {spec.seed}, tokenized per batch; HF optim {args.hf_optim}"
+    )
+    p(
+        f"batches: modelwiz {'grouped by length' if spec.grouped else 'a plain shuffle'} (group_by_length "
+        f"{args.group_by_length}); bare loop and HF Trainer the same batches; "
+        "'HF, its default' a plain shuffle (its default sampler); 'HF group_by_length' its own grouped sampler. "
+        f"Padded tokens / real tokens: grouped {facts['padding_grouped']:.2f}, plain shuffle {facts['padding_plain']:.2f}"
     )
     p("samples/s over training steps (fetch+tokenize+forward+backward+clip+AdamW+schedule), from step 2:")
     head = "".join(f"{'run ' + str(i + 1):>9}" for i in range(args.repeat))
@@ -667,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f['best_all_steps']:15.2f}{f['median_all_steps']:8.2f}"
         )
     out: dict[str, Any] = {}
-    for name, other in (("ratio_vs_bare_loop", "bare"), ("ratio_vs_hf_trainer", "hf")):
+    for name, other in COMPARED:
         best, med = ratio(s, "modelwiz", other, "best"), ratio(s, "modelwiz", other, "median")
         every = ratio(s, "modelwiz", other, "best_all_steps")
         out[name], out[name + "_median"], out[name + "_all_steps"] = best, med, every
@@ -692,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             f = s[k]
             cells = "".join(f"{x:9.2f}" for x in f["cpu_runs"])
             p(f"{TITLES[k]:<19}{cells}{f['cpu_best']:9.2f}{f['cpu_median']:9.2f}   {f['cpu_spread']:6.1%}")
-        for name, other in (("ratio_vs_bare_loop", "bare"), ("ratio_vs_hf_trainer", "hf")):
+        for name, other in COMPARED:
             med, best = ratio(s, "modelwiz", other, "cpu_median"), ratio(s, "modelwiz", other, "cpu_best")
             out[name + "_cpu"], out[name + "_cpu_best"] = med, best
             if med is not None and best is not None:

@@ -8,7 +8,8 @@ and its one event stream, before the winner's run (`before_training`):
   same training batches (the first batches of its first epoch, in the run's seeded order), with
   its own plan's optimizer and learning-rate schedule (the schedule of its full run), and is
   evaluated on the validation split; the better half (ceil(n / 2), by the plan's metric through
-  `engine.events.is_better`, the higher-ranked on a tie) goes on, until one is left;
+  `engine.events.is_better`, the higher-ranked on a tie, and a lead of fewer than TIE_EXAMPLES
+  validation examples' worth counts as a tie) goes on, until one is left;
 - one model in memory at a time: a contender's state (weights, optimizer, schedule, RNG) is saved
   to `bakeoff/` after its round and its memory freed before the next one is loaded; the next
   round goes on from that state;
@@ -46,6 +47,10 @@ BAKEOFF_DIR = "bakeoff"
 STATE_FILE = "bakeoff/state.json"
 STATE_VERSION = 1
 LOSS_POINTS_PER_ROUND = 20  # training-loss points a contender reports per round (window means)
+# A lead smaller than this many validation examples' worth of accuracy / macro-F1 is noise, not
+# evidence: the higher-ranked contender stays ahead (after a few steps every contender is near
+# chance, and a coin flip between them would throw away what the ranking knew). val_loss: strict.
+TIE_EXAMPLES = 2
 
 
 def _state_path(run_dir: Path, index: int, round_no: int) -> Path:
@@ -136,6 +141,7 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
             f"bake-off of {len(plans)}: {names}; {len(rounds)} round(s) of {budgets} step(s) each, "
             f"{bo.get('share', 0):.0%} of a full run's steps, best {metric} goes on"
         )
+    margin = tie_margin(metric, len(loaded[1].val.items))
     t0 = time.perf_counter() - float(record["seconds"])
     for r in range(int(record["done"]), len(rounds)):
         round_no, steps = r + 1, int(rounds[r]["steps"])
@@ -144,7 +150,7 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
             cplan = Plan.from_dict(record["plans"][str(i)])
             results[i] = train_contender(run_dir, cplan, i, round_no, steps, loaded, reporter, record)
             record["plans"][str(i)] = cplan.to_dict()
-        ordered = _order([results[i] for i in record["survivors"]], metric)
+        ordered = _order([results[i] for i in sorted(record["survivors"])], metric, margin)  # ranking order
         keep = math.ceil(len(ordered) / 2)
         kept, dropped = [row["index"] for row in ordered[:keep]], [row["index"] for row in ordered[keep:]]
         for i, row in results.items():
@@ -213,13 +219,21 @@ def _fig(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
 
 
-def _order(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Best first by `metric` (engine.events.is_better); on a tie the higher-ranked stays ahead."""
+def tie_margin(metric: str, val_size: int) -> float:
+    """How much better than a higher-ranked contender a result must be to go ahead of it."""
+    return 0.0 if metric == "val_loss" else TIE_EXAMPLES / max(1, val_size)
+
+
+def _order(rows: list[dict[str, Any]], metric: str, margin: float = 0.0) -> list[dict[str, Any]]:
+    """Best first by `metric` (engine.events.is_better); rows come in ranking order, and a row
+    goes ahead of a higher-ranked one only when better by more than `margin` (else a tie)."""
     remaining, out = list(rows), []
     while remaining:
         best = remaining[0]
         for row in remaining[1:]:
-            if ev.is_better(row, best, metric):
+            value, ahead = ev.metric_value(row, metric), ev.metric_value(best, metric)
+            clear = margin <= 0 or value is None or ahead is None or abs(value - ahead) > margin
+            if clear and ev.is_better(row, best, metric):
                 best = row
         out.append(best)
         remaining.remove(best)
@@ -325,7 +339,7 @@ def _train_steps(
 ) -> tuple[list[list[float]], float]:
     """Optimizer steps `start`..`stop` of the contender's first epoch (the run's seeded order);
     returns the [step, loss] points (window means) and the seconds spent training."""
-    order = tr.epoch_order(len(run.data.train.items), run.plan.seed, 0)
+    batches = run.epoch_steps(0)
     every = max(1, (stop - start) // LOSS_POINTS_PER_ROUND)
     points: list[list[float]] = []
     window, n, seconds = 0.0, 0, 0.0
@@ -336,8 +350,7 @@ def _train_steps(
                 f"`modelwiz resume {run.run_dir.name}` restarts round {round_no} from its start"
             )
             raise tr.Cancelled()
-        eff = run.plan.effective_batch
-        idx = order[s * eff : (s + 1) * eff]
+        idx = batches[s]
         t = time.perf_counter()
         loss = None
         while loss is None:

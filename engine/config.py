@@ -72,6 +72,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW; never on biases and norm weights
     max_grad_norm: float = 1.0  # gradient clipping (0: off)
     augment: bool | str = "auto"  # images: standard augmentation in training (auto: on for small data)
+    group_by_length: bool | str = "auto"  # text: steps of similar-length texts, less padding (auto: on for large data)
     checkpoint_every: int = 0  # optimizer steps between checkpoints (0: each epoch only)
     keep_checkpoints: int = 2  # step checkpoints kept besides the best weights
     patience: int = 0  # early stopping: epochs without a better [train] metric (0: off)
@@ -245,6 +246,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "weight_decay": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0, maximum=1.0)),
     "max_grad_norm": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0)),
     "augment": lambda s, k, v, src: v if v == "auto" else _bool(s, k, v, src),
+    "group_by_length": lambda s, k, v, src: v if v == "auto" else _bool(s, k, v, src),
     "checkpoint_every": _integer(0),
     "keep_checkpoints": _integer(1, 100),
     "patience": _integer(0, 1000),

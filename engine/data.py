@@ -312,11 +312,21 @@ def _stats(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
     s = sorted(values)
+
+    def at(q: float) -> int:
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+    # the quantiles are what the plan's time prediction reads (engine/speed.py expected_padded_length)
     return {
         "min": s[0],
         "mean": round(statistics.fmean(s), 1),
+        "p10": at(0.10),
+        "p25": at(0.25),
         "median": statistics.median(s),
-        "p95": s[min(len(s) - 1, int(0.95 * len(s)))],
+        "p75": at(0.75),
+        "p90": at(0.90),
+        "p95": at(0.95),
+        "p99": at(0.99),
         "max": s[-1],
     }
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from modelwiz.engine import batching
 from modelwiz.engine.errors import UserError
+
+PREDICT_BATCH = 64  # inputs per forward pass
 
 
 def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[str, Any]]:
@@ -22,11 +25,19 @@ def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[st
     items = adapter.check_inputs(inputs)
     import torch
 
+    # in batches of neighbours by length, longest first (engine/batching.py), put back in order:
+    # memory stays bounded however many inputs there are, and a batch pads little
+    order = batching.eval_order(adapter.lengths(items), len(items))
+    rows: list[list[float]] = [[] for _ in items]
     with torch.no_grad():
-        probs = torch.softmax(adapter.logits(adapter.collate(items, train=False)).float(), dim=-1)
+        for start in range(0, len(items), PREDICT_BATCH):
+            part = order[start : start + PREDICT_BATCH]
+            logits = adapter.logits(adapter.collate([items[i] for i in part], train=False))
+            for i, row in zip(part, torch.softmax(logits.float(), dim=-1).tolist(), strict=True):
+                rows[i] = row
     labels = adapter.labels
     out = []
-    for text, row in zip(inputs, probs.tolist(), strict=True):
+    for text, row in zip(inputs, rows, strict=True):
         order = sorted(range(len(row)), key=lambda i: -row[i])[:top_k]
         out.append(
             {

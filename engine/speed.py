@@ -63,6 +63,18 @@ EVAL_BATCH_MULTIPLIER = 2  # engine/trainer.py evaluates at twice the batch size
 # text: tokens per whitespace word of English text for WordPiece/BPE tokenizers, plus the two special
 # tokens; used only to turn the data's word-length statistics into tokens
 TOKENS_PER_WORD = 1.3
+# the quantiles of the data's word lengths (engine/data.py `_stats`) the padded length is read from
+LENGTH_QUANTILES = (
+    ("min", 0.0),
+    ("p10", 0.10),
+    ("p25", 0.25),
+    ("median", 0.5),
+    ("p75", 0.75),
+    ("p90", 0.90),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("max", 1.0),
+)
 SPECIAL_TOKENS = 2
 
 
@@ -780,13 +792,17 @@ def find_costs(cand: Any) -> tuple[dict[str, Any] | None, str]:
     return None, "no step-cost count of this architecture"
 
 
-def expected_padded_length(stats: dict[str, float] | None, batch: int, max_length: int) -> float | None:
+def expected_padded_length(
+    stats: dict[str, float] | None, batch: int, max_length: int, *, sorted_window: int = 0
+) -> float | None:
     """Expected longest member (in tokens) of a batch of `batch` texts drawn from the data, from its
-    word-length statistics (min, median, p95, max): the quantile function is taken as piecewise
-    linear through them and E[max of b draws] = integral of Q(u) * b * u^(b-1) du. None when unknown."""
+    word-length statistics (min, median, p95, max, and the other quantiles of LENGTH_QUANTILES where
+    given): the quantile function is taken as piecewise linear through them. Random batches: E[max of b draws] = integral of Q(u) * b * u^(b-1) du.
+    Batches cut from windows of `sorted_window` examples sorted by length (engine/batching.py):
+    the k-th of the window's m batches ends at quantile k/m, so the mean of Q(k/m). None when unknown."""
     if not stats or not all(k in stats for k in ("min", "median", "p95", "max")):
         return None
-    pts = [(0.0, stats["min"]), (0.5, stats["median"]), (0.95, stats["p95"]), (1.0, stats["max"])]
+    pts = [(u, float(stats[k])) for k, u in LENGTH_QUANTILES if k in stats]
 
     def q(u: float) -> float:
         for (u0, v0), (u1, v1) in zip(pts, pts[1:], strict=False):
@@ -794,9 +810,13 @@ def expected_padded_length(stats: dict[str, float] | None, batch: int, max_lengt
                 return v0 + (v1 - v0) * ((u - u0) / (u1 - u0) if u1 > u0 else 0.0)
         return pts[-1][1]
 
-    n = 400
     b = max(1, int(batch))
-    words = sum(q((i + 0.5) / n) * b * ((i + 0.5) / n) ** (b - 1) for i in range(n)) / n
+    if sorted_window > b:
+        m = math.ceil(sorted_window / b)
+        words = sum(q(k / m) for k in range(1, m + 1)) / m
+    else:
+        n = 400
+        words = sum(q((i + 0.5) / n) * b * ((i + 0.5) / n) ** (b - 1) for i in range(n)) / n
     tokens = words * TOKENS_PER_WORD + SPECIAL_TOKENS
     return float(min(max_length, max(1.0, tokens)))
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelwiz.engine import checkpoints, recipes
+from modelwiz.engine import batching, checkpoints, recipes
 from modelwiz.engine import events as ev
+from modelwiz.engine.batching import epoch_order  # noqa: F401 - the trainer's order, also for the bench
 from modelwiz.engine.config import load_config
 from modelwiz.engine.distributed import Distributed
 from modelwiz.engine.errors import TrainingError, UserError
@@ -146,7 +147,9 @@ class Reporter:
             )
         )
 
-    def on_memory_measured(self, run: Run, peak_bytes: int, reserved_bytes: int | None) -> None:
+    def on_memory_measured(
+        self, run: Run, peak_bytes: int, reserved_bytes: int | None, length: int | None = None
+    ) -> None:
         predicted = getattr(run.plan.memory, "peak_gb", None)
         self.emit(
             ev.MemoryMeasured(
@@ -156,6 +159,7 @@ class Reporter:
                 method="cuda" if run.plan.device.startswith("cuda") else "cpu-profiler",
                 reserved_gb=round(reserved_bytes / GB, 4) if reserved_bytes is not None else None,
                 batch_size=run.plan.batch_size,
+                length=length,
             )
         )
 
@@ -223,15 +227,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled example order of an epoch: a function of (seed, epoch) only, so a resumed
-    run sees exactly the batches the original would have."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed * 1000 + epoch)
-    return torch.randperm(n, generator=g).tolist()
 
 
 def autocast_for(device: str, precision: str) -> Any:
@@ -388,10 +383,18 @@ class Run:
     cancel_signalled: bool = False
     steps_here: int = 0  # optimizer steps taken by this process (a resumed run counts from 0)
     memory_measured: bool = False
+    train_lengths: list[int] | None = None  # text: tokens per training example, when grouping by length
+    val_lengths: list[int] | None = None  # text: tokens per validation example (evaluation reads longest first)
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train.items) / self.plan.effective_batch)
+
+    def epoch_steps(self, epoch: int) -> list[list[int]]:
+        """Each optimizer step's examples in `epoch` (engine/batching.py: grouped by length when
+        the plan says so)."""
+        n = len(self.data.train.items)
+        return batching.step_batches(n, self.plan.effective_batch, self.plan.seed, epoch, self.train_lengths)
 
     @property
     def stop_early(self) -> bool:
@@ -494,6 +497,9 @@ def build_run(
         dist=dist,
     )
     run.scheduler = recipes.make_scheduler(optimizer, plan, run.total_steps)
+    if plan.group_by_length:
+        run.train_lengths = adapter.lengths(data.train.items)
+    run.val_lengths = adapter.lengths(data.val.items)
     if plan.precision == "fp16" and plan.device.startswith("cuda"):
         run.scaler = torch.amp.GradScaler("cuda")
     return run
@@ -568,7 +574,8 @@ def measured_step(run: Run, idx: list[int]) -> float:
     with StepPeak(run.plan.device, alive) as m:
         loss = train_step(run, idx)
     run.memory_measured = True
-    run.reporter.on_memory_measured(run, m.peak_bytes, m.reserved_bytes)
+    length = max(run.train_lengths[i] for i in idx) if run.train_lengths else None
+    run.reporter.on_memory_measured(run, m.peak_bytes, m.reserved_bytes, length)
     return loss
 
 
@@ -624,8 +631,8 @@ def back_off(run: Run, exc: BaseException, *, persist: bool = True) -> None:
 
 def train_epoch(run: Run, epoch: int) -> None:
     """The optimizer steps of one epoch, from where a resumed run left off."""
-    p, eff = run.progress, run.plan.effective_batch
-    order = epoch_order(len(run.data.train.items), run.plan.seed, epoch)
+    p = run.progress
+    steps = run.epoch_steps(epoch)
     log_every = max(1, run.steps_per_epoch // STEP_EVENTS_PER_EPOCH)
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
     for s in range(p.step_in_epoch, run.steps_per_epoch):
@@ -634,7 +641,7 @@ def train_epoch(run: Run, epoch: int) -> None:
             run.reporter.log(f"cancelled at epoch {epoch + 1}, step {p.global_step}; checkpoint kept")
             raise Cancelled()
         _inject_fault(p.global_step)
-        idx = order[s * eff : (s + 1) * eff]
+        idx = steps[s]
         loss = None
         while loss is None:
             try:
@@ -666,7 +673,8 @@ def evaluate(run: Run) -> dict[str, Any]:
     plan, model = run.plan, run.module
     items, labels = run.data.val.items, run.data.val.labels
     size = plan.batch_size * EVAL_BATCH_MULTIPLIER
-    preds: list[int] = []
+    order = batching.eval_order(run.val_lengths, len(items))
+    preds = [0] * len(items)
     loss_sum = 0.0
     # every process evaluates the whole split on its own (identical) replica: no collectives, and
     # all reach the same early-stopping decision
@@ -674,12 +682,14 @@ def evaluate(run: Run) -> dict[str, Any]:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), size):
-            inputs = to_device(run, run.adapter.collate(items[start : start + size], train=False))
-            y = torch.tensor(labels[start : start + size], dtype=torch.long, device=plan.device)
+            part = order[start : start + size]
+            inputs = to_device(run, run.adapter.collate([items[i] for i in part], train=False))
+            y = torch.tensor([labels[i] for i in part], dtype=torch.long, device=plan.device)
             with autocast_for(plan.device, plan.precision):
                 logits = run.adapter.logits(inputs)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-            preds.extend(logits.argmax(-1).tolist())
+            for i, p in zip(part, logits.argmax(-1).tolist(), strict=True):
+                preds[i] = p
     model.train()
     run.adapter.model = wrapped
     metrics = classification_metrics(labels, preds, len(run.data.label_names))

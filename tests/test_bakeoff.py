@@ -223,3 +223,16 @@ def test_schedule_halves_and_stays_within_the_share():
     # never past a contender's first epoch
     s = bakeoff_schedule(plans[:2], share=0.9)  # type: ignore[arg-type]
     assert s["rounds"][0]["steps"] <= 100
+
+
+def test_a_lead_within_the_noise_keeps_the_ranking_order():
+    from modelwiz.engine.bakeoff import _order, tie_margin
+
+    margin = tie_margin("macro_f1", 100)  # two of 100 validation examples
+    assert margin == pytest.approx(0.02)
+    rows = [{"index": 0, "macro_f1": 0.30}, {"index": 1, "macro_f1": 0.315}, {"index": 2, "macro_f1": 0.36}]
+    assert [r["index"] for r in _order(rows, "macro_f1", margin)] == [2, 0, 1]
+    assert [r["index"] for r in _order(rows, "macro_f1")] == [2, 1, 0]  # no margin: strict
+    loss = [{"index": 0, "val_loss": 1.0}, {"index": 1, "val_loss": 0.999}]
+    assert tie_margin("val_loss", 100) == 0.0
+    assert [r["index"] for r in _order(loss, "val_loss", tie_margin("val_loss", 100))] == [1, 0]

@@ -25,7 +25,7 @@ def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_help_names_the_options() -> None:
     out = bench("--help")
     assert out.returncode == 0, out.stderr
-    for option in ("--repeat", "--json", "--trainers", "--threads", "--dry-run", "--hf-optim"):
+    for option in ("--repeat", "--json", "--trainers", "--threads", "--dry-run", "--hf-optim", "--group-by-length"):
         assert option in out.stdout
     assert "--worker" not in out.stdout  # internal
 
@@ -48,8 +48,9 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str]) -> None:
 
 
 @pytest.mark.skipif(not (MODEL / "config.json").is_file(), reason="the shipped demo model is not installed")
-def test_dry_run_resolves_the_compared_setup() -> None:
-    out = bench("--dry-run", "--json", "--repeat", "3")
+@pytest.mark.parametrize("grouping", ["true", "auto"])
+def test_dry_run_resolves_the_compared_setup(grouping: str) -> None:
+    out = bench("--dry-run", "--json", "--repeat", "3", "--group-by-length", grouping)
     assert out.returncode == 0, out.stderr
     last = json.loads(out.stdout.strip().splitlines()[-1])
     spec = last["spec"]
@@ -57,8 +58,18 @@ def test_dry_run_resolves_the_compared_setup() -> None:
     assert (spec["warmup"], spec["max_grad_norm"], spec["seed"]) == (0.06, 1.0, 42)
     assert spec["data"].endswith("demo_tickets.csv")
     assert last["steps"] == -(-last["train_samples"] // 32)
-    # every trainer goes first once in three rounds
-    assert [r[0] for r in last["rounds"]] == ["bare", "hf", "modelwiz"]
-    assert all(sorted(r) == ["bare", "hf", "modelwiz"] for r in last["rounds"])
-    for key in ("ratio_vs_bare_loop", "ratio_vs_hf_trainer", "event_us_per_step_event", "event_fraction_of_step"):
+    # the order rotates: each round starts with the next trainer
+    # on the demo (12 steps an epoch) auto does not group: the Trainer's default is then "HF Trainer"
+    assert spec["grouped"] is (grouping == "true")
+    kinds = (
+        ["bare", "hf", "hf-default", "hf-grouped", "modelwiz"]
+        if grouping == "true"
+        else ["bare", "hf", "hf-grouped", "modelwiz"]
+    )
+    assert [r[0] for r in last["rounds"]] == kinds[:3]
+    assert all(sorted(r) == sorted(kinds) for r in last["rounds"])
+    # modelwiz's batches (grouped by length) pad less than a plain shuffle's
+    assert 1.0 <= last["padding_grouped"] < last["padding_plain"]
+    ratios = ("ratio_vs_bare_loop", "ratio_vs_hf_trainer", "ratio_vs_hf_trainer_default", "ratio_vs_hf_trainer_grouped")
+    for key in (*ratios, "event_us_per_step_event", "event_fraction_of_step"):
         assert key in last and last[key] is None

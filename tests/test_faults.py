@@ -58,8 +58,9 @@ def _start(cfg_path: Path, model: Path, runs: Path) -> Path:
     return workflow.start_run(cfg, workflow.choose(cfg, rec), runs_dir=runs)
 
 
-def test_sigkill_then_resume_reaches_the_same_result(tmp_path, tiny_bert):
-    cfg = _config(tmp_path, tiny_bert)
+@pytest.mark.parametrize("grouped", [False, True], ids=["shuffled", "grouped-by-length"])
+def test_sigkill_then_resume_reaches_the_same_result(tmp_path, tiny_bert, grouped):
+    cfg = _config(tmp_path, tiny_bert, group_by_length=grouped)
     # reference: an uninterrupted run
     ref = _start(cfg, tiny_bert, tmp_path / "runs")
     assert wait_for_final(ref, timeout_s=300) == "completed"
@@ -84,6 +85,11 @@ def test_sigkill_then_resume_reaches_the_same_result(tmp_path, tiny_bert):
     # the event log keeps the whole history, both attempts
     started = [e for e in _events(run) if e["event"] == "run_started"]
     assert [e["resumed"] for e in started] == [False, True]
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["group_by_length"] is grouped
+    measured = next(e for e in _events(ref) if e["event"] == "memory_measured")
+    # grouped: the measured (third) step is the epoch's longest, and says how long
+    assert (measured["length"] is not None) is grouped
 
 
 def test_cancel_stops_cleanly_and_keeps_checkpoint(tmp_path, tiny_bert):

@@ -1156,3 +1156,29 @@ async def test_dashboard_shows_every_contenders_curve_and_the_winner(tmp_path: P
             else:
                 assert "bake-off: round 1 of 2, 2 of 3 racing" in text
                 assert "Bake-off" in text and "out r1" in text and "racing" in text
+
+
+@async_test
+async def test_the_details_pane_says_what_the_sources_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranking's notes (the Hub searched, cached, unreachable or not asked) under the reasons."""
+    from tui_fixtures.fakes import fake_recommend
+
+    monkeypatch.chdir(FIXTURES)
+    note = "Hugging Face Hub: timed out after 2.0 s; no Hub models in this ranking"
+
+    def with_note(*args: object) -> object:
+        rec = fake_recommend(*args)  # type: ignore[arg-type]
+        rec.notes.append(note)
+        return rec
+
+    app, _ = walk.make_app(tmp_path, start="recommend")
+    app.services.recommend = with_note
+    async with app.run_test(size=(120, 40)) as pilot:
+        await walk.shown(pilot)
+        await walk.wait_until(pilot, lambda: bool(app.screen.rows))
+        await walk.settle(pilot)
+        details = str(app.screen.query_one("#details").render())
+        assert "sources: " + note in details
+        await pilot.press("down")  # another model: the same sources line
+        await walk.settle(pilot)
+        assert "sources: " + note in str(app.screen.query_one("#details").render())

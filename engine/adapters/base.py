@@ -73,6 +73,11 @@ class Adapter(ABC):
         """`predict`'s raw inputs as examples; raises UserError on unusable ones."""
         return list(items)
 
+    def lengths(self, items: list[Any]) -> list[int] | None:
+        """The length of each example as `collate` pads it (tokens for text), for grouping and
+        ordering batches (engine/batching.py); None where every example is the same size."""
+        return None
+
     # ---------------------------------------------------------------- export
 
     @abstractmethod

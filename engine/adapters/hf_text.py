@@ -8,6 +8,8 @@ from typing import Any
 from modelwiz.engine.adapters.base import Adapter, Progress, first_line, hf_load, quiet_transformers, resolve_hf_path
 from modelwiz.engine.errors import UserError
 
+LENGTH_CHUNK = 4096  # texts tokenized at once when measuring lengths
+
 
 class HFTextAdapter(Adapter):
     kind = "hf-text"
@@ -70,6 +72,13 @@ class HFTextAdapter(Adapter):
         return dict(
             self.tokenizer(items, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
         )
+
+    def lengths(self, items: list[Any]) -> list[int]:
+        out: list[int] = []
+        for start in range(0, len(items), LENGTH_CHUNK):  # bounded memory on large splits
+            enc = self.tokenizer(list(items[start : start + LENGTH_CHUNK]), truncation=True, max_length=self.max_length)
+            out += [len(ids) for ids in enc["input_ids"]]
+        return out
 
     def save_model(self, out_dir: Path) -> None:
         self.model.save_pretrained(str(out_dir))

@@ -65,12 +65,16 @@ BAKEOFF_MAX_ASKED = 8  # the largest bake-off offered when none are marked
 MARK = "●"
 
 
-def details_content(r: Ranked) -> Content:
+def details_content(r: Ranked, notes: list[str] | None = None) -> Content:
+    """The highlighted model's head line, id and reasons; then what the ranking's sources said
+    (`notes`: the Hub searched, cached, unreachable or not asked, and why)."""
     c = r.candidate
     head = f"{c.name} · {c.source} · {c.arch or 'unknown arch'} · {fmt_params(c.params)}M params · license {c.license}"
     lines = [Content.styled(head, "bold"), Content.styled(c.id, "$text-muted")]
     for reason in r.reasons:
         lines.append(Content("• " + reason))
+    for note in notes or []:
+        lines.append(Content.styled("sources: " + note, "$text-muted"))
     return Content("\n").join(lines)
 
 
@@ -143,6 +147,7 @@ class RecommendScreen(StepScreen):
         self.columns_chosen: list[str] | None = None  # None: chosen by the terminal's width
         self._shown_columns: tuple[str, ...] = ()
         self._prior: list[Ranked] = []  # the ranking as the engine made it (before any probe)
+        self._notes: list[str] = []  # what the ranking's sources said (the Hub searched or not, and why)
         self.probe_results: dict[str, dict] = {}  # model id -> the probe's result, for this data
         self._probe_data: object = None  # the TaskData the results were computed on
         self.probe_worker: Worker[None] | None = None
@@ -237,6 +242,7 @@ class RecommendScreen(StepScreen):
         if not self._prior:  # ranked before this screen existed
             self._prior = rec.ranked
         self.rows = list(rec.ranked)
+        self._notes = list(rec.notes)
         ids = {r.candidate.id for r in self.rows}
         self.marked = [m for m in self.marked if m in ids]
         chosen = self.state.chosen.candidate.id if self.state.chosen else None
@@ -389,7 +395,7 @@ class RecommendScreen(StepScreen):
 
     def _show_details(self) -> None:
         r = self.highlighted
-        self.query_one("#details", Static).update(details_content(r) if r else "")
+        self.query_one("#details", Static).update(details_content(r, self._notes) if r else "")
         self.query_one("#details-box", VerticalScroll).scroll_home(animate=False)
 
     @on(DataTable.RowHighlighted, "#models")
@@ -612,7 +618,9 @@ class RecommendScreen(StepScreen):
             self.probe_results[res["model"]] = dict(res)
         self.probe_failures = [f"{res['model']}: {res['error']}" for res in reply.value if res.get("error")]
         if self.state.recommendation is not None and self._prior:
-            rec = self._with_probes(Recommendation(self.state.data, self.state.hardware, self._prior))
+            rec = self._with_probes(
+                Recommendation(self.state.data, self.state.hardware, self._prior, list(self._notes))
+            )
             self.post_message(RecommendationMade(rec, self.state.recommendation_key))
             self._show_ranking(rec)
         got = {res["model"] for res in reply.value}
@@ -658,7 +666,7 @@ class RecommendScreen(StepScreen):
         results = sorted((result(d) for d in found), key=lambda x: (bool(x.error), -x.logme))
         for n, res in enumerate(results, start=1):
             res.rank, res.of = n, len(results)
-        return Recommendation(rec.data, rec.hardware, rerank(copy.deepcopy(rec.ranked), results))
+        return Recommendation(rec.data, rec.hardware, rerank(copy.deepcopy(rec.ranked), results), list(rec.notes))
 
     # ------------------------------------------------------------------ bake-off
 
