@@ -54,7 +54,7 @@ from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
 TABLE_VERSION = 2
-BENCH_VERSION = 2
+BENCH_VERSION = 3  # 3: says whether the machine was busy (older results did not: measured again)
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
 PRECISIONS = ("fp32", "bf16")
@@ -415,6 +415,8 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     dev = torch.device(device)
+    # the load before any of this benchmark's own work adds to it
+    load, busy = machine_load(torch.get_num_threads()) if dev.type == "cpu" else (0.0, False)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t_all = time.perf_counter()
 
@@ -574,6 +576,8 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         "rates": {k: sorted(v) for k, v in rates.items()},
         "seconds": round(time.perf_counter() - t_all, 2),
         "measured_at": time.time(),
+        "load": round(load, 2),
+        "busy": busy,
     }
 
 
@@ -661,9 +665,44 @@ def start_benchmark(device: str = "cpu") -> bool:
     return True
 
 
+def machine_load(threads: int) -> tuple[float, bool]:
+    """(1-minute load average, whether that is busy for a CPU benchmark at `threads` threads): the
+    other runnable work beyond the cores the benchmark leaves free. On a busy machine torch's
+    threads wait on one another and small ops run up to 100x slower (measured here: 0.2 against
+    87 GFLOP/s for a 4-MFLOP matrix product at 2 threads on 2 cores), so rates measured then say
+    nothing about a training that runs alone."""
+    try:
+        load = os.getloadavg()[0]
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 0.0, False
+    limit = max(0.5, 0.25 * cpus) + max(0, cpus - max(1, threads))
+    now = _running_now()
+    # the 1-minute average lags: what ran a minute ago does not make the machine busy now
+    return load, load > limit and (now is None or now > limit)
+
+
+def _running_now() -> int | None:
+    """Processes runnable right now besides this one (Linux /proc/loadavg), else None."""
+    try:
+        field = Path("/proc/loadavg").read_text(encoding="ascii").split()[3]
+        return max(0, int(field.split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stale(path: Path, threads: int) -> bool:
+    """Whether the cached benchmark at `path` is missing, or was measured busy while now is quiet."""
+    got = read_json(path, default=None) if path.is_file() else None
+    if not isinstance(got, dict) or got.get("version") != BENCH_VERSION:
+        return True
+    return bool(got.get("busy")) and not machine_load(threads)[1]
+
+
 def start_missing_benchmarks(devices: list[str]) -> list[str]:
     """In a process that has torch imported (the hardware probe): start the benchmark of each
-    device whose result is not cached; the devices started. MODELWIZ_SPEED_BENCH=0 turns it off."""
+    device whose result is not cached, or was measured while the machine was busy and now it is
+    not; the devices started. MODELWIZ_SPEED_BENCH=0 turns it off."""
     import torch
 
     if os.environ.get("MODELWIZ_SPEED_BENCH", "1") == "0":
@@ -672,7 +711,9 @@ def start_missing_benchmarks(devices: list[str]) -> list[str]:
     version = torch.__version__.split("+")[0]
     for device in devices:
         threads = torch.get_num_threads() if device == "cpu" else 0
-        if not bench_path(machine_name(device), version, threads).is_file() and start_benchmark(device):
+        path = bench_path(machine_name(device), version, threads)
+        stale = _stale(path, threads) if device == "cpu" else not path.is_file()
+        if stale and start_benchmark(device):
             started.append(device)
     return started
 
@@ -872,7 +913,13 @@ def predict_epoch(
         eval_s = math.ceil(val_size / eb) * phase_seconds(efig, bench, ("fwd",))
     threads = f", {bench['threads']} threads" if device == "cpu" else ""
     what = "; ".join(n for n in (f"step costs ({where})", note) if n)
-    return train_s, eval_s, f"time: {what} and this {device}'s measured rates ({bench['machine']}{threads})"
+    busy = (
+        f"; its benchmark ran while the machine was busy (load {float(bench.get('load') or 0):.1f}), so these "
+        "times are likely too long: it runs again when the machine is quiet"
+        if bench.get("busy")
+        else ""
+    )
+    return train_s, eval_s, f"time: {what} and this {device}'s measured rates ({bench['machine']}{threads}){busy}"
 
 
 # ----------------------------------------------------------------------------- table, cache, CLI
@@ -989,7 +1036,8 @@ def main(argv: list[str] | None = None) -> int:
         path = bench_path(
             machine, torch.__version__.split("+")[0], 0 if args.device != "cpu" else torch.get_num_threads()
         )
-        if args.if_missing and path.is_file():
+        threads = torch.get_num_threads()
+        if args.if_missing and (not _stale(path, threads) if args.device == "cpu" else path.is_file()):
             return 0
         result = run_benchmark(args.device, args.threads)
         atomic_write_json(path, result)
