@@ -454,18 +454,23 @@ def model_key(c: Any) -> str:
     return _model_key(c)
 
 
+def cache_slot(work: Path, kind: str, parts: list[Any]) -> tuple[str, Path, Path]:
+    """(key, cached result, config path) of one `modelwiz --batch` run of this bench, keyed by
+    what decides its outcome (`parts`, the bench version and the validation share)."""
+    key_src = json.dumps([BENCH_VERSION, *parts, VALIDATION], sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    (work / "configs").mkdir(parents=True, exist_ok=True)
+    prefix = "" if kind == "finetune" else f"{kind}-"
+    return key, work / kind / f"{key}.json", work / "configs" / f"{prefix}{key}.toml"
+
+
 def finetune(
     task: Task, cand: Any, work: Path, settings: dict[str, Any], thash: str, log: Any, keep_runs: bool = False
 ) -> dict[str, Any]:
     """Fine-tune `cand` on `task` with `modelwiz --batch` (cached); the summary's metrics."""
-    key_src = json.dumps([BENCH_VERSION, task.name, thash, model_key(cand), settings, VALIDATION], sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-    out = work / "finetune" / f"{key}.json"
+    key, out, cfg = cache_slot(work, "finetune", [task.name, thash, model_key(cand), settings])
     if out.is_file():
         return json.loads(out.read_text())
-    cfg_dir = work / "configs"
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg_dir / f"{key}.toml"
     train = {k: v for k, v in settings.items()}
     lines = [
         "[task]",
@@ -543,14 +548,9 @@ def bakeoff(
     race (engine/bakeoff.py, its default share of the time) among what is on disk, then the
     winner trained on with the same settings as every fine-tuning here (cached)."""
     ids = sorted(model_key(c) for c in cands)
-    key_src = json.dumps([BENCH_VERSION, "bakeoff", task.name, thash, ids, settings, VALIDATION], sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-    out = work / "bakeoff" / f"{key}.json"
+    _, out, cfg = cache_slot(work, "bakeoff", ["bakeoff", task.name, thash, ids, settings])
     if out.is_file():
         return json.loads(out.read_text())
-    cfg_dir = work / "configs"
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg_dir / f"bakeoff-{key}.toml"
     lines = [
         "[task]",
         f'modality = "{task.modality}"',
