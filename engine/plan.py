@@ -381,7 +381,9 @@ def predict_time(
         train_s, eval_s, how = got
         left_out = "; evaluation left out (validation size not known)" if val_size is None else ""
         note = f"{how}{', ' + length_note if length_note else ''}{left_out}"
-        return {"train": train_s, "eval": eval_s, "method": "measured", "length": x, "notes": [note]}
+        warning = speed.bench_warning(device, hardware)
+        notes = [note, warning] if warning else [note]
+        return {"train": train_s, "eval": eval_s, "method": "measured", "length": x, "notes": notes}
     # the fallback is the older estimate as it was: training FLOPs at max_length over an assumed rate
     flops = memory.flops_per_sample(cand, strategy=strategy, seq_len=max_length, image_size=image_size)
     rate = memory.device_flops(device, hardware)

@@ -913,13 +913,18 @@ def predict_epoch(
         eval_s = math.ceil(val_size / eb) * phase_seconds(efig, bench, ("fwd",))
     threads = f", {bench['threads']} threads" if device == "cpu" else ""
     what = "; ".join(n for n in (f"step costs ({where})", note) if n)
-    busy = (
-        f"; its benchmark ran while the machine was busy (load {float(bench.get('load') or 0):.1f}), so these "
-        "times are likely too long: it runs again when the machine is quiet"
-        if bench.get("busy")
-        else ""
+    return train_s, eval_s, f"time: {what} and this {device}'s measured rates ({bench['machine']}{threads})"
+
+
+def bench_warning(device: str, hardware: Any) -> str:
+    """One line when the device's benchmark ran while the machine was busy, else ''."""
+    bench = find_benchmark(device, hardware) if device == "cpu" else None
+    if not bench or not bench.get("busy"):
+        return ""
+    return (
+        f"the {device} benchmark ran while the machine was busy (load {float(bench.get('load') or 0):.1f}), so "
+        "these times are likely too long; it runs again when the machine is quiet"
     )
-    return train_s, eval_s, f"time: {what} and this {device}'s measured rates ({bench['machine']}{threads}){busy}"
 
 
 # ----------------------------------------------------------------------------- table, cache, CLI

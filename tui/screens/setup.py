@@ -251,6 +251,17 @@ class SetupScreen(StepScreen):
                         compact=True,
                         id="augment",
                     )
+                with Horizontal(classes="form-row", id="grouping-row"):
+                    yield Label("Group length", classes="field-label")
+                    yield Select(
+                        [("auto", "auto"), ("on", "true"), ("off", "false")],
+                        value="auto",
+                        allow_blank=False,
+                        compact=True,
+                        id="group-by-length",
+                        tooltip="[train] group_by_length: each step's texts of similar length (less padding); "
+                        "auto: from 200 steps an epoch",
+                    )
             with VerticalScroll(id="plan-box") as box:
                 box.border_title = "Predicted"
                 yield Static("", id="plan")
@@ -283,7 +294,12 @@ class SetupScreen(StepScreen):
             self.query_one("#schedule", Select).value = train.schedule
             augment = train.augment
             self.query_one("#augment", Select).value = augment if augment == "auto" else str(bool(augment)).lower()
+            grouped = train.group_by_length
+            self.query_one("#group-by-length", Select).value = (
+                grouped if grouped == "auto" else str(bool(grouped)).lower()
+            )
         self.query_one("#augment-row").display = image
+        self.query_one("#grouping-row").display = not image
         self.query_one("#length-label", Label).update("Image size" if image else "Max length")
         c = self.state.chosen.candidate if self.state.chosen else None
         if c is not None:
@@ -305,6 +321,8 @@ class SetupScreen(StepScreen):
         recipe["schedule"] = select("#schedule")
         if self.state.config.task.modality == "image":
             recipe["augment"] = select("#augment")
+        else:
+            recipe["group_by_length"] = select("#group-by-length")
         train = parse_train(
             self.state.config.train,
             modality=self.state.config.task.modality,
