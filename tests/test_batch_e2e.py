@@ -81,6 +81,14 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[0])["label"] == "sports"
+    # many inputs of many lengths: read in bounded batches, longest first, answered in the order given
+    kinds = {"sports": "coach and referee at the match", "weather": "storm and rain with strong wind"}
+    many = [(k, " ".join([kinds[k]] * (1 + i % 5))) for i in range(70) for k in [("sports", "weather")[i % 2]]]
+    p = run_cli("predict", summary["run_id"], "--runs-dir", str(run_dir.parent), "--json", *[t for _, t in many])
+    assert p.returncode == 0, p.stderr
+    answers = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [a["input"] for a in answers] == [t for _, t in many]
+    assert [a["label"] for a in answers] == [k for k, _ in many]
 
     runs = run_cli("runs", "--runs-dir", str(run_dir.parent), "--json")
     listed = json.loads(runs.stdout)["runs"]
