@@ -174,10 +174,14 @@ def test_shipped_table_covers_the_catalog_and_is_found_by_id_and_by_architecture
     cands = catalog.load()
     traced = [c for c in cands if c.id in table["models"]]
     text = [c for c in cands if c.modality == "text"]
-    # every text model the tracer can rebuild (Longformer's sliding windows it cannot, yet); the
-    # image part of the table is being completed (`memtrace build` keeps what it has)
+    # every text model the tracer can rebuild (Longformer's sliding windows it cannot, yet), and
+    # every torchvision classification weights entry
     assert sum(c.id in table["models"] for c in text) >= len(text) - 1
     assert len(traced) >= 0.7 * len(cands)
+    from modelwiz.engine.sources import torchvision_registry
+
+    missing = [c.id for c in torchvision_registry.load() if c.id not in table["models"]]
+    assert not missing
     tiny = next(c for c in cands if c.id == "prajjwal1/bert-tiny")
     entry, where = memory.find_trace(tiny)
     assert entry is not None and where == "table"
