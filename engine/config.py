@@ -197,6 +197,12 @@ def _bool(section: str, key: str, value: Any, source: str) -> bool:
     return value
 
 
+def _auto_or_bool(section: str, key: str, value: Any, source: str) -> bool | str:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise UserError(f'{_where(section, key, source)} must be "auto", true or false, got {value!r}')
+
+
 def _resolve_path(value: str, base: Path | None) -> str:
     if not value:
         return value
@@ -245,8 +251,8 @@ TRAIN_RULES: dict[str, Rule] = {
     "warmup": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0, maximum=0.5)),
     "weight_decay": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0, maximum=1.0)),
     "max_grad_norm": lambda s, k, v, src: float(_number(s, k, v, src, minimum=0.0)),
-    "augment": lambda s, k, v, src: v if v == "auto" else _bool(s, k, v, src),
-    "group_by_length": lambda s, k, v, src: v if v == "auto" else _bool(s, k, v, src),
+    "augment": _auto_or_bool,
+    "group_by_length": _auto_or_bool,
     "checkpoint_every": _integer(0),
     "keep_checkpoints": _integer(1, 100),
     "patience": _integer(0, 1000),

@@ -349,6 +349,16 @@ def case_trust_remote_code_not_bool(tmp):
     return _cfg(tmp, '[task]\ntrain = "d.csv"\n[model]\ntrust_remote_code = "yes"\n'), "must be true or false"
 
 
+def case_group_by_length_not_auto_or_bool(tmp):
+    write_text_data(tmp / "d.csv")
+    return _cfg(tmp, '[task]\ntrain = "d.csv"\n[train]\ngroup_by_length = "maybe"\n'), 'must be "auto", true or false'
+
+
+def case_augment_not_auto_or_bool(tmp):
+    write_text_data(tmp / "d.csv")
+    return _cfg(tmp, '[task]\ntrain = "d.csv"\n[train]\naugment = 1\n'), 'augment must be "auto", true or false'
+
+
 def case_model_key_misspelt(tmp):
     write_text_data(tmp / "d.csv")
     return _cfg(tmp, '[task]\ntrain = "d.csv"\n[model]\ntrust_remote = true\n'), "did you mean 'trust_remote_code'"
