@@ -415,6 +415,9 @@ def processes(nproc: int, device: str, hardware: Any) -> int:
 # training time"; since the winner then continues from the state it reached, only the losers'
 # steps (at most half of the share with two contenders) are spent on top of the run.
 BAKEOFF_SHARE = 0.25
+# Round 1 steps per contender below which the plan warns: on bench/ranking_quality.py's tasks (25
+# steps a run, so 1 step a contender) the race picked the best model on 3 of 6.
+BAKEOFF_MIN_STEPS = 10
 
 
 def bakeoff_rounds(k: int) -> list[int]:
@@ -448,7 +451,16 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
         done += steps
         rounds.append({"round": r + 1, "contenders": n, "steps": steps})
     mean_step = sum(per_step) / len(per_step)
+    first = rounds[0]["steps"]
+    warning = (
+        f"bake-off: {share:.0%} of a {full_steps:.0f}-step run gives each of the {len(plans)} contenders "
+        f"{first} step(s) in round 1, too few to tell models apart (the ranking's order decides close "
+        "races); more epochs or data, a larger bakeoff_share or fewer contenders give it more"
+        if first < BAKEOFF_MIN_STEPS
+        else ""
+    )
     return {
+        "warning": warning,
         "share": share,
         "metric": plans[0].metric,
         "contenders": [p.to_dict() for p in plans],

@@ -120,6 +120,8 @@ def prepare_run(
     if len(contenders) > 1:
         plan = copy.deepcopy(plan)
         plan.bakeoff = bakeoff_schedule([c.plan for c in contenders], share=config.train.bakeoff_share)
+        if plan.bakeoff.get("warning"):
+            plan.notes = [*plan.notes, plan.bakeoff["warning"]]
     cfg = copy.deepcopy(config)
     run_dir = create_run(
         cfg,

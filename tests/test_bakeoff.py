@@ -223,6 +223,12 @@ def test_schedule_halves_and_stays_within_the_share():
     # never past a contender's first epoch
     s = bakeoff_schedule(plans[:2], share=0.9)  # type: ignore[arg-type]
     assert s["rounds"][0]["steps"] <= 100
+    assert s["warning"] == ""
+    # a short run: one step each in round 1, and the plan says so
+    short = [SimpleNamespace(**{**vars(p), "train_size": 100, "epochs": 1, "total_seconds": 10.0}) for p in plans]
+    s = bakeoff_schedule(short, share=0.25)  # type: ignore[arg-type]
+    assert s["rounds"][0]["steps"] == 1
+    assert "gives each of the 4 contenders 1 step(s) in round 1, too few" in s["warning"]
 
 
 def test_a_lead_within_the_noise_keeps_the_ranking_order():
