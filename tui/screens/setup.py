@@ -107,6 +107,18 @@ def recipe_value(key: str, text: str) -> object:
         raise ValueError(str(exc)) from None
 
 
+def auto_on_off(id_: str, tooltip: str | None = None) -> Select[str]:
+    """A setting that is "auto", on (true) or off (false), as the config file spells them."""
+    return Select(
+        [("auto", "auto"), ("on", "true"), ("off", "false")],
+        value="auto",
+        allow_blank=False,
+        compact=True,
+        id=id_,
+        tooltip=tooltip,
+    )
+
+
 def apply_recipe(train: TrainConfig, recipe: dict[str, str]) -> TrainConfig:
     out = copy.deepcopy(train)
     for key, text in recipe.items():
@@ -244,22 +256,12 @@ class SetupScreen(StepScreen):
                     )
                 with Horizontal(classes="form-row", id="augment-row"):
                     yield Label("Augment", classes="field-label")
-                    yield Select(
-                        [("auto", "auto"), ("on", "true"), ("off", "false")],
-                        value="auto",
-                        allow_blank=False,
-                        compact=True,
-                        id="augment",
-                    )
+                    yield auto_on_off("augment")
                 with Horizontal(classes="form-row", id="grouping-row"):
                     yield Label("Group length", classes="field-label")
-                    yield Select(
-                        [("auto", "auto"), ("on", "true"), ("off", "false")],
-                        value="auto",
-                        allow_blank=False,
-                        compact=True,
-                        id="group-by-length",
-                        tooltip="[train] group_by_length: each step's texts of similar length (less padding); "
+                    yield auto_on_off(
+                        "group-by-length",
+                        "[train] group_by_length: each step's texts of similar length (less padding); "
                         "auto: from 200 steps an epoch",
                     )
             with VerticalScroll(id="plan-box") as box:
