@@ -71,12 +71,7 @@ COMPARED = (
     ("ratio_vs_hf_trainer_default", "hf-default"),
     ("ratio_vs_hf_trainer_grouped", "hf-grouped"),
 )
-TARGETS = {
-    "ratio_vs_bare_loop": 0.97,
-    "ratio_vs_hf_trainer": 1.0,
-    "ratio_vs_hf_trainer_default": 1.0,
-    "ratio_vs_hf_trainer_grouped": 1.0,
-}
+TARGETS = {name: 0.97 if other == "bare" else 1.0 for name, other in COMPARED}
 RESULT = "BENCH-RESULT "  # a worker's last stdout line: this prefix, then its JSON result
 
 
@@ -137,14 +132,18 @@ def seed_and_load(spec: Spec, names: list[str]) -> tuple[Any, Any]:
     return tok, model
 
 
-def epoch_batches(spec: Spec, texts: list[str], tok: Any, *, grouped: bool) -> list[list[int]]:
+def token_ids(spec: Spec, texts: list[str], tok: Any) -> list[list[int]]:
+    """Each text's token ids, truncated as every trainer here truncates them."""
+    return list(tok(texts, truncation=True, max_length=spec.length)["input_ids"])
+
+
+def epoch_batches(spec: Spec, lengths: list[int], *, grouped: bool) -> list[list[int]]:
     """Epoch 0's batches as modelwiz's trainer makes them (engine/batching.py, a function of seed
     and epoch): grouped by token length, or a plain shuffle (what the Trainer's default random
     sampler draws)."""
     from modelwiz.engine.batching import step_batches
 
-    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=spec.length)["input_ids"]]
-    return step_batches(len(texts), spec.batch, spec.seed, 0, lengths if grouped else None)
+    return step_batches(len(lengths), spec.batch, spec.seed, 0, lengths if grouped else None)
 
 
 def linear_factor(step: int, total: int, warmup: float) -> float:
@@ -168,7 +167,7 @@ def worker_bare(spec: Spec) -> dict[str, Any]:
         [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=spec.learning_rate,
     )
-    batches = epoch_batches(spec, texts, tok, grouped=spec.grouped)
+    batches = epoch_batches(spec, [len(ids) for ids in token_ids(spec, texts, tok)], grouped=spec.grouped)
     total = len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_factor(s, total, spec.warmup))
     seconds, samples, losses, cpu = [], [], [], []
@@ -208,11 +207,12 @@ def worker_hf(spec: Spec, optim: str, mode: str = "same") -> dict[str, Any]:
 
     texts, labels, names = load_split(spec)
     tok, model = seed_and_load(spec, names)
+    ids = token_ids(spec, texts, tok)
     if mode == "grouped":
         order = list(range(len(texts)))
     else:
-        order = [i for b in epoch_batches(spec, texts, tok, grouped=spec.grouped and mode == "same") for i in b]
-    ids = tok(texts, truncation=True, max_length=spec.length)["input_ids"]
+        lengths = [len(x) for x in ids]
+        order = [i for b in epoch_batches(spec, lengths, grouped=spec.grouped and mode == "same") for i in b]
     # "input_ids": what group_by_length's sampler reads the lengths from (the collate tokenizes the text)
     rows = [{"text": texts[i], "label": labels[i], "input_ids": ids[i]} for i in order]
     total = math.ceil(len(rows) / spec.batch)
@@ -466,12 +466,9 @@ def resolve(args: argparse.Namespace) -> tuple[Spec, Any, Any, dict[str, Any]]:
     from modelwiz.engine.batching import padded_fraction
 
     texts = [str(t) for t in rec.data.train.items]
-    tok = AutoTokenizer.from_pretrained(spec.model)
-    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=spec.length)["input_ids"]]
+    lengths = [len(ids) for ids in token_ids(spec, texts, AutoTokenizer.from_pretrained(spec.model))]
     padding = {
-        f"padding_{kind}": round(
-            padded_fraction(epoch_batches(spec, texts, tok, grouped=grouped), lengths, spec.batch), 3
-        )
+        f"padding_{kind}": round(padded_fraction(epoch_batches(spec, lengths, grouped=grouped), lengths, spec.batch), 3)
         for kind, grouped in (("grouped", True), ("plain", False))
     }
     spec.log_every = max(1, steps // STEP_EVENTS_PER_EPOCH)

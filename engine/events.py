@@ -275,9 +275,8 @@ class MemoryMeasured(Event):
     method: str  # "cuda": torch.cuda.max_memory_allocated; "cpu-profiler": the CPU allocator's records
     reserved_gb: float | None = None  # CUDA: max_memory_reserved (the caching allocator's slack included)
     batch_size: int | None = None  # the micro-batch it ran with
-    length: int | None = (
-        None  # text grouped by length: the step's longest example in tokens (the prediction is at max_length)
-    )
+    # text grouped by length: the step's longest example in tokens (the prediction is at max_length)
+    length: int | None = None
 
 
 @_register

@@ -27,11 +27,11 @@ def predict(run_dir: Path, inputs: list[str], *, top_k: int = 3) -> list[dict[st
 
     # in batches of neighbours by length, longest first (engine/batching.py), put back in order:
     # memory stays bounded however many inputs there are, and a batch pads little
-    order = batching.eval_order(adapter.lengths(items), len(items))
+    by_length = batching.eval_order(adapter.lengths(items), len(items))
     rows: list[list[float]] = [[] for _ in items]
     with torch.no_grad():
         for start in range(0, len(items), PREDICT_BATCH):
-            part = order[start : start + PREDICT_BATCH]
+            part = by_length[start : start + PREDICT_BATCH]
             logits = adapter.logits(adapter.collate([items[i] for i in part], train=False))
             for i, row in zip(part, torch.softmax(logits.float(), dim=-1).tolist(), strict=True):
                 rows[i] = row

@@ -692,7 +692,8 @@ def _running_now() -> int | None:
 
 
 def _stale(path: Path, threads: int) -> bool:
-    """Whether the cached benchmark at `path` is missing, or was measured busy while now is quiet."""
+    """Whether the cached benchmark at `path` is missing or of another version (find_benchmark
+    would not use it), or was measured busy while now is quiet (a CPU's; a GPU's is never busy)."""
     got = read_json(path, default=None) if path.is_file() else None
     if not isinstance(got, dict) or got.get("version") != BENCH_VERSION:
         return True
@@ -711,9 +712,7 @@ def start_missing_benchmarks(devices: list[str]) -> list[str]:
     version = torch.__version__.split("+")[0]
     for device in devices:
         threads = torch.get_num_threads() if device == "cpu" else 0
-        path = bench_path(machine_name(device), version, threads)
-        stale = _stale(path, threads) if device == "cpu" else not path.is_file()
-        if stale and start_benchmark(device):
+        if _stale(bench_path(machine_name(device), version, threads), threads) and start_benchmark(device):
             started.append(device)
     return started
 
@@ -1041,8 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
         path = bench_path(
             machine, torch.__version__.split("+")[0], 0 if args.device != "cpu" else torch.get_num_threads()
         )
-        threads = torch.get_num_threads()
-        if args.if_missing and (not _stale(path, threads) if args.device == "cpu" else path.is_file()):
+        if args.if_missing and not _stale(path, torch.get_num_threads()):
             return 0
         result = run_benchmark(args.device, args.threads)
         atomic_write_json(path, result)

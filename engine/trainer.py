@@ -29,7 +29,6 @@ from typing import Any
 
 from modelwiz.engine import batching, checkpoints, recipes
 from modelwiz.engine import events as ev
-from modelwiz.engine.batching import epoch_order  # noqa: F401 - the trainer's order, also for the bench
 from modelwiz.engine.config import load_config
 from modelwiz.engine.distributed import Distributed
 from modelwiz.engine.errors import TrainingError, UserError

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from modelwiz.engine import batching
 from modelwiz.engine import events as ev
 from modelwiz.engine.paths import cache_dir
 
@@ -246,8 +247,10 @@ def extract_features(
         if not isinstance(head, nn.Linear):
             head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         hook = head.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
-    # texts in order of length, so a batch pads little; the rows are put back in order below
-    order = sorted(range(len(items)), key=lambda i: len(str(items[i]))) if hook is None else list(range(len(items)))
+    # texts longest first (by characters: no second tokenization), so a batch pads little; the
+    # rows are put back in order below
+    chars = [len(str(x)) for x in items] if hook is None else None
+    order = batching.eval_order(chars, len(items))
     chunks = []
     try:
         with torch.inference_mode():
