@@ -63,7 +63,9 @@ def measure_child(args: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from modelwiz.engine import memtrace, recipes, trainer
+    from modelwiz.engine.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as the trainer's main does
     if args["threads"]:
         torch.set_num_threads(int(args["threads"]))
     torch.manual_seed(0)

@@ -53,8 +53,8 @@ from modelwiz.engine.fsutil import atomic_write_json, read_json
 from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
-TABLE_VERSION = 2
-BENCH_VERSION = 3  # 3: says whether the machine was busy (older results did not: measured again)
+TABLE_VERSION = 3  # 3: depthwise convolutions by kernel and stride, the input convolution, pooling
+BENCH_VERSION = 4  # 3: says whether the machine was busy; 4: measured with the trainer's allocator settings
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
 PRECISIONS = ("fp32", "bf16")
@@ -111,13 +111,14 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
         x, w = (leaves[1], leaves[2]) if backward else (leaves[0], leaves[1])
         y = leaves[0] if backward else out
         groups = int(args[9] if backward else args[8])
+        stride = args[4] if backward else args[3]
         dtype = str(x.dtype).removeprefix("torch.")
-        if groups > 1 and w.shape[1] == 1:
-            kind = "convdw"
-        elif all(int(k) == 1 for k in w.shape[2:]):
-            kind = "conv1x1"
-        else:
-            kind = "conv"
+        kind = conv_kind(
+            groups=groups,
+            in_channels=int(w.shape[1]) * groups,
+            kernel=[int(k) for k in w.shape[2:]],
+            stride=[int(v) for v in (stride if isinstance(stride, (list, tuple)) else [stride])],
+        )
         # 2 * output elements * (input channels per group x kernel); the backward computes the input's
         # and the weight's gradients, each as much as the forward (flop_counter's backward formula
         # ignores groups)
@@ -135,7 +136,33 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
         # compute-bound per element (random draws; exp), whatever the bytes: elements made, by dtype
         outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)] or leaves
         return f"{cls}.{str(outs[0].dtype).removeprefix('torch.')}", float(sum(t.numel() for t in outs))
+    if cls == "mem.pool":  # bytes, but at a rate of its own per dtype (bf16 pooling is slow on CPUs)
+        return f"{cls}.{str(leaves[0].dtype).removeprefix('torch.')}", float(
+            sum(t.numel() * t.element_size() for t in leaves) + _nbytes(out)
+        )
     return cls, float(sum(t.numel() * t.element_size() for t in leaves) + _nbytes(out))
+
+
+# depthwise convolutions run at a rate set by their kernel and stride, not their size (measured here,
+# one thread, fp32, over 12 shapes from 16 channels at 112 px to 960 at 7 px: forward 17 GFLOP/s at
+# 3x3 stride 1, 7 at stride 2, 40 at 5x5, 62 at 7x7, each within about 15% whatever the shape;
+# backward 13, 5, 4.6 and 4.8), so each (kernel, stride) is its own class; other kernels count as
+# the nearest of these
+DEPTHWISE_KERNELS = (3, 5, 7)
+# a network's first convolution reads the image (3 channels, or 1 or 4): a slow path of its own
+INPUT_CHANNELS_MAX = 4
+
+
+def conv_kind(*, groups: int, in_channels: int, kernel: list[int], stride: list[int]) -> str:
+    """The class of a convolution: depthwise by kernel and stride, the input layer, 1x1, or dense."""
+    if groups > 1 and groups == in_channels:
+        k = min(DEPTHWISE_KERNELS, key=lambda d: (abs(d - max(kernel)), d))
+        return f"convdw_k{k}s{1 if max(stride) == 1 else 2}"
+    if groups == 1 and in_channels <= INPUT_CHANNELS_MAX:
+        return "convin"
+    if all(k == 1 for k in kernel):
+        return "conv1x1"
+    return "conv"
 
 
 def _nbytes(out: Any) -> int:
@@ -147,13 +174,15 @@ def _nbytes(out: Any) -> int:
 
 def mem_class(name: str) -> str:
     """The class of an op that is not a matmul or convolution: random numbers (dropout), batch norm,
-    the other normalisations, softmax, copies and casts, or any other elementwise / reduction op.
-    Each runs at its own rate (`bench` measures all six): per byte read and written, but random draws
-    and softmax per element made, by dtype."""
+    pooling, the other normalisations, softmax, copies and casts, or any other elementwise / reduction op.
+    Each runs at its own rate (`bench` measures all seven): per byte read and written (pooling by
+    dtype), but random draws and softmax per element made, by dtype."""
     if "bernoulli" in name or "dropout" in name or name.startswith(("rand", "normal", "uniform")):
         return "mem.rng"
     if "batch_norm" in name:
         return "mem.bn"
+    if "pool" in name:
+        return "mem.pool"
     if "norm" in name and "clip" not in name and "_foreach_norm" not in name and "linalg" not in name:
         return "mem.norm"
     if "softmax" in name:
@@ -411,6 +440,9 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
+    from modelwiz.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the trainer does: the rates are the trainer's
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -504,6 +536,17 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
 
             rate(softmax, f"mem.softmax.{tag}")
             rate(dropout, f"mem.rng.{tag}")
+        # pooling, forward + backward: a CNN stem's 3x3 max pool, and a 2x2 average pool (DenseNet's
+        # transitions; a global average pool to 1x1 runs as a mean, an elementwise op)
+        for shape, pool in (((4, 64, 112, 112), "max"), ((4, 64, 56, 56), "max"), ((4, 128, 56, 56), "avg")):
+            img = torch.randn(*shape, device=dev, dtype=dtype, requires_grad=True)
+
+            def pooling(img: Any = img, pool: str = pool) -> None:
+                y = F.max_pool2d(img, 3, 2, 1) if pool == "max" else F.avg_pool2d(img, 2)
+                y.sum().backward()
+                sync()
+
+            rate(pooling, f"mem.pool.{tag}")
         # batched small GEMMs: attention's QK^T and AV (batch x heads, length, head size)
         for bh, sq, d in ((24, 64, 32), (96, 128, 64), (192, 96, 32)):
             q = torch.randn(bh, sq, d, device=dev, dtype=dtype)
@@ -535,19 +578,22 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
             rate(sdpa, f"sdpa.{tag}")
         # convolutions at shapes of CNN blocks (the stem, 3x3, 1x1, depthwise, stride 1 and 2): the
         # forward alone (frozen layers), then forward + backward, whose excess is the backward's rate
+        depthwise = [
+            (conv_kind(groups=c, in_channels=c, kernel=[k], stride=[st]), c, c, hw, c, k, st)
+            for k in DEPTHWISE_KERNELS
+            for st in (1, 2)
+            for c, hw in ((32, 112), (240, 14))
+        ]
         for cls, cin, cout, hw, groups, ksz, stride in (
-            ("conv", 3, 32, 224, 1, 3, 2),
+            ("convin", 3, 32, 224, 1, 3, 2),
+            ("convin", 3, 64, 224, 1, 7, 2),
             ("conv", 64, 64, 56, 1, 3, 1),
             ("conv", 128, 128, 28, 1, 3, 1),
             ("conv", 256, 256, 7, 1, 3, 1),
             ("conv1x1", 32, 192, 56, 1, 1, 1),
             ("conv1x1", 64, 256, 28, 1, 1, 1),
             ("conv1x1", 576, 96, 7, 1, 1, 1),
-            ("convdw", 32, 32, 112, 32, 3, 1),
-            ("convdw", 96, 96, 112, 96, 3, 2),
-            ("convdw", 144, 144, 56, 144, 3, 1),
-            ("convdw", 576, 576, 14, 576, 3, 1),
-            ("convdw", 576, 576, 7, 576, 3, 1),
+            *depthwise,
         ):
             conv = torch.nn.Conv2d(cin, cout, ksz, stride, padding=ksz // 2, groups=groups, bias=False).to(dev, dtype)
             xi = torch.randn(4, cin, hw, hw, device=dev, dtype=dtype, requires_grad=cin != 3)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelwiz.engine import batching, checkpoints, recipes
+from modelwiz.engine import allocator, batching, checkpoints, recipes
 from modelwiz.engine import events as ev
 from modelwiz.engine.config import load_config
 from modelwiz.engine.distributed import Distributed
@@ -792,6 +792,17 @@ def bakeoff_report(run_dir: Path) -> dict[str, Any] | None:
     return bakeoff.report(run_dir)
 
 
+def tune_allocator(plan: Plan, reporter: Reporter) -> None:
+    """Before the model is loaded: keep freed memory for reuse unless the CPU run is tight on memory
+    (engine/allocator.py)."""
+    import psutil
+
+    peak = plan.memory.peak_gb or plan.memory.total_gb
+    _, line = allocator.for_training(plan.device, peak, psutil.virtual_memory().available / 1e9)
+    if line:
+        reporter.log(line)
+
+
 def train(run_dir: Path, resume: bool) -> int:
     reporter = Reporter(run_dir) if Distributed.from_env().main else SilentReporter(run_dir)
     run: Run | None = None
@@ -806,6 +817,7 @@ def train(run_dir: Path, resume: bool) -> int:
     signal.signal(signal.SIGINT, on_signal)
     reporter.on_start(resume)
     try:
+        tune_allocator(read_plan(run_dir), reporter)
         loaded, start = None, None
         if read_plan(run_dir).bakeoff:
             from modelwiz.engine import bakeoff

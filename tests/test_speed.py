@@ -248,3 +248,52 @@ def test_the_plan_note_says_when_the_benchmark_ran_busy(monkeypatch):
     assert "busy (load 3.2)" in line and "runs again when the machine is quiet" in line
     monkeypatch.setattr(speed, "find_benchmark", lambda *a, **k: {**busy, "busy": False})
     assert speed.bench_warning("cpu", None) == ""
+
+
+def test_convolutions_are_classed_by_kind_kernel_and_stride_and_counted_exactly():
+    # depthwise convolutions run at a rate set by kernel and stride (engine/speed.py DEPTHWISE_KERNELS),
+    # the input layer on a path of its own; each class's FLOPs are 2 x output elements x (input
+    # channels per group x kernel), forward, and twice that backward (input and weight gradients)
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1),  # the stem: convin
+        torch.nn.MaxPool2d(3, 2, 1),
+        torch.nn.Conv2d(8, 8, 3, 2, 1, groups=8),  # depthwise 3x3 stride 2
+        torch.nn.Conv2d(8, 16, 1),  # 1x1
+        torch.nn.Conv2d(16, 16, 5, 1, 2, groups=16),  # depthwise 5x5 stride 1
+        torch.nn.Conv2d(16, 16, 9, 1, 4, groups=16),  # depthwise 9x9: counted as the nearest, 7x7
+        torch.nn.Conv2d(16, 16, 3, 1, 1, groups=4),  # grouped, not depthwise: dense
+    )
+    x = torch.randn(2, 3, 32, 32)
+    counter = speed._counter_class()(fake=False)
+    with counter:
+        y = net(x)
+        counter.phase = "bwd"
+        y.sum().backward()
+    fig = counter.figures()
+    # output sides: 16 (stem), 8 (pool), 4 (dw s2), then 4
+    assert fig["fwd:convin.float32"] == 2 * 2 * 8 * 16 * 16 * 3 * 9
+    assert fig["fwd:convdw_k3s2.float32"] == 2 * 2 * 8 * 4 * 4 * 9
+    assert fig["fwd:conv1x1.float32"] == 2 * 2 * 16 * 4 * 4 * 8
+    assert fig["fwd:convdw_k5s1.float32"] == 2 * 2 * 16 * 4 * 4 * 25
+    assert fig["fwd:convdw_k7s1.float32"] == 2 * 2 * 16 * 4 * 4 * 81
+    assert fig["fwd:conv.float32"] == 2 * 2 * 16 * 4 * 4 * 4 * 9
+    assert fig["bwd:convdw_k5s1_bwd.float32"] == 2 * fig["fwd:convdw_k5s1.float32"]
+    # the stem's input needs no gradient: its backward computes the weight's only
+    assert fig["bwd:convin_bwd.float32"] == fig["fwd:convin.float32"]
+    assert fig["fwd:mem.pool.float32"] > 0 and fig["bwd:mem.pool.float32"] > 0
+    assert not any(k.split(":")[1].startswith("convdw.") for k in fig)
+    assert speed.conv_kind(groups=32, in_channels=32, kernel=[3, 3], stride=[2, 2]) == "convdw_k3s2"
+    assert speed.conv_kind(groups=1, in_channels=1, kernel=[7, 7], stride=[2, 2]) == "convin"  # grayscale
+
+
+def test_a_depthwise_class_reads_its_own_rate():
+    # a 5x5 depthwise step at 5 GFLOP/s and a 3x3 one at 20: each class is timed at its own rate
+    bench = _bench("m", "2", 1)
+    bench["overhead_s_per_op"] = 0.0
+    bench["rates"]["convdw_k5s1.float32"] = [[1.0, 5e9], [1e12, 5e9]]
+    bench["rates"]["convdw_k3s1.float32"] = [[1.0, 2e10], [1e12, 2e10]]
+    figs = {"fwd:convdw_k5s1.float32": 1e9, "fwd:convdw_k5s1.float32#n": 4, "fwd:convdw_k3s1.float32": 1e9}
+    assert speed.phase_seconds(figs, bench, ("fwd",)) == pytest.approx(1e9 / 5e9 + 1e9 / 2e10)
