@@ -53,6 +53,12 @@ CASES: list[tuple[str, Any, str, str, str, int, int, int]] = [
     ("torchvision efficientnet_b0", "torchvision:efficientnet_b0", "image", "linear-probe", "fp32", 16, 224, 1),
     ("vit 4L-192", VIT, "image", "full", "fp32", 8, 224, 1),
     ("convnext 2-2-2-2", CONVNEXT, "image", "full", "bf16", 4, 224, 1),
+    ("torchvision mobilenet_v2", "torchvision:mobilenet_v2", "image", "full", "fp32", 32, 224, 1),
+    ("torchvision mobilenet_v3_small", "torchvision:mobilenet_v3_small", "image", "full", "fp32", 16, 160, 1),
+    ("torchvision efficientnet_b0", "torchvision:efficientnet_b0", "image", "full", "fp32", 8, 224, 1),
+    ("torchvision convnext_tiny", "torchvision:convnext_tiny", "image", "partial", "fp32", 4, 224, 1),
+    ("torchvision regnet_y_400mf", "torchvision:regnet_y_400mf", "image", "full", "fp32", 8, 224, 1),
+    ("torchvision densenet121", "torchvision:densenet121", "image", "linear-probe", "bf16", 8, 224, 1),
 ]
 
 
@@ -129,7 +135,10 @@ def measure_child(args: dict[str, Any]) -> dict[str, Any]:
         if len(times) >= 50:
             break
     one = torch.get_num_threads() == 1
+    import resource
+
     return {
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "step_s": statistics.median(times if one else walls),
         "wall_step_s": statistics.median(walls),
         "clock": "cpu" if one else "wall",
@@ -160,9 +169,13 @@ def count_child(args: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": entry.get("seconds")}
 
 
-def _child(mode: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _child(mode: str, payload: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, f"--{mode}", json.dumps(payload)], capture_output=True, text=True, cwd=REPO
+        [sys.executable, __file__, f"--{mode}", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         raise SystemExit(f"the {mode} process failed:\n{proc.stderr[-2000:]}")

@@ -26,7 +26,7 @@ from modelwiz.engine.runs import (
     request_cancel,
     trainer_exit_code,
 )
-from modelwiz.engine.workflow import choose, prepare_run, recommend, start_run
+from modelwiz.engine.workflow import choose, prepare_run, read_hardware, recommend, start_run
 
 EventSink = Callable[[dict[str, Any]], None]
 POLL_S = 0.25
@@ -44,7 +44,7 @@ def run_batch(
     """Check, rank, choose, create the run and follow its trainer to the end. `start=False`
     stops once the run directory is ready (for a trainer started by hand, e.g. torchrun on
     several nodes) and returns its `run_created` event."""
-    rec = recommend(config)
+    rec = recommend(config, hardware=_measured_hardware(config, on_event, stop))
     on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
     on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
     on_event(ev_schema.Recommendation(models=[r.to_dict() for r in rec.ranked[:top]]).to_json())
@@ -68,6 +68,24 @@ def run_batch(
     created = ev_schema.RunCreated(run_id=run_dir.name, run_dir=str(run_dir)).to_json()
     on_event(created)
     return follow_run(run_dir, on_event, stop=stop) if start else created
+
+
+def _measured_hardware(config: Config, on_event: EventSink, stop: Callable[[], bool]) -> Any:
+    """The hardware report, after this machine's CPU speed benchmark when the probe has just started
+    it (a machine's first run: about 10 s), so that the ranking and the plan use measured times and
+    the trainer does not start beside it."""
+    from modelwiz.engine import speed
+
+    hardware = read_hardware(config)
+    if speed.benchmark_running("cpu"):
+        on_event(
+            ev_schema.Log(
+                level="info",
+                message="measuring this CPU's speed for the time predictions (once per machine, about 10 s)",
+            ).to_json()
+        )
+        speed.wait_for_benchmark("cpu", stop=stop)
+    return hardware
 
 
 def follow_run(

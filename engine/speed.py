@@ -4,8 +4,9 @@ Two parts, neither needing the model's weights:
 
 - **The device.** `python -m modelwiz.engine.speed bench` (a second or two, in a subprocess) measures on
   this machine, for the thread count torch will use: GEMM throughput at a few shapes typical of the
-  models (fp32 and bf16), SDPA forward+backward, convolution forward+backward (dense 3x3, 1x1 and
-  depthwise), the bandwidth of elementwise ops at several sizes, and the dispatch overhead per aten op
+  models (fp32 and bf16), SDPA forward+backward, convolution forward+backward (the input layer, dense
+  3x3, 1x1 by channel count, depthwise by kernel and stride: `conv_kind`), pooling, the bandwidth of
+  elementwise ops at several sizes, and the dispatch overhead per aten op
   (a tiny model's training step, whose time is all overhead, over the ops it runs). Each rate is a
   curve over the size of one op (FLOPs or bytes per op), since small GEMMs and small elementwise ops
   run far below the peak. Every figure is counted with the same `CostCounter` the model's step is
@@ -16,8 +17,8 @@ Two parts, neither needing the model's weights:
 - **The step.** `CostCounter`, a `TorchDispatchMode`, runs over the fake-tensor training step that
   engine/memtrace.py builds (the trainer's `train_step`, its freezing recipe, fused AdamW, autocast)
   and sums, per phase (forward, backward, optimizer) and per op class: matmul FLOPs (mm, addmm, bmm,
-  baddbmm; `torch.utils.flop_counter`'s formulas), SDPA FLOPs, convolution FLOPs (dense, 1x1,
-  depthwise), the bytes read and written by every other op, and the number of ops. Like the memory
+  baddbmm; `torch.utils.flop_counter`'s formulas), SDPA FLOPs, convolution FLOPs (per `conv_kind`),
+  the bytes read and written by every other op, and the number of ops. Like the memory
   trace it is counted at two batch sizes and three or four lengths / image sides and fitted as
   `P + b * (q0 + q1 x + q2 x^2 [+ q4 x^4])` per figure (the counts are exact polynomials in the batch
   and the length: the fit has no free constant).
@@ -53,7 +54,7 @@ from modelwiz.engine.fsutil import atomic_write_json, read_json
 from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
-TABLE_VERSION = 3  # 3: depthwise convolutions by kernel and stride, the input convolution, pooling
+TABLE_VERSION = 3  # 3: depthwise convolutions by kernel and stride, 1x1 by channels, the input convolution, pooling
 BENCH_VERSION = 4  # 3: says whether the machine was busy; 4: measured with the trainer's allocator settings
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
@@ -116,6 +117,7 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
         kind = conv_kind(
             groups=groups,
             in_channels=int(w.shape[1]) * groups,
+            out_channels=int(w.shape[0]),
             kernel=[int(k) for k in w.shape[2:]],
             stride=[int(v) for v in (stride if isinstance(stride, (list, tuple)) else [stride])],
         )
@@ -151,17 +153,28 @@ def op_class(func: Any, args: Any, kwargs: Any, out: Any = None) -> tuple[str, f
 DEPTHWISE_KERNELS = (3, 5, 7)
 # a network's first convolution reads the image (3 channels, or 1 or 4): a slow path of its own
 INPUT_CHANNELS_MAX = 4
+# a 1x1 convolution is a GEMM whose rate is set by its channel counts more than its size (measured
+# here, one thread, bf16: 58-61 GFLOP/s from 24 or 32 channels, 90 from 64, 167-260 from 96-128,
+# 337 from 192; fp32 130-180 throughout), so it is classed by the smaller of its two channel counts
+CONV1X1_CHANNELS = (32, 64, 128, 256)
 
 
-def conv_kind(*, groups: int, in_channels: int, kernel: list[int], stride: list[int]) -> str:
-    """The class of a convolution: depthwise by kernel and stride, the input layer, 1x1, or dense."""
+def conv_kind(
+    *, groups: int, in_channels: int, kernel: list[int], stride: list[int], out_channels: int | None = None
+) -> str:
+    """The class of a convolution: depthwise by kernel and stride, the input layer, 1x1 by channels,
+    or dense."""
     if groups > 1 and groups == in_channels:
         k = min(DEPTHWISE_KERNELS, key=lambda d: (abs(d - max(kernel)), d))
         return f"convdw_k{k}s{1 if max(stride) == 1 else 2}"
     if groups == 1 and in_channels <= INPUT_CHANNELS_MAX:
         return "convin"
     if all(k == 1 for k in kernel):
-        return "conv1x1"
+        out_channels = in_channels if out_channels is None else out_channels
+        c = min(
+            CONV1X1_CHANNELS, key=lambda d: (abs(math.log(d) - math.log(max(1, min(in_channels, out_channels)))), d)
+        )
+        return f"conv1x1_c{c}"
     return "conv"
 
 
@@ -584,15 +597,27 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
             for st in (1, 2)
             for c, hw in ((32, 112), (240, 14))
         ]
+        # two shapes a channel class: expanding and projecting, at the sides models run them at
+        pointwise = [
+            (conv_kind(groups=1, in_channels=ci, out_channels=co, kernel=[1], stride=[1]), ci, co, hw, 1, 1, 1)
+            for ci, co, hw in (
+                (32, 192, 56),
+                (144, 24, 56),
+                (64, 256, 28),
+                (384, 64, 14),
+                (128, 512, 14),
+                (576, 96, 14),
+                (256, 1024, 7),
+                (1152, 320, 7),
+            )
+        ]
         for cls, cin, cout, hw, groups, ksz, stride in (
             ("convin", 3, 32, 224, 1, 3, 2),
             ("convin", 3, 64, 224, 1, 7, 2),
             ("conv", 64, 64, 56, 1, 3, 1),
             ("conv", 128, 128, 28, 1, 3, 1),
             ("conv", 256, 256, 7, 1, 3, 1),
-            ("conv1x1", 32, 192, 56, 1, 1, 1),
-            ("conv1x1", 64, 256, 28, 1, 1, 1),
-            ("conv1x1", 576, 96, 7, 1, 1, 1),
+            *pointwise,
             *depthwise,
         ):
             conv = torch.nn.Conv2d(cin, cout, ksz, stride, padding=ksz // 2, groups=groups, bias=False).to(dev, dtype)
@@ -695,7 +720,7 @@ def start_benchmark(device: str = "cpu") -> bool:
     other start is under way); returns whether one was started. Never waits for it."""
     lock = cache_dir() / "speed" / f"running-{_slug(device)}.lock"
     try:
-        if lock.exists() and time.time() - lock.stat().st_mtime < 120:
+        if lock.exists() and time.time() - lock.stat().st_mtime < LOCK_FRESH_S:
             return False
         lock.parent.mkdir(parents=True, exist_ok=True)
         lock.write_text(str(os.getpid()), encoding="utf-8")
@@ -709,6 +734,30 @@ def start_benchmark(device: str = "cpu") -> bool:
     except OSError:
         return False
     return True
+
+
+LOCK_FRESH_S = 120  # a start lock older than this belongs to a benchmark that died
+BENCH_WAIT_S = 90  # the longest a trainer waits for a benchmark under way (alone it takes ~10 s)
+
+
+def benchmark_running(device: str = "cpu") -> bool:
+    """Whether a benchmark of `device` started by `start_benchmark` is under way (its lock is fresh)."""
+    lock = cache_dir() / "speed" / f"running-{_slug(device)}.lock"
+    try:
+        return time.time() - lock.stat().st_mtime < LOCK_FRESH_S
+    except OSError:
+        return False
+
+
+def wait_for_benchmark(device: str, stop: Any = lambda: False, timeout_s: float = BENCH_WAIT_S) -> float:
+    """Wait until no benchmark of `device` is under way (at most `timeout_s`, or until `stop()`);
+    returns the seconds waited. A training started beside the benchmark slows both: measured here
+    on 2 cores, the demo's first epochs took 60 and 42 s instead of 7 s, and the benchmark 105 s
+    instead of 8 (its result then marked busy and measured again)."""
+    t0 = time.monotonic()
+    while benchmark_running(device) and time.monotonic() - t0 < timeout_s and not stop():
+        time.sleep(0.25)
+    return time.monotonic() - t0
 
 
 def machine_load(threads: int) -> tuple[float, bool]:
@@ -1086,11 +1135,13 @@ def main(argv: list[str] | None = None) -> int:
         path = bench_path(
             machine, torch.__version__.split("+")[0], 0 if args.device != "cpu" else torch.get_num_threads()
         )
-        if args.if_missing and not _stale(path, torch.get_num_threads()):
-            return 0
-        result = run_benchmark(args.device, args.threads)
-        atomic_write_json(path, result)
-        (cache_dir() / "speed" / f"running-{_slug(args.device)}.lock").unlink(missing_ok=True)
+        try:
+            if args.if_missing and not _stale(path, torch.get_num_threads()):
+                return 0
+            result = run_benchmark(args.device, args.threads)
+            atomic_write_json(path, result)
+        finally:  # done or failed: a trainer waiting for it goes on (trainer.wait_for_benchmark)
+            (cache_dir() / "speed" / f"running-{_slug(args.device)}.lock").unlink(missing_ok=True)
         print(json.dumps(result))
         return 0
     if args.cmd == "build":

@@ -792,6 +792,21 @@ def bakeoff_report(run_dir: Path) -> dict[str, Any] | None:
     return bakeoff.report(run_dir)
 
 
+def wait_for_benchmark(run_dir: Path, plan: Plan, reporter: Reporter) -> None:
+    """Before training: let a speed benchmark of this device that is under way (the hardware probe
+    starts one on a machine's first run) finish alone, so that neither slows the other."""
+    from modelwiz.engine import speed
+
+    if not speed.benchmark_running(plan.device):
+        return
+    reporter.log(
+        f"waiting for the speed benchmark of {plan.device} to finish (once per machine; at most {speed.BENCH_WAIT_S} s)"
+    )
+    waited = speed.wait_for_benchmark(plan.device, stop=lambda: (run_dir / CANCEL_FILE).exists())
+    still = speed.benchmark_running(plan.device)
+    reporter.log(f"speed benchmark {'still running' if still else 'done'} after {waited:.0f} s; training starts")
+
+
 def tune_allocator(plan: Plan, reporter: Reporter) -> None:
     """Before the model is loaded: keep freed memory for reuse unless the CPU run is tight on memory
     (engine/allocator.py)."""
@@ -818,6 +833,7 @@ def train(run_dir: Path, resume: bool) -> int:
     reporter.on_start(resume)
     try:
         tune_allocator(read_plan(run_dir), reporter)
+        wait_for_benchmark(run_dir, read_plan(run_dir), reporter)
         loaded, start = None, None
         if read_plan(run_dir).bakeoff:
             from modelwiz.engine import bakeoff

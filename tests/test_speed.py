@@ -276,7 +276,7 @@ def test_convolutions_are_classed_by_kind_kernel_and_stride_and_counted_exactly(
     # output sides: 16 (stem), 8 (pool), 4 (dw s2), then 4
     assert fig["fwd:convin.float32"] == 2 * 2 * 8 * 16 * 16 * 3 * 9
     assert fig["fwd:convdw_k3s2.float32"] == 2 * 2 * 8 * 4 * 4 * 9
-    assert fig["fwd:conv1x1.float32"] == 2 * 2 * 16 * 4 * 4 * 8
+    assert fig["fwd:conv1x1_c32.float32"] == 2 * 2 * 16 * 4 * 4 * 8  # 1x1 classed by its smaller channel count
     assert fig["fwd:convdw_k5s1.float32"] == 2 * 2 * 16 * 4 * 4 * 25
     assert fig["fwd:convdw_k7s1.float32"] == 2 * 2 * 16 * 4 * 4 * 81
     assert fig["fwd:conv.float32"] == 2 * 2 * 16 * 4 * 4 * 4 * 9
@@ -297,3 +297,25 @@ def test_a_depthwise_class_reads_its_own_rate():
     bench["rates"]["convdw_k3s1.float32"] = [[1.0, 2e10], [1e12, 2e10]]
     figs = {"fwd:convdw_k5s1.float32": 1e9, "fwd:convdw_k5s1.float32#n": 4, "fwd:convdw_k3s1.float32": 1e9}
     assert speed.phase_seconds(figs, bench, ("fwd",)) == pytest.approx(1e9 / 5e9 + 1e9 / 2e10)
+
+
+def test_a_trainer_waits_for_a_benchmark_under_way_and_not_for_a_dead_one(tmp_path, monkeypatch):
+    import os
+    import threading
+    import time as _time
+
+    monkeypatch.setenv("MODELWIZ_CACHE", str(tmp_path))
+    lock = tmp_path / "speed" / "running-cpu.lock"
+    lock.parent.mkdir(parents=True)
+    assert speed.wait_for_benchmark("cpu") < 0.1  # none under way
+    lock.write_text("1")
+    threading.Timer(0.6, lock.unlink).start()  # the benchmark finishes
+    waited = speed.wait_for_benchmark("cpu")
+    assert 0.5 < waited < 5 and not speed.benchmark_running("cpu")
+    lock.write_text("1")
+    old = _time.time() - speed.LOCK_FRESH_S - 5  # a benchmark that died long ago
+    os.utime(lock, (old, old))
+    assert speed.wait_for_benchmark("cpu") < 0.1
+    os.utime(lock, None)  # fresh again: a cancel stops the wait, and the wait is bounded
+    assert speed.wait_for_benchmark("cpu", stop=lambda: True) < 0.1
+    assert 0.3 < speed.wait_for_benchmark("cpu", timeout_s=0.4) < 2
