@@ -29,21 +29,9 @@ DEFAULT_ONLY = ["all-MiniLM-L6-v2 (real)", "torchvision resnet18", "torchvision 
 
 
 def measure(case: tuple[Any, ...], tmp: Path, threads: int, seconds: float, defaults: bool) -> dict[str, Any]:
-    name, model, modality, strategy, precision, batch, x, accum = case
-    cand, spec = candidate_for_case(model, modality, tmp, name)
+    cand, spec = candidate_for_case(case[1], case[2], tmp, case[0])
     blocks = memtrace.default_unfreeze_blocks(int(cand.num_layers or 0))
-    payload = {
-        "spec": spec,
-        "strategy": strategy,
-        "precision": precision,
-        "batch": batch,
-        "x": x,
-        "accum": accum,
-        "blocks": blocks,
-        "threads": threads,
-        "seconds": seconds,
-    }
-    return ta._child("measure", payload, env={allocator.OPT_OUT_ENV: "1" if defaults else "0"})
+    return ta.measure(case, spec, blocks, threads, seconds, env={allocator.OPT_OUT_ENV: "1" if defaults else "0"})
 
 
 def main() -> None:

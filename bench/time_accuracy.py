@@ -182,6 +182,30 @@ def _child(mode: str, payload: dict[str, Any], env: dict[str, str] | None = None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure(
+    case: tuple[Any, ...],
+    spec: dict[str, Any],
+    blocks: int,
+    threads: int,
+    seconds: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A fresh process's steady-state seconds per step of `case` (measure_child)."""
+    _, _, _, strategy, precision, batch, x, accum = case
+    payload = {
+        "spec": spec,
+        "strategy": strategy,
+        "precision": precision,
+        "batch": batch,
+        "x": x,
+        "accum": accum,
+        "blocks": blocks,
+        "threads": threads,
+        "seconds": seconds,
+    }
+    return _child("measure", payload, env)
+
+
 def run_case(
     case: tuple[Any, ...], hw: Any, tmp: Path, threads: int, seconds: float, train_size: int
 ) -> dict[str, Any]:
@@ -215,20 +239,7 @@ def run_case(
     if got is None:
         raise SystemExit(f"{name}: no prediction (benchmark or count missing)")
     predicted = got[0]
-    m = _child(
-        "measure",
-        {
-            "spec": spec,
-            "strategy": strategy,
-            "precision": precision,
-            "batch": batch,
-            "x": x,
-            "accum": accum,
-            "blocks": blocks,
-            "threads": threads,
-            "seconds": seconds,
-        },
-    )
+    m = measure(case, spec, blocks, threads, seconds)
     steps = -(-train_size // (batch * accum))
     measured = m["step_s"] * steps
     return {
