@@ -55,7 +55,7 @@ from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
 TABLE_VERSION = 3  # 3: depthwise convolutions by kernel and stride, 1x1 by channels, the input convolution, pooling
-BENCH_VERSION = 4  # 3: says whether the machine was busy; 4: measured with the trainer's allocator settings
+BENCH_VERSION = 5  # 3: says whether the machine was busy; 4: the trainer's allocator settings; 5: L2 evicted
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
 PRECISIONS = ("fp32", "bf16")
@@ -415,22 +415,37 @@ def bench_clock(device: str = "cpu") -> Any:
     return time.process_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
 
 
-def _measure(fn: Any, *, min_s: float = 0.006, max_reps: int = 100, rounds: int = 3, device: str = "cpu") -> float:
+def _measure(
+    fn: Any, *, min_s: float = 0.006, max_reps: int = 100, rounds: int = 3, device: str = "cpu", before: Any = None
+) -> float:
     """Seconds per call of `fn` (after one warm-up call): the median of `rounds` rounds, each
-    repeating it until `min_s` has passed."""
+    repeating it until `min_s` has passed. `before`, when given, runs untimed before every call."""
     clock = bench_clock(device)
     fn()
     per_call = []
     for _ in range(rounds):
-        reps, t0 = 0, clock()
+        reps, elapsed = 0, 0.0
+        t0 = clock()
         while True:
+            if before is not None:
+                before()
+                t0 = clock()
             fn()
             reps += 1
-            elapsed = clock() - t0
+            elapsed = elapsed + clock() - t0 if before is not None else clock() - t0
             if elapsed >= min_s or reps >= max_reps:
                 per_call.append(elapsed / reps)
                 break
     return sorted(per_call)[len(per_call) // 2]
+
+
+def l2_bytes() -> int:
+    """This CPU's L2 cache per core (Linux sysfs), else 2 MiB."""
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text(encoding="ascii").strip()
+        return int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]] if text[-1] in "KM" else int(text)
+    except (OSError, ValueError, IndexError, KeyError):
+        return 2 << 20
 
 
 def _counted(fn: Any) -> tuple[dict[str, list[float]], int]:
@@ -490,12 +505,20 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
     bare = _measure(bare_op, min_s=0.01, device=dev.type)
 
     rates: dict[str, list[list[float]]] = {}
+    # inside a training step an op's inputs were written by the ops before it, not by the same op a
+    # moment ago: each timed call first overwrites twice the L2 cache, so its inputs come from L3
+    scratch = torch.empty(2 * l2_bytes() // 4, dtype=torch.float32) if dev.type == "cpu" else None
+    flush = os.environ.get("MODELWIZ_BENCH_EVICT", "1") != "0"
+
+    def evict() -> None:
+        if scratch is not None and flush:
+            scratch.fill_(1.0)
 
     def rate(fn: Any, cls: str) -> None:
         """Add a point to `cls`'s curve: its cost over the time `fn` takes, less the dispatch of its
         ops and the time of the other classes it runs (at their rates measured so far)."""
         costs, ops = _counted(fn)
-        t = _measure(fn, device=dev.type)
+        t = _measure(fn, device=dev.type, before=evict)
         others = 0.0
         for k, (c, n) in costs.items():
             if k != cls and rates.get(k):

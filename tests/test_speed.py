@@ -319,3 +319,17 @@ def test_a_trainer_waits_for_a_benchmark_under_way_and_not_for_a_dead_one(tmp_pa
     os.utime(lock, None)  # fresh again: a cancel stops the wait, and the wait is bounded
     assert speed.wait_for_benchmark("cpu", stop=lambda: True) < 0.1
     assert 0.3 < speed.wait_for_benchmark("cpu", timeout_s=0.4) < 2
+
+
+def test_the_benchmark_does_not_time_what_runs_before_each_call():
+    # the L2 eviction before each timed call (run_benchmark's `evict`) is left out of the rate
+    def spin(seconds: float) -> None:
+        import time as _time
+
+        t0 = _time.process_time()
+        while _time.process_time() - t0 < seconds:
+            pass
+
+    per_call = speed._measure(lambda: spin(0.0005), min_s=0.005, before=lambda: spin(0.004))
+    assert 0.0004 < per_call < 0.002
+    assert speed.l2_bytes() >= 64 << 10
