@@ -1182,3 +1182,21 @@ async def test_the_details_pane_says_what_the_sources_said(tmp_path: Path, monke
         await pilot.press("down")  # another model: the same sources line
         await walk.settle(pilot)
         assert "sources: " + note in str(app.screen.query_one("#details").render())
+
+
+@async_test
+async def test_the_app_quits_when_its_terminal_goes_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a terminal gone without a SIGHUP (a killed tmux session around `make run`) left the app
+    # spinning on end-of-file; the app checks its terminal and quits as a hang-up would
+    import modelwiz.tui.app as app_module
+
+    monkeypatch.chdir(FIXTURES)
+    monkeypatch.setattr(app_module, "_terminal_alive", lambda: True)
+    monkeypatch.setattr(ModelwizApp, "TERMINAL_CHECK_S", 0.05)
+    app, _ = walk.make_app(tmp_path, train="")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.settle(pilot)
+        assert app.is_running
+        monkeypatch.setattr(app_module, "_terminal_alive", lambda: False)
+        await walk.wait_until(pilot, lambda: not app.is_running or app.return_code == 129)
+    assert app.return_code == 129

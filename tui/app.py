@@ -166,7 +166,20 @@ class ModelwizApp(App[int]):
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(mw_theme.VARIABLE_DEFAULTS)
 
+    # how often the app checks that its terminal is still there (see _check_terminal)
+    TERMINAL_CHECK_S: ClassVar[float] = 2.0
+
+    def _check_terminal(self) -> None:
+        """A terminal that went away without a SIGHUP (the app started by `make` in a tmux session
+        that was killed: no controlling terminal, so no hang-up signal) leaves stdin at end of file
+        for ever and Textual's input thread spinning (measured: 91% of a core for half an hour).
+        Quit as a hang-up would; a run goes on in its own process (`modelwiz attach` shows it)."""
+        if not _terminal_alive():
+            self.exit(return_code=129)
+
     def on_mount(self) -> None:
+        if _terminal_alive():  # not under the test pilot, whose stdin is no terminal
+            self.set_interval(self.TERMINAL_CHECK_S, self._check_terminal)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._theme_asked == self.theme:  # --theme NAME: the next session's too
             self._remember_theme(self.current_theme)
@@ -440,3 +453,13 @@ def run_dashboard(run_dir: Path) -> int:
     if not (run_dir / "status.json").is_file() and not (run_dir / "events.jsonl").is_file():
         raise UserError(f"{run_dir} is not a run directory (no status.json or events.jsonl)")
     return _run(ModelwizApp(None, attach=run_dir))
+
+
+def _terminal_alive() -> bool:
+    """Whether stdin is still a terminal (a hung-up one answers EIO: os.isatty turns false)."""
+    import os
+
+    try:
+        return os.isatty(sys.__stdin__.fileno()) if sys.__stdin__ is not None else False
+    except (OSError, ValueError):
+        return False
