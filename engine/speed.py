@@ -738,10 +738,15 @@ def find_benchmark(device: str, hardware: Any, threads: int | None = None) -> di
 _BENCHES: dict[Path, tuple[float | None, Any]] = {}
 
 
+def lock_path(device: str) -> Path:
+    """The file `start_benchmark` writes while a benchmark of `device` is under way."""
+    return cache_dir() / "speed" / f"running-{_slug(device)}.lock"
+
+
 def start_benchmark(device: str = "cpu") -> bool:
     """Start `python -m modelwiz.engine.speed bench` detached when its result is not cached (and no
     other start is under way); returns whether one was started. Never waits for it."""
-    lock = cache_dir() / "speed" / f"running-{_slug(device)}.lock"
+    lock = lock_path(device)
     try:
         if lock.exists() and time.time() - lock.stat().st_mtime < LOCK_FRESH_S:
             return False
@@ -765,9 +770,8 @@ BENCH_WAIT_S = 90  # the longest a trainer waits for a benchmark under way (alon
 
 def benchmark_running(device: str = "cpu") -> bool:
     """Whether a benchmark of `device` started by `start_benchmark` is under way (its lock is fresh)."""
-    lock = cache_dir() / "speed" / f"running-{_slug(device)}.lock"
     try:
-        return time.time() - lock.stat().st_mtime < LOCK_FRESH_S
+        return time.time() - lock_path(device).stat().st_mtime < LOCK_FRESH_S
     except OSError:
         return False
 
@@ -1164,7 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_benchmark(args.device, args.threads)
             atomic_write_json(path, result)
         finally:  # done or failed: a trainer waiting for it goes on (trainer.wait_for_benchmark)
-            (cache_dir() / "speed" / f"running-{_slug(args.device)}.lock").unlink(missing_ok=True)
+            lock_path(args.device).unlink(missing_ok=True)
         print(json.dumps(result))
         return 0
     if args.cmd == "build":

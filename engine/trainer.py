@@ -832,8 +832,9 @@ def train(run_dir: Path, resume: bool) -> int:
     signal.signal(signal.SIGINT, on_signal)
     reporter.on_start(resume)
     try:
-        tune_allocator(read_plan(run_dir), reporter)
-        wait_for_benchmark(run_dir, read_plan(run_dir), reporter)
+        first = read_plan(run_dir)
+        tune_allocator(first, reporter)
+        wait_for_benchmark(run_dir, first, reporter)
         loaded, start = None, None
         if read_plan(run_dir).bakeoff:
             from modelwiz.engine import bakeoff
