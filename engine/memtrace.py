@@ -362,6 +362,11 @@ def build_model(spec: dict[str, Any], num_labels: int = HEAD_LABELS) -> tuple[An
         else:
             cfg = dict(spec["config"])
             config = AutoConfig.for_model(cfg.pop("model_type"), **cfg, num_labels=num_labels)
+        if kind == "hf-text" and getattr(config, "pad_token_id", None) is None:
+            # as the adapter does (adapters/hf_text.ensure_padding): a decoder-only classifier
+            # without one refuses batches; which token pads changes no memory
+            eos = getattr(config, "eos_token_id", None)
+            config.pad_token_id = int((eos[0] if isinstance(eos, (list, tuple)) and eos else eos) or 0)
         model = auto.from_config(config)
     prefix = getattr(model, "base_model_prefix", "")
     ckpt = _fresh_hint(Path(spec["folder"])) if "folder" in spec else set()

@@ -113,6 +113,29 @@ def build_tiny_bert(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_gpt2(folder: Path) -> Path:
+    """A random-initialised 2-layer GPT-2 whose tokenizer, like GPT-2's and Llama's, has an
+    end-of-text token and no padding token; the model classifies from its last real token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["<|endoftext|>", "<unk>"] + sorted({w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER))
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="<unk>")
+    assert tok.pad_token is None
+    tok.save_pretrained(str(folder))
+    cfg = GPT2Config(
+        vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=0, eos_token_id=0
+    )
+    import torch
+
+    torch.manual_seed(0)
+    GPT2Model(cfg).save_pretrained(str(folder))
+    return folder
+
+
 def write_image_data(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0) -> Path:
     """Three classes that differ by colour and stripe direction, with noise."""
     import numpy as np
@@ -158,6 +181,11 @@ def build_tiny_vit(folder: Path, image_size: int = 32) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
 
 
 @pytest.fixture(scope="session")

@@ -128,6 +128,26 @@ def test_text_batch_learns_and_exports(tmp_path, tiny_bert):
     assert json.loads((run_dir / "model" / "modelwiz.json").read_text())["max_length"] == plan["max_length"]
 
 
+def test_decoder_model_without_a_padding_token_trains_and_predicts(tmp_path, tiny_gpt2):
+    """GPT-2, Llama, Mistral and Qwen ship no padding token: batching and their last-token
+    classifier need one. The run pads with the end-of-text token, and the export keeps it."""
+    cfg = text_config(tmp_path, tiny_gpt2, epochs=8)
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = parse_json_lines(proc.stdout)[-1]
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["accuracy"] >= 0.6, summary["metrics"]  # chance: 1/3
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(summary["model_path"])
+    assert tok.pad_token == "<|endoftext|>"
+    assert AutoConfig.from_pretrained(summary["model_path"]).pad_token_id == tok.pad_token_id
+    texts = ["the striker scored a goal", "storm and rain in the forecast with strong wind tonight"]
+    pred = run_cli("predict", summary["run_id"], "--runs-dir", "runs", *texts, cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    assert len([ln for ln in pred.stdout.splitlines() if ln.strip()]) == 2
+
+
 def test_texts_longer_than_the_model_positions_train(tmp_path, tiny_bert):
     """max_length above the model's 64 positions is clamped by the plan, not crashed on."""
     rows = ["text,label"]

@@ -43,6 +43,7 @@ class HFTextAdapter(Adapter):
         model, fresh = hf_load(
             AutoModelForSequenceClassification, path, labels, trust_remote_code=plan.trust_remote_code
         )
+        ensure_padding(tokenizer, model)
         return cls(
             model,
             labels,
@@ -94,6 +95,26 @@ class HFTextAdapter(Adapter):
             f'print(clf("an example", truncation=True, max_length={self.max_length}))\n```\n'
             f"Texts were truncated to {self.max_length} tokens in training.\n"
         )
+
+
+def ensure_padding(tokenizer: Any, model: Any) -> None:
+    """Give a tokenizer and classifier without a padding token one (GPT-2, Llama, Mistral, Qwen and
+    most decoder-only models ship none: batching then fails, and their classifier, which reads the
+    last token that is not padding, refuses batches larger than 1). The tokenizer pads with its
+    end-of-text token (else its unknown, separator or start token, the usual choice; the attention
+    mask hides it either way); a tokenizer with none of them gets a new [PAD] token, its embedding
+    row added to the model."""
+    if tokenizer.pad_token is None:
+        for name in ("eos_token", "unk_token", "sep_token", "bos_token"):
+            token = getattr(tokenizer, name, None)
+            if token is not None:
+                tokenizer.pad_token = token
+                break
+        else:
+            tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+            model.resize_token_embeddings(len(tokenizer))
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def _tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
