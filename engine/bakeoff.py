@@ -139,12 +139,25 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
         budgets = " / ".join(str(r["steps"]) for r in rounds)
         reporter.log(
             f"bake-off of {len(plans)}: {names}; {len(rounds)} round(s) of {budgets} step(s) each, "
-            f"{bo.get('share', 0):.0%} of a full run's steps, best {metric} goes on"
+            f"{bo.get('share', 0):.0%} of a full run's time, best {metric} goes on"
         )
     margin = tie_margin(metric, len(loaded[1].val.items))
     t0 = time.perf_counter() - float(record["seconds"])
+    budget_s = float(bo.get("budget_seconds") or 0.0)
     for r in range(int(record["done"]), len(rounds)):
         round_no, steps = r + 1, int(rounds[r]["steps"])
+        if r > 0 and budget_s > 0:
+            spent = time.perf_counter() - t0
+            affordable = affordable_steps(record, budget_s - spent)
+            if affordable < 1:
+                _stop_early(run_dir, plans, record, reporter, spent, budget_s)
+                break
+            if affordable < steps:
+                reporter.log(
+                    f"bake-off round {round_no}: {affordable} step(s) each instead of {steps}, what is left of "
+                    f"its {budget_s:.0f} s ({spent:.0f} s spent, at the rates measured in round {r})"
+                )
+                steps = affordable
         results: dict[int, dict[str, Any]] = {}
         for i in record["survivors"]:
             cplan = Plan.from_dict(record["plans"][str(i)])
@@ -177,6 +190,47 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
             if i in dropped:
                 _state_path(run_dir, i, round_no).unlink(missing_ok=True)
     return _decide(run_dir, plan, plans, record, metric, reporter, time.perf_counter() - t0)
+
+
+def affordable_steps(record: dict[str, Any], left_s: float) -> int:
+    """Optimizer steps each survivor can still train with `left_s` seconds of the race's budget:
+    what its last round cost beside its steps (loading, evaluating, saving) comes first, then its
+    measured seconds per step."""
+    fixed = per_step = 0.0
+    for i in record["survivors"]:
+        results = record["contenders"][i]["results"]
+        if not results:
+            return 0
+        last = results[-1]
+        train_s = float(last.get("train_seconds", 0.0))
+        fixed += max(0.0, float(last["seconds"]) - train_s)
+        per_step += train_s / max(1, int(last["steps"]))
+    if per_step <= 0:
+        return 0
+    return max(0, int((left_s - fixed) / per_step))
+
+
+def _stop_early(
+    run_dir: Path, plans: list[Plan], record: dict[str, Any], reporter: tr.Reporter, spent: float, budget_s: float
+) -> None:
+    """The race's share of the time is spent: the leader of the last round wins (the survivors come
+    best first), the other survivors are cut."""
+    done = int(record["done"])
+    winner, dropped = record["survivors"][0], list(record["survivors"][1:])
+    for i in dropped:
+        record["contenders"][i]["eliminated_in"] = done
+        _state_path(run_dir, i, done).unlink(missing_ok=True)
+    record["cuts"].append(dropped)
+    record["survivors"] = [winner]
+    atomic_write_json(run_dir / STATE_FILE, record)
+    reporter.emit(
+        ev.BakeoffCut(round=done, kept=[plans[winner].model_id], dropped=[plans[i].model_id for i in dropped])
+    )
+    reporter.log(
+        f"bake-off stopped after round {done}: {spent:.0f} s of its {budget_s:.0f} s spent, too little left for "
+        f"another round; {plans[winner].model_name} leads"
+        + (", dropped " + ", ".join(plans[i].model_name for i in dropped) if dropped else "")
+    )
 
 
 def _decide(
@@ -309,6 +363,7 @@ def train_contender(
         "macro_f1": round(metrics["macro_f1"], 5),
         "val_loss": round(metrics["val_loss"], 5),
         "seconds": round(time.perf_counter() - t0, 2),
+        "train_seconds": round(seconds, 3),
     }
     reporter.emit(
         ev.BakeoffRound(

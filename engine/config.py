@@ -79,7 +79,7 @@ class TrainConfig:
     # bake-off (engine/bakeoff.py): K >= 2 races the top K ranked models by successive halving,
     # then trains the winner on; 0: off
     bakeoff: int = 0
-    bakeoff_share: float = 0.25  # the bake-off's steps add up to this share of one full run
+    bakeoff_share: float = 0.25  # the bake-off's time (steps and evaluations): this share of one full run
 
 
 @dataclass

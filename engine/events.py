@@ -346,7 +346,7 @@ class RunFinished(Event):
 class BakeoffStarted(Event):
     kind: ClassVar[str] = "bakeoff_started"
     contenders: list[Any]  # per contender: index, model, name, strategy, batch_size, learning_rate, ...
-    share: float  # of one full run's steps (engine.plan.bakeoff_schedule)
+    share: float  # of one full run's time (engine.plan.bakeoff_schedule)
     metric: str
     rounds: list[Any]  # per round: round, contenders, steps (each contender's optimizer steps)
     predicted_seconds: float | None = None

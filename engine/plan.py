@@ -409,8 +409,8 @@ def processes(nproc: int, device: str, hardware: Any) -> int:
     return nproc
 
 
-# Successive halving's share of the time budget: the bake-off's optimizer steps, all contenders and
-# rounds together, add up to this share of one full run (time-weighted over the contenders). 25%
+# Successive halving's share of the time budget: the bake-off's seconds (its optimizer steps and
+# evaluations, all contenders and rounds together) add up to this share of one full run. 25%
 # is the issue's bound for "the bake-off picks the best model using at most 25% of the full
 # training time"; since the winner then continues from the state it reached, only the losers'
 # steps (at most half of the share with two contenders) are spent on top of the run.
@@ -430,44 +430,90 @@ def bakeoff_rounds(k: int) -> list[int]:
 
 def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict[str, Any]:
     """The bake-off section of a run's plan: each contender's own resolved plan and the optimizer
-    steps each survivor trains in each round. Every round gets an equal part of the budget, split
-    evenly among its contenders (so each contender of a round trains the same number of steps,
-    the same batches), and a contender goes on from the state it reached. The budget is `share` of
-    a full run's steps, the mean over the contenders weighted by their predicted seconds per step
-    (a slow model's step costs more of the time budget); no contender's steps pass its first epoch."""
+    steps each survivor trains in each round.
+
+    The budget is time: `share` of a full run's predicted seconds (the mean over the contenders).
+    A race also costs what no step shows, an evaluation of every contender in every round (the
+    plans predict it); that comes out of the budget first, and what is left buys optimizer steps:
+    every round an equal part, split so that each contender of a round trains the same number of
+    steps (the same batches), never past a contender's first epoch. When the budget cannot give
+    every contender BAKEOFF_MIN_STEPS steps in round 1, the lowest-ranked contenders are left out
+    (`plans` come best-ranked first; at least 2 race) and the plan says so. The trainer keeps to
+    the same seconds as it goes (engine/bakeoff.py measures what each round really cost and ends
+    the race early when the rest of the budget cannot pay for another). Without time predictions
+    the budget is `share` of a full run's steps."""
     if len(plans) < 2:
         raise UserError("a bake-off needs at least 2 contenders")
-    counts = bakeoff_rounds(len(plans))
-    per_epoch = [max(1, math.ceil(p.train_size / p.effective_batch)) for p in plans]
-    full = [n * p.epochs for n, p in zip(per_epoch, plans, strict=True)]
-    per_step = [p.total_seconds / f if f else 0.0 for p, f in zip(plans, full, strict=True)]
-    timed = all(s > 0 for s in per_step)
-    weights = per_step if timed else [1.0] * len(plans)
-    full_steps = sum(w * f for w, f in zip(weights, full, strict=True)) / sum(weights)
-    budget = share * full_steps
-    rounds, done, cap = [], 0, min(per_epoch)
-    for r, n in enumerate(counts):
-        steps = max(1, min(int(budget / (len(counts) * n)), cap - done))
-        done += steps
-        rounds.append({"round": r + 1, "contenders": n, "steps": steps})
-    mean_step = sum(per_step) / len(per_step)
+    asked = len(plans)
+    per_epoch_all = [max(1, math.ceil(p.train_size / p.effective_batch)) for p in plans]
+    full_all = [n * p.epochs for n, p in zip(per_epoch_all, plans, strict=True)]
+    timed = all(p.total_seconds > 0 for p in plans)
+    # training seconds per optimizer step, and the seconds of one evaluation, per contender
+    step_all = [
+        (float(getattr(p, "train_epoch_seconds", 0.0) or 0.0) / n) or (p.total_seconds / f if f else 0.0)
+        for p, n, f in zip(plans, per_epoch_all, full_all, strict=True)
+    ]
+    eval_all = [float(getattr(p, "eval_seconds", 0.0) or 0.0) for p in plans]
+    budget_s = share * sum(p.total_seconds for p in plans) / len(plans) if timed else 0.0
+
+    def evaluations(k: int) -> float:
+        """Seconds of the race's evaluations with the top k racing (survivors: the best-ranked)."""
+        return sum(sum(eval_all[:n]) for n in bakeoff_rounds(k))
+
+    k = asked
+    if timed:
+        while k > 2:
+            counts = bakeoff_rounds(k)
+            round1 = (budget_s - evaluations(k)) / len(counts)
+            if round1 >= BAKEOFF_MIN_STEPS * sum(step_all[:k]):
+                break
+            k -= 1
+    plans, per_epoch, full = plans[:k], per_epoch_all[:k], full_all[:k]
+    step_s = step_all[:k]
+    counts = bakeoff_rounds(k)
+    cap = min(per_epoch)
+    rounds, done = [], 0
+    if timed:
+        left = max(0.0, budget_s - evaluations(k))
+        for r, n in enumerate(counts):
+            steps = max(1, min(int(left / len(counts) / sum(step_s[:n])), cap - done))
+            done += steps
+            rounds.append({"round": r + 1, "contenders": n, "steps": steps})
+        full_steps = sum(s * f for s, f in zip(step_s, full, strict=True)) / sum(step_s)
+        budget = budget_s / (sum(step_s) / len(step_s))
+    else:
+        full_steps = sum(full) / len(full)
+        budget = share * full_steps
+        for r, n in enumerate(counts):
+            steps = max(1, min(int(budget / (len(counts) * n)), cap - done))
+            done += steps
+            rounds.append({"round": r + 1, "contenders": n, "steps": steps})
     first = rounds[0]["steps"]
-    warning = (
-        f"bake-off: {share:.0%} of a {full_steps:.0f}-step run gives each of the {len(plans)} contenders "
-        f"{first} step(s) in round 1, too few to tell models apart (the ranking's order decides close "
-        "races); more epochs or data, a larger bakeoff_share or fewer contenders give it more"
-        if first < BAKEOFF_MIN_STEPS
-        else ""
-    )
+    warnings = []
+    if k < asked:
+        warnings.append(
+            f"bake-off: the {k} best-ranked of the {asked} contenders asked race: its {budget_s:.0f} s "
+            f"({share:.0%} of a {budget_s / share:.0f}-s run), less {evaluations(k):.0f} s of evaluations, "
+            f"would give more contenders fewer than {BAKEOFF_MIN_STEPS} steps each in round 1"
+        )
+    if first < BAKEOFF_MIN_STEPS:
+        warnings.append(
+            f"bake-off: {share:.0%} of a {full_steps:.0f}-step run gives each of the {k} contenders "
+            f"{first} step(s) in round 1, too few to tell models apart (the ranking's order decides close "
+            "races); more epochs or data, a larger bakeoff_share or fewer contenders give it more"
+        )
+    spent = sum(sum(step_s[:n]) * r["steps"] for n, r in zip(counts, rounds, strict=True)) + evaluations(k)
     return {
-        "warning": warning,
+        "warning": "; ".join(warnings),
         "share": share,
         "metric": plans[0].metric,
         "contenders": [p.to_dict() for p in plans],
+        "asked": asked,
         "rounds": rounds,
         "budget_steps": round(budget, 1),
         "full_run_steps": round(full_steps, 1),
-        "predicted_seconds": round(sum(r["contenders"] * r["steps"] for r in rounds) * mean_step, 1) if timed else None,
+        "budget_seconds": round(budget_s, 1) if timed else None,
+        "predicted_seconds": round(spent, 1) if timed else None,
         "full_run_seconds": round(sum(p.total_seconds for p in plans) / len(plans), 1) if timed else None,
         "winner": "",
     }

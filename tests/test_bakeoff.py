@@ -228,7 +228,57 @@ def test_schedule_halves_and_stays_within_the_share():
     short = [SimpleNamespace(**{**vars(p), "train_size": 100, "epochs": 1, "total_seconds": 10.0}) for p in plans]
     s = bakeoff_schedule(short, share=0.25)  # type: ignore[arg-type]
     assert s["rounds"][0]["steps"] == 1
-    assert "gives each of the 4 contenders 1 step(s) in round 1, too few" in s["warning"]
+    # 2.5 s buys no contender 10 steps: only the 2 best-ranked race, and the plan says both things
+    assert [c["model_id"] for c in s["contenders"]] == ["m0", "m1"] and s["asked"] == 4
+    assert "the 2 best-ranked of the 4 contenders asked race" in s["warning"]
+    assert "gives each of the 2 contenders 1 step(s) in round 1, too few" in s["warning"]
+
+
+def test_schedule_pays_for_evaluations_first_and_leaves_out_the_lowest_ranked():
+    from types import SimpleNamespace
+
+    def plan(i: int) -> SimpleNamespace:
+        d = {"model_id": f"m{i}"}
+        # 100 steps an epoch, 4 epochs, 1 s a step, and 10 s an evaluation: a 440-s run
+        return SimpleNamespace(
+            effective_batch=10,
+            train_size=1000,
+            epochs=4,
+            total_seconds=440.0,
+            train_epoch_seconds=100.0,
+            eval_seconds=10.0,
+            metric="macro_f1",
+            to_dict=lambda: d,
+        )
+
+    # 4 contenders: budget 110 s, evaluations 4 + 2 = 60 s, 25 s a round: 6 steps each in round 1
+    # (< 10); 3 contenders: evaluations 50 s, 30 s a round: 10 steps each in round 1
+    s = bakeoff_schedule([plan(i) for i in range(4)], share=0.25)  # type: ignore[arg-type]
+    assert [c["model_id"] for c in s["contenders"]] == ["m0", "m1", "m2"]
+    assert [(r["contenders"], r["steps"]) for r in s["rounds"]] == [(3, 10), (2, 15)]
+    assert s["budget_seconds"] == 110.0
+    assert s["predicted_seconds"] == pytest.approx(3 * 10 + 2 * 15 + 50) and s["predicted_seconds"] <= 110
+    assert "the 3 best-ranked of the 4 contenders asked race" in s["warning"]
+
+
+def test_race_ends_early_when_the_rest_of_its_budget_buys_no_round():
+    from modelwiz.engine.bakeoff import affordable_steps
+
+    def result(seconds: float, train_seconds: float, steps: int) -> dict:
+        return {"seconds": seconds, "train_seconds": train_seconds, "steps": steps}
+
+    record = {
+        "survivors": [2, 0],
+        "contenders": [
+            {"results": [result(12.0, 10.0, 10)]},  # 2 s beside its steps, 1 s a step
+            {"results": [result(30.0, 5.0, 10)]},  # cut: not counted
+            {"results": [result(7.0, 5.0, 10)]},  # 2 s beside, 0.5 s a step
+        ],
+    }
+    assert affordable_steps(record, 34.0) == 20  # (34 - 4) / 1.5
+    assert affordable_steps(record, 5.0) == 0  # less than the survivors' fixed costs
+    record["contenders"][0]["results"] = []
+    assert affordable_steps(record, 100.0) == 0  # nothing measured: no guess
 
 
 def test_a_lead_within_the_noise_keeps_the_ranking_order():
@@ -242,3 +292,47 @@ def test_a_lead_within_the_noise_keeps_the_ranking_order():
     loss = [{"index": 0, "val_loss": 1.0}, {"index": 1, "val_loss": 0.999}]
     assert tie_margin("val_loss", 100) == 0.0
     assert [r["index"] for r in _order(loss, "val_loss", tie_margin("val_loss", 100))] == [1, 0]
+
+
+def test_stopping_early_crowns_the_leader_and_cuts_the_rest(tmp_path):
+    from types import SimpleNamespace
+
+    from modelwiz.engine import bakeoff as bk
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.events, self.lines = [], []
+
+        def emit(self, e) -> None:
+            self.events.append(e)
+
+        def log(self, line: str) -> None:
+            self.lines.append(line)
+
+    plans = [SimpleNamespace(model_id=f"m{i}", model_name=f"model {i}") for i in range(3)]
+    for i in (1, 2):  # the survivors' states after round 1
+        p = bk._state_path(tmp_path, i, 1)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"state")
+    record = {
+        "done": 1,
+        "survivors": [2, 1],  # best first
+        "cuts": [[0]],
+        "contenders": [{"eliminated_in": 1}, {"eliminated_in": None}, {"eliminated_in": None}],
+    }
+    rep = Reporter()
+    bk._stop_early(tmp_path, plans, record, rep, spent=40.0, budget_s=30.0)  # type: ignore[arg-type]
+    assert record["survivors"] == [2] and record["cuts"] == [[0], [1]]
+    assert record["contenders"][1]["eliminated_in"] == 1
+    assert bk._state_path(tmp_path, 2, 1).exists() and not bk._state_path(tmp_path, 1, 1).exists()
+    assert json.loads((tmp_path / bk.STATE_FILE).read_text())["survivors"] == [2]
+    assert rep.events[0].kept == ["m2"] and rep.events[0].dropped == ["m1"]
+    assert "40 s of its 30 s spent" in rep.lines[0] and "model 2 leads" in rep.lines[0]
+    assert [r["place"] for r in bk._table({**record, "contenders": _rows(3)}, 2)] == [1, 2, 3]
+
+
+def _rows(n: int) -> list[dict]:
+    return [
+        {"model": f"m{i}", "name": f"model {i}", "results": [{"total_steps": 4, "seconds": 1.0}], "eliminated_in": None}
+        for i in range(n)
+    ]
