@@ -26,7 +26,7 @@ from modelwiz.engine.runs import (
     request_cancel,
     trainer_exit_code,
 )
-from modelwiz.engine.workflow import choose, prepare_run, read_hardware, recommend, start_run
+from modelwiz.engine.workflow import choose, measure_architecture, prepare_run, read_hardware, recommend, start_run
 
 EventSink = Callable[[dict[str, Any]], None]
 POLL_S = 0.25
@@ -48,7 +48,13 @@ def run_batch(
     on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
     on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
     on_event(ev_schema.Recommendation(models=[r.to_dict() for r in rec.ranked[:top]]).to_json())
-    choice = choose(config, rec)
+    choice = measure_architecture(
+        config,
+        rec.data,
+        rec.hardware,
+        choose(config, rec),
+        log=lambda line: on_event(ev_schema.Log(level="info", message=line).to_json()),
+    )
     c = choice.to_dict()
     on_event(
         ev_schema.ModelChosen(

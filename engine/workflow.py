@@ -4,6 +4,7 @@ start a detached training run. `--batch`, `recommend` and the wizard all call th
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,98 @@ def recommend(
         text_lengths=s.length_words or None,
     )
     return Recommendation(data, hardware, ranked, said)
+
+
+MEASURE_TIMEOUT_S = 300  # each of the trace and the count; past it the plan keeps the formula's figures
+
+
+def needs_measuring(ranked: Ranked) -> bool:
+    """Whether the plan's memory or time came from the formula because the model's architecture
+    has no memory trace or step-cost count (a local folder or Hub model of an architecture the
+    shipped tables lack), while its config can be rebuilt to make them."""
+    from modelwiz.engine.memtrace import spec_for_candidate
+
+    plan = ranked.plan
+    if plan.memory.method == "traced" and plan.time_method == "measured":
+        return False
+    try:
+        return spec_for_candidate(ranked.candidate) is not None
+    except (OSError, ValueError):
+        return False
+
+
+def measure_architecture(
+    config: Config,
+    data: TaskData,
+    hardware: HardwareReport,
+    ranked: Ranked,
+    log: Callable[[str], None] = lambda _line: None,
+) -> Ranked:
+    """The chosen model planned from measurements rather than the formula: when its architecture
+    lacks a memory trace (for the plan's strategy and precision) or a step-cost count, make them
+    now, once per architecture (two subprocesses side by side, on fake tensors: nothing is
+    downloaded; cached on disk for every later plan), then plan it again. What cannot be traced
+    or counted keeps the formula, and the plan's notes say why."""
+    failed: list[str] = []
+    for _ in range(2):  # a measured plan may choose another strategy or precision: measure that too
+        if not needs_measuring(ranked) or failed:
+            break
+        again = _measure_once(config, data, hardware, ranked, log, failed)
+        if again is None:
+            break
+        again.reasons += [r for r in ranked.reasons if r not in again.reasons]
+        ranked = again
+    for line in failed:
+        ranked.plan.notes = [*ranked.plan.notes, f"{line}; the formula instead"]
+        log(f"{line}; the formula instead")
+    return ranked
+
+
+def _measure_once(
+    config: Config,
+    data: TaskData,
+    hardware: HardwareReport,
+    ranked: Ranked,
+    log: Callable[[str], None],
+    failed: list[str],
+) -> Ranked | None:
+    """Trace and count what `ranked`'s plan lacks, side by side; the model planned again (None:
+    nothing to do). Failures are added to `failed`."""
+    import threading
+
+    from modelwiz.engine import memory, speed
+    from modelwiz.engine.errors import UserError
+
+    plan, cand = ranked.plan, ranked.candidate
+    jobs: list[tuple[str, Callable[[], object]]] = []
+    if plan.memory.method != "traced":
+        jobs.append(
+            (
+                "memory",
+                lambda: memory.trace_model(
+                    cand, strategies=(plan.strategy,), precisions=(plan.precision,), timeout_s=MEASURE_TIMEOUT_S
+                ),
+            )
+        )
+    if plan.time_method != "measured" and speed.find_costs(cand)[0] is None:
+        jobs.append(("time", lambda: speed.count_candidate(cand, timeout_s=MEASURE_TIMEOUT_S)))
+    if not jobs:
+        return None
+    what = " and ".join("its training step's memory" if k == "memory" else "its step's costs" for k, _ in jobs)
+    log(f"{cand.name}: an architecture not measured before: tracing {what} once (cached for next time) …")
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            job()
+        except UserError as exc:
+            failed.append(str(exc))
+
+    threads = [threading.Thread(target=run, args=(job,), daemon=True) for _, job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return rerank(config, data, hardware, cand)
 
 
 def rerank(config: Config, data: TaskData, hardware: HardwareReport, candidate: Candidate) -> Ranked | None:

@@ -134,9 +134,15 @@ def test_decoder_model_without_a_padding_token_trains_and_predicts(tmp_path, tin
     cfg = text_config(tmp_path, tiny_gpt2, epochs=8)
     proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    summary = parse_json_lines(proc.stdout)[-1]
+    events = parse_json_lines(proc.stdout)
+    summary = events[-1]
     assert summary["status"] == "completed"
     assert summary["metrics"]["accuracy"] >= 0.6, summary["metrics"]  # chance: 1/3
+    # an architecture the shipped table lacks is traced before the run, not left to the formula
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert any("an architecture not measured before" in m for m in logs), logs
+    plan = json.loads((Path(summary["run_dir"]) / "plan.json").read_text())
+    assert plan["memory"]["method"] == "traced", plan["memory"]
     from transformers import AutoConfig, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(summary["model_path"])
@@ -146,6 +152,26 @@ def test_decoder_model_without_a_padding_token_trains_and_predicts(tmp_path, tin
     pred = run_cli("predict", summary["run_id"], "--runs-dir", "runs", *texts, cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     assert len([ln for ln in pred.stdout.splitlines() if ln.strip()]) == 2
+
+
+def test_a_folder_that_is_already_a_classifier_probes_its_head(tmp_path, tiny_bert):
+    """A folder saved from a sequence classifier with as many labels as the task loads its head
+    from the checkpoint: a linear probe must still train that head (it trained nothing and failed
+    at its first step)."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path / "clf"
+    AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=3).save_pretrained(str(folder))
+    for f in tiny_bert.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            (folder / f.name).write_bytes(f.read_bytes())
+    cfg = text_config(tmp_path, folder, epochs=2, strategy="linear-probe")
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = parse_json_lines(proc.stdout)[-1]
+    assert summary["status"] == "completed"
+    report = json.loads((Path(summary["run_dir"]) / "report.json").read_text())
+    assert report["metrics"]["accuracy"] > 0
 
 
 def test_texts_longer_than_the_model_positions_train(tmp_path, tiny_bert):

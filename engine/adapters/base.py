@@ -170,7 +170,18 @@ def hf_load(auto_cls: Any, path: Path, labels: list[str], *, trust_remote_code: 
     fresh = set(info["missing_keys"])
     for item in info.get("mismatched_keys", ()):
         fresh.add(item[0] if isinstance(item, (tuple, list)) else item)
-    return model, fresh
+    return model, fresh | head_parameters(model)
+
+
+def head_parameters(model: Any) -> set[str]:
+    """The classification head's parameters: everything outside the backbone (`base_model_prefix`).
+    A folder that is already a classifier with as many labels loads its head too, so what the
+    checkpoint lacked is not the head; a linear probe of such a folder trained nothing and failed at
+    its first step ("element 0 of tensors does not require grad")."""
+    prefix = str(getattr(model, "base_model_prefix", "") or "")
+    if not prefix:
+        return set()
+    return {n for n, _ in model.named_parameters() if not n.startswith(prefix + ".")}
 
 
 class ImageAdapter(Adapter):
