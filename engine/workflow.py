@@ -73,10 +73,12 @@ def needs_measuring(ranked: Ranked) -> bool:
     """Whether the plan's memory or time came from the formula because the model's architecture
     has no memory trace or step-cost count (a local folder or Hub model of an architecture the
     shipped tables lack), while its config can be rebuilt to make them."""
+    from modelwiz.engine import speed
     from modelwiz.engine.memtrace import spec_for_candidate
 
     plan = ranked.plan
-    if plan.memory.method == "traced" and plan.time_method == "measured":
+    no_time = plan.time_method != "measured" and speed.find_costs(ranked.candidate)[0] is None
+    if plan.memory.method == "traced" and not no_time:
         return False
     try:
         return spec_for_candidate(ranked.candidate) is not None

@@ -1200,3 +1200,41 @@ async def test_the_app_quits_when_its_terminal_goes_away(tmp_path: Path, monkeyp
         monkeypatch.setattr(app_module, "_terminal_alive", lambda: False)
         await walk.wait_until(pilot, lambda: not app.is_running or app.return_code == 129)
     assert app.return_code == 129
+
+
+@async_test
+async def test_setup_traces_an_unmeasured_architecture_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chosen model whose architecture has no memory trace or step-cost count is measured in a
+    worker (the screen says so meanwhile; the keys keep working), then the plan is made again."""
+    import threading
+
+    from modelwiz.engine import workflow
+
+    monkeypatch.chdir(FIXTURES)
+    app, _runs = walk.make_app(tmp_path, start="setup", gpu=False)
+    app.state.chosen = next(r for r in app.state.recommendation.ranked if r.candidate.id == DEBERTA)
+    measured: list[str] = []
+    gate = threading.Event()
+    monkeypatch.setattr(workflow, "needs_measuring", lambda ranked: not measured)
+
+    def measure(config, data, hardware, ranked):
+        gate.wait(10)
+        measured.append(ranked.candidate.id)
+        return ranked
+
+    app.services.measure = measure
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # not walk.shown: it waits for the workers, the measuring one included
+        setup = app.screen
+        await walk.wait_until(pilot, lambda: getattr(setup, "measuring", False))
+        await walk.wait_until(pilot, lambda: "tracing its training step once" in walk.screen_text(app))
+        assert setup.measuring and setup.plan is not None  # the formula's plan is shown meanwhile
+        await pilot.press("end", "ctrl+u", "4")  # the form (epochs has the focus) still answers
+        await walk.wait_until(pilot, lambda: setup.plan.epochs == 4)
+        gate.set()
+        await walk.wait_until(pilot, lambda: not setup.measuring)
+        await walk.settle(pilot)
+        assert measured == [DEBERTA]  # once, not again on every keystroke
+        assert "tracing its training step" not in walk.screen_text(app)

@@ -143,6 +143,12 @@ def count_models(
     return ModelCount(total, len(ranked), len(fitting), in_time, budget)
 
 
+def _measure(config: Config, data: TaskData, hardware: HardwareReport, ranked: Ranked) -> Ranked:
+    from modelwiz.engine import workflow
+
+    return workflow.measure_architecture(config, data, hardware, ranked)
+
+
 @dataclass
 class Services:
     """Engine calls made by the screens. All but `rerank` (pure Python, fast: it runs as values are
@@ -152,6 +158,9 @@ class Services:
     read_hardware: Callable[[Config], HardwareReport] = _read_hardware
     recommend: Callable[[Config, TaskData, HardwareReport], Recommendation] = _default_recommend
     rerank: Callable[[Config, TaskData, HardwareReport, Candidate], Ranked] = rank_one
+    # the chosen model planned from a memory trace and step-cost count made now, when its
+    # architecture has none yet (engine.workflow.measure_architecture: subprocesses, seconds)
+    measure: Callable[[Config, TaskData, HardwareReport, Ranked], Ranked] = _measure
     # (config, the chosen model, the rows a bake-off's contenders come from or None) -> run dir
     start_run: Callable[[Config, Ranked, list[Ranked] | None], Path] | None = None
     cancel_run: Callable[[Path], Any] = _cancel_run

@@ -259,6 +259,7 @@ def make_services(runs: RecordedRuns, *, gpu: bool = True, hardware_delay: float
         resume_run=runs.resume_run,
         candidates=lambda modality: [c for c in CANDIDATES if c.modality == modality],
         device_memory=lambda index: None,  # no NVML: screens do not depend on this machine's GPUs
+        measure=lambda config, data, hardware, ranked: ranked,  # no tracing subprocesses in tests
     )
 
 

@@ -204,6 +204,9 @@ class SetupScreen(StepScreen):
     class StartReply(EngineReply):
         """`value`: the new run's directory."""
 
+    class MeasureReply(EngineReply):
+        """`value`: the chosen model ranked again once its architecture was traced and counted."""
+
     def __init__(self, state: WizardState, services: Services) -> None:
         super().__init__(state, services)
         self.error = ""
@@ -212,6 +215,8 @@ class SetupScreen(StepScreen):
         self.starting = False
         self._filled_for: tuple[str, str] | None = None
         self.contenders: list[Ranked] | None = None  # a bake-off's, the chosen model first
+        self.measuring = False
+        self._measured: set[str] = set()  # models traced and counted (or tried) in this session
 
     @property
     def plan(self) -> Plan | None:
@@ -358,9 +363,37 @@ class SetupScreen(StepScreen):
         self.post_message(TrainingChanged(train, ranked))
         self.contenders = contenders
         self.query_one("#plan", Static).update(plan_table(ranked, train, hardware, contenders))
-        if not self.starting:
+        if not self.starting and not self._measure(config, ranked):
             self._status(READY, "info")
         return True
+
+    def _measure(self, config: Config, ranked: Ranked) -> bool:
+        """Trace and count the chosen model in a worker when its architecture has neither yet (its
+        figures are the formula's until then); whether that is under way."""
+        from modelwiz.engine.workflow import needs_measuring
+
+        cid = ranked.candidate.id
+        if self.measuring or cid in self._measured or not needs_measuring(ranked):
+            return self.measuring
+        data, hardware = self.state.data, self.state.hardware
+        self.measuring = True
+        self._status(
+            f"… {ranked.candidate.name}: tracing its training step once (memory and time; cached for next time) …",
+            "busy",
+        )
+        self.call_engine(
+            self.MeasureReply, self.services.measure, config, data, hardware, ranked, group="measure", tag=cid
+        )
+        return True
+
+    @on(MeasureReply)
+    def _measured_reply(self, reply: MeasureReply) -> None:
+        self.measuring = False
+        self._measured.add(str(reply.tag))
+        if reply.value is None:
+            self._status("✗ " + (reply.error or "could not trace the model; its figures are the formula's"), "error")
+            return
+        self._recompute()
 
     def _failed(self, error: str) -> bool:
         self.error = error
