@@ -153,8 +153,8 @@ class Reporter:
         self.emit(
             ev.MemoryMeasured(
                 step=run.progress.global_step + 1,
-                measured_peak_gb=round(peak_bytes / GB, 4),
-                predicted_peak_gb=round(predicted, 4) if predicted else None,
+                measured_peak_gb=round(peak_bytes / GB, 6),
+                predicted_peak_gb=predicted or None,  # as the plan has it: runs --json shows the same
                 method="cuda" if run.plan.device.startswith("cuda") else "cpu-profiler",
                 reserved_gb=round(reserved_bytes / GB, 4) if reserved_bytes is not None else None,
                 batch_size=run.plan.batch_size,
