@@ -72,7 +72,12 @@ MEASURE_TIMEOUT_S = 300  # each of the trace and the count; past it the plan kee
 def needs_measuring(ranked: Ranked) -> bool:
     """Whether the plan's memory or time came from the formula because the model's architecture
     has no memory trace or step-cost count (a local folder or Hub model of an architecture the
-    shipped tables lack), while its config can be rebuilt to make them."""
+    shipped tables lack), while its config can be rebuilt to make them. MODELWIZ_MEASURE=0 turns
+    this off (the formula's figures stand)."""
+    import os
+
+    if os.environ.get("MODELWIZ_MEASURE", "1") == "0":
+        return False
     from modelwiz.engine import speed
     from modelwiz.engine.memtrace import spec_for_candidate
 

@@ -58,6 +58,9 @@ def isolated_home(tmp_path_factory, monkeypatch):
     # no detached speed benchmark started by the hardware probe behind a test's back (CPU time
     # taken from the other tests, and plans that change when it lands)
     monkeypatch.setenv("MODELWIZ_SPEED_BENCH", "0")
+    # nor a trace and step-cost count of every tiny model folder a test builds before its run
+    # (seconds each; tests that check it turn it back on)
+    monkeypatch.setenv("MODELWIZ_MEASURE", "0")
     return home
 
 

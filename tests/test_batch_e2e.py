@@ -132,7 +132,7 @@ def test_decoder_model_without_a_padding_token_trains_and_predicts(tmp_path, tin
     """GPT-2, Llama, Mistral and Qwen ship no padding token: batching and their last-token
     classifier need one. The run pads with the end-of-text token, and the export keeps it."""
     cfg = text_config(tmp_path, tiny_gpt2, epochs=8)
-    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path)
+    proc = run_cli("--batch", str(cfg), "--json", cwd=tmp_path, env={"MODELWIZ_MEASURE": "1"})
     assert proc.returncode == 0, proc.stderr
     events = parse_json_lines(proc.stdout)
     summary = events[-1]
