@@ -370,13 +370,14 @@ def build_model(spec: dict[str, Any], num_labels: int = HEAD_LABELS) -> tuple[An
         model = auto.from_config(config)
     prefix = getattr(model, "base_model_prefix", "")
     ckpt = _fresh_hint(Path(spec["folder"])) if "folder" in spec else set()
-    if ckpt:  # what the checkpoint lacks is new, as `from_pretrained` reports it (missing_keys), and the head
-        from modelwiz.engine.adapters.base import head_parameters
+    from modelwiz.engine.adapters.base import head_parameters
 
+    head = head_parameters(model)  # everything outside the backbone
+    if ckpt:  # what the checkpoint lacks is new, as `from_pretrained` reports it (missing_keys), and the head
         fresh = {n for n, _ in model.named_parameters() if n not in ckpt and n.removeprefix(prefix + ".") not in ckpt}
-        fresh |= head_parameters(model)
-    else:  # no weights to compare with: everything outside the backbone is the new head
-        fresh = {n for n, _ in model.named_parameters() if not n.startswith(prefix + ".")}
+        fresh |= head
+    else:  # no weights to compare with: the head is new (no backbone prefix: everything is)
+        fresh = head if prefix else {n for n, _ in model.named_parameters()}
     attn = str(getattr(model.config, "_attn_implementation", None) or "eager")
     return model, fresh, attn
 

@@ -472,22 +472,16 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
     step_s = step_all[:k]
     counts = bakeoff_rounds(k)
     cap = min(per_epoch)
+    # what a step costs of the budget: its predicted seconds, or one unit without time predictions
+    unit = step_s if timed else [1.0] * k
+    full_steps = sum(u * f for u, f in zip(unit, full, strict=True)) / sum(unit)
+    budget = budget_s / (sum(unit) / k) if timed else share * full_steps  # in (mean) steps
+    left = max(0.0, budget_s - evaluations(k)) if timed else budget  # for steps, after the evaluations
     rounds, done = [], 0
-    if timed:
-        left = max(0.0, budget_s - evaluations(k))
-        for r, n in enumerate(counts):
-            steps = max(1, min(int(left / len(counts) / sum(step_s[:n])), cap - done))
-            done += steps
-            rounds.append({"round": r + 1, "contenders": n, "steps": steps})
-        full_steps = sum(s * f for s, f in zip(step_s, full, strict=True)) / sum(step_s)
-        budget = budget_s / (sum(step_s) / len(step_s))
-    else:
-        full_steps = sum(full) / len(full)
-        budget = share * full_steps
-        for r, n in enumerate(counts):
-            steps = max(1, min(int(budget / (len(counts) * n)), cap - done))
-            done += steps
-            rounds.append({"round": r + 1, "contenders": n, "steps": steps})
+    for r, n in enumerate(counts):
+        steps = max(1, min(int(left / len(counts) / sum(unit[:n])), cap - done))
+        done += steps
+        rounds.append({"round": r + 1, "contenders": n, "steps": steps})
     first = rounds[0]["steps"]
     warnings = []
     if k < asked:
