@@ -372,12 +372,12 @@ def build_model(spec: dict[str, Any], num_labels: int = HEAD_LABELS) -> tuple[An
     ckpt = _fresh_hint(Path(spec["folder"])) if "folder" in spec else set()
     from modelwiz.engine.adapters.base import head_parameters
 
-    head = head_parameters(model)  # everything outside the backbone
+    outside = head_parameters(model)  # everything outside the backbone
     if ckpt:  # what the checkpoint lacks is new, as `from_pretrained` reports it (missing_keys), and the head
         fresh = {n for n, _ in model.named_parameters() if n not in ckpt and n.removeprefix(prefix + ".") not in ckpt}
-        fresh |= head
+        fresh |= outside
     else:  # no weights to compare with: the head is new (no backbone prefix: everything is)
-        fresh = head if prefix else {n for n, _ in model.named_parameters()}
+        fresh = outside if prefix else {n for n, _ in model.named_parameters()}
     attn = str(getattr(model.config, "_attn_implementation", None) or "eager")
     return model, fresh, attn
 
