@@ -10,19 +10,27 @@ and its one event stream, before the winner's run (`before_training`):
   evaluated on the validation split; the better half (ceil(n / 2), by the plan's metric through
   `engine.events.is_better`, the higher-ranked on a tie, and a lead of fewer than TIE_EXAMPLES
   validation examples' worth counts as a tie) goes on, until one is left;
-- one model in memory at a time: a contender's state (weights, optimizer, schedule, RNG) is saved
-  to `bakeoff/` after its round and its memory freed before the next one is loaded; the next
-  round goes on from that state;
-- the winner goes on from the state it reached (`continue_winner`), not from scratch: its
-  bake-off steps are the first steps of its full run (same batches, same schedule), so a run with
-  a bake-off trains the winner exactly as long as a run without one would, and costs only the
-  losers' steps on top. plan.json becomes the winner's plan (the schedule kept, `winner` set);
-  the winner's steps and evaluations from there on are the normal `step` and `eval` events, and
-  its export is a normal run's.
+- a contender stays in memory after its round (`Parked`: weights, optimizer, schedule and RNG as
+  they are, its gradients freed) while the device has room for it beside the next contender's
+  predicted peak; else its state goes to `bakeoff/` and its memory is freed before the next one
+  is loaded (the largest parked ones go first when a contender needs the room). A kept contender's
+  next round goes on with no loading and no saving: on a short race, loading, saving and reading
+  back a 110M-parameter model's state (1.3 GB with AdamW's moments) cost more than its steps;
+- the winner goes on from the state it reached, not from scratch: its bake-off steps are the
+  first steps of its full run (same batches, same schedule), so a run with a bake-off trains the
+  winner exactly as long as a run without one would, and costs only the losers' steps on top. A
+  winner kept in memory is handed to the training loop as it is (`adopt_winner`); one on disk is
+  loaded again and restored (`continue_winner`). plan.json becomes the winner's plan (the
+  schedule kept, `winner` set); the winner's steps and evaluations from there on are the normal
+  `step` and `eval` events, and its export is a normal run's.
 
 Resume: the record of finished rounds is `bakeoff/state.json`; a bake-off interrupted mid-round
 (cancelled, killed) restarts that round from its start, each of its contenders from the state it
-had before the round. Events: `bakeoff_started`, `bakeoff_step`, `bakeoff_round`, `bakeoff_cut`,
+had before the round, when those states are on disk. A state held in memory is written at its
+round's end once it holds PERSIST_AFTER_S of racing (so a kill loses at most about that much of
+a contender's racing); a resume that finds a state missing starts the race again from round 1,
+and a decided winner whose state was lost trains again from step 0 (the same steps: same seed,
+batches and schedule). Events: `bakeoff_started`, `bakeoff_step`, `bakeoff_round`, `bakeoff_cut`,
 `bakeoff_result` (engine/events.py), and a log line for each, which the batch progress display and
 the dashboard's log show. report.json's `bakeoff` section is `report`.
 """
@@ -33,10 +41,11 @@ import gc
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelwiz.engine import checkpoints
+from modelwiz.engine import checkpoints, memory
 from modelwiz.engine import events as ev
 from modelwiz.engine import trainer as tr
 from modelwiz.engine.distributed import Distributed
@@ -51,6 +60,13 @@ LOSS_POINTS_PER_ROUND = 20  # training-loss points a contender reports per round
 # evidence: the higher-ranked contender stays ahead (after a few steps every contender is near
 # chance, and a coin flip between them would throw away what the ranking knew). val_loss: strict.
 TIE_EXAMPLES = 2
+# Parked contenders and the next contender's predicted peak may use this share of the memory free
+# on the device (the rest: the allocator's slack, the prediction's error, everything else).
+KEEP_SHARE = 0.8
+# A state held in memory is also written to disk at its round's end once it holds this many seconds
+# of racing and another round follows: a kill then loses at most about this much of a contender's
+# racing, and a short race (the one that costs most to write out) writes nothing.
+PERSIST_AFTER_S = 120.0
 
 
 def _state_path(run_dir: Path, index: int, round_no: int) -> Path:
@@ -90,33 +106,47 @@ def _fresh_record(plans: list[Plan]) -> dict[str, Any]:
     }
 
 
-def before_training(run_dir: Path, reporter: tr.Reporter, resume: bool) -> tuple[Any, Path | None, bool]:
+def before_training(run_dir: Path, reporter: tr.Reporter, resume: bool) -> tuple[Any, Path | tr.Run | None, bool]:
     """Run the bake-off of a run whose plan has one (or what is left of it). Returns the (config,
-    data) read for it (None when it had been decided before), the saved state the winner goes on
-    from (None: nothing to go on from) and whether the run is then to resume from a checkpoint."""
+    data) read for it (None when it had been decided before), what the winner goes on from (its
+    run, kept in memory; its saved state; None: nothing to go on from) and whether the run is
+    then to resume from a checkpoint."""
     plan = read_plan(run_dir)
     if plan.bakeoff.get("winner"):
         # decided before: resume from the winner's checkpoint, or from its bake-off state when
-        # the run stopped between the decision and that first checkpoint
+        # the run stopped between the decision and that first checkpoint, or (that state was
+        # only in memory) from its first step: the same steps again
+        if not resume or checkpoints.checkpoint_paths(run_dir):
+            return None, None, resume
         record = read_json(run_dir / STATE_FILE, default={}) or {}
         w, done = record.get("winner"), int(record.get("done") or 0)
         saved = _state_path(run_dir, int(w), done) if w is not None else None
-        if resume and not checkpoints.checkpoint_paths(run_dir) and saved is not None and saved.is_file():
+        if saved is not None and saved.is_file():
             return None, saved, False
-        return None, None, resume
+        reporter.log(
+            f"{plan.model_name} won the bake-off, but its state there was kept in memory only: it trains "
+            "from its first step again (the same steps: same seed, batches and schedule)"
+        )
+        return None, None, False
     loaded = tr.load_data(run_dir, plan, reporter)
     return loaded, race(run_dir, plan, loaded, reporter, resume), False
 
 
-def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Reporter, resume: bool) -> Path:
+def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Reporter, resume: bool) -> Path | tr.Run:
     """The rounds of successive halving; writes the winner's plan to plan.json and returns the
-    path of the winner's saved state."""
+    winner's run, when it was kept in memory, else the path of its saved state."""
     bo = plan.bakeoff
     plans = [Plan.from_dict(d) for d in bo["contenders"]]
     rounds, metric = bo["rounds"], bo.get("metric") or plan.metric
     tr.check_device(plans[0].device)
     record = read_json(run_dir / STATE_FILE, default=None) if resume else None
     if not isinstance(record, dict) or record.get("version") != STATE_VERSION or record.get("winner") is not None:
+        record = _fresh_record(plans)
+    elif missing_states(run_dir, record):
+        reporter.log(
+            f"bake-off resumed: the states of round {record['done']} were kept in memory (not yet written to "
+            "disk) and are gone; the race starts again from round 1"
+        )
         record = _fresh_record(plans)
     again = record["done"] + 1 if resume else 0
     if resume:
@@ -144,13 +174,14 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
     margin = tie_margin(metric, len(loaded[1].val.items))
     t0 = time.perf_counter() - float(record["seconds"])
     budget_s = float(bo.get("budget_seconds") or 0.0)
+    parked: dict[int, Parked] = {}
     for r in range(int(record["done"]), len(rounds)):
         round_no, steps = r + 1, int(rounds[r]["steps"])
         if r > 0 and budget_s > 0:
             spent = time.perf_counter() - t0
             affordable = affordable_steps(record, budget_s - spent)
             if affordable < 1:
-                _stop_early(run_dir, plans, record, reporter, spent, budget_s)
+                _stop_early(run_dir, plans, record, reporter, spent, budget_s, parked)
                 break
             if affordable < steps:
                 reporter.log(
@@ -161,7 +192,8 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
         results: dict[int, dict[str, Any]] = {}
         for i in record["survivors"]:
             cplan = Plan.from_dict(record["plans"][str(i)])
-            results[i] = train_contender(run_dir, cplan, i, round_no, steps, loaded, reporter, record)
+            others = {j: Plan.from_dict(record["plans"][str(j)]) for j in record["survivors"] if j != i}
+            results[i] = train_contender(run_dir, cplan, i, round_no, steps, loaded, reporter, record, parked, others)
             record["plans"][str(i)] = cplan.to_dict()
         ordered = _order([results[i] for i in sorted(record["survivors"])], metric, margin)  # ranking order
         keep = math.ceil(len(ordered) / 2)
@@ -182,6 +214,14 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
         )
         record.update(done=round_no, survivors=kept, seconds=time.perf_counter() - t0)
         record["cuts"].append(dropped)
+        for i in dropped:
+            if i in parked:
+                parked.pop(i).free()
+        if round_no < len(rounds):
+            for i in kept:
+                raced = sum(float(x.get("seconds") or 0.0) for x in record["contenders"][i]["results"])
+                if i in parked and raced >= PERSIST_AFTER_S:
+                    parked[i].save(_state_path(run_dir, i, round_no))
         atomic_write_json(run_dir / STATE_FILE, record)
         # what no later round or resume needs: every state before this round, the dropped ones'
         for i in range(len(plans)):
@@ -189,7 +229,20 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
                 _state_path(run_dir, i, round_no - 1).unlink(missing_ok=True)
             if i in dropped:
                 _state_path(run_dir, i, round_no).unlink(missing_ok=True)
-    return _decide(run_dir, plan, plans, record, metric, reporter, time.perf_counter() - t0)
+    path = _decide(run_dir, plan, plans, record, metric, reporter, time.perf_counter() - t0)
+    w = int(record["winner"])
+    for i in [i for i in parked if i != w]:
+        parked.pop(i).free()
+    return parked[w].run if w in parked else path
+
+
+def missing_states(run_dir: Path, record: dict[str, Any]) -> list[int]:
+    """The survivors of the last finished round whose state at its end is not on disk (it was
+    held in memory by the process that stopped): a resume cannot go on from that round."""
+    done = int(record.get("done") or 0)
+    if not done:
+        return []
+    return [int(i) for i in record.get("survivors") or [] if not _state_path(run_dir, int(i), done).is_file()]
 
 
 def affordable_steps(record: dict[str, Any], left_s: float) -> int:
@@ -211,7 +264,13 @@ def affordable_steps(record: dict[str, Any], left_s: float) -> int:
 
 
 def _stop_early(
-    run_dir: Path, plans: list[Plan], record: dict[str, Any], reporter: tr.Reporter, spent: float, budget_s: float
+    run_dir: Path,
+    plans: list[Plan],
+    record: dict[str, Any],
+    reporter: tr.Reporter,
+    spent: float,
+    budget_s: float,
+    parked: dict[int, Parked] | None = None,
 ) -> None:
     """The race's share of the time is spent: the leader of the last round wins (the survivors come
     best first), the other survivors are cut."""
@@ -220,6 +279,8 @@ def _stop_early(
     for i in dropped:
         record["contenders"][i]["eliminated_in"] = done
         _state_path(run_dir, i, done).unlink(missing_ok=True)
+        if parked and i in parked:
+            parked.pop(i).free()
     record["cuts"].append(dropped)
     record["survivors"] = [winner]
     atomic_write_json(run_dir / STATE_FILE, record)
@@ -330,28 +391,50 @@ def train_contender(
     loaded: tuple[Any, Any],
     reporter: tr.Reporter,
     record: dict[str, Any],
+    parked: dict[int, Parked] | None = None,
+    others: dict[int, Plan] | None = None,
 ) -> dict[str, Any]:
-    """One contender's round: load it (and the state its last round left), train `steps`
-    optimizer steps, evaluate, save its state, free it. `plan` is amended in place when an
-    out-of-memory step makes its micro-batch smaller. Raises trainer.Cancelled on a cancel."""
+    """One contender's round: take it from memory (`parked`) or load it (and the state its last
+    round left on disk), train `steps` optimizer steps, evaluate, then keep it in memory when
+    the device has room for it beside the next of `others` (the other survivors), else save
+    its state and free it. `plan` is amended in place when an out-of-memory step makes its
+    micro-batch smaller. Raises trainer.Cancelled on a cancel."""
     config, data = loaded
     t0 = time.perf_counter()
     previous = record["contenders"][index]["results"]
     start = int(previous[-1]["total_steps"]) if previous else 0
-    reporter.log(f"bake-off round {round_no}: {plan.model_name} trains {steps} step(s) from step {start}")
-    run = tr.build_run(run_dir, plan, config, data, reporter, Distributed(), announce=False)
-    try:
-        train_seconds = 0.0
+    held = parked.pop(index, None) if parked is not None else None
+    where = "kept in memory" if held is not None else ("its state read from disk" if start else "loaded")
+    reporter.log(f"bake-off round {round_no}: {plan.model_name} trains {steps} step(s) from step {start} ({where})")
+    if held is not None:
+        run = held.run
+        run.plan = plan  # the same settings; an out-of-memory back-off now amends the record's copy
+    else:
+        if parked:
+            _make_room(run_dir, parked, plan, reporter)
+        run = tr.build_run(run_dir, plan, config, data, reporter, Distributed(), announce=False)
+        run.load_seconds = time.perf_counter() - t0
         if start:
             state = _load_state(_state_path(run_dir, index, round_no - 1))
             tr.restore_training_state(run, state)
-            train_seconds = float(state.get("train_seconds", 0.0))
+            run.progress.train_seconds = float(state.get("train_seconds", 0.0))
+    kept = False
+    try:
         stop = min(start + steps, run.steps_per_epoch)
         losses, seconds = _train_steps(run, index, round_no, start, stop, reporter)
         metrics = tr.evaluate(run)
-        _save_state(run, _state_path(run_dir, index, round_no), stop, train_seconds + seconds)
+        run.progress = tr.Progress(
+            epoch=0, step_in_epoch=stop, global_step=stop, train_seconds=run.progress.train_seconds + seconds
+        )
+        run.optimizer.zero_grad(set_to_none=True)  # a kept contender holds no gradients
+        if parked is not None and _room_to_keep(run, others or {}, parked):
+            parked[index] = Parked(run, round_no)
+            kept = True
+        else:
+            _save_state(run, _state_path(run_dir, index, round_no), stop, run.progress.train_seconds)
     finally:
-        _free(run)
+        if not kept:
+            _free(run)
     value = ev.metric_value(metrics, plan.metric)  # the row carries every metric: is_better reads it
     row = {
         "round": round_no,
@@ -427,6 +510,98 @@ def _train_steps(
             )
             window, n = 0.0, 0
     return points, seconds
+
+
+# --------------------------------------------------------------------------- contenders in memory
+
+
+@dataclass
+class Parked:
+    """A contender kept in memory after round `round_no`: its run as its last step left it
+    (weights, optimizer, schedule; no gradients) and its progress (step, training seconds)."""
+
+    run: tr.Run
+    round_no: int
+
+    def bytes(self) -> int:
+        from modelwiz.engine.memmeasure import live_bytes, optimizer_tensors
+
+        m = self.run.module
+        return live_bytes([*m.parameters(), *m.buffers(), *optimizer_tensors(self.run.optimizer)])
+
+    def save(self, path: Path) -> None:
+        if not path.is_file():
+            _save_state(self.run, path, self.run.progress.global_step, self.run.progress.train_seconds)
+
+    def free(self) -> None:
+        _free(self.run)
+
+
+def _need_bytes(plan: Plan) -> int:
+    """What training `plan` takes of the device's memory at its peak (the plan's prediction)."""
+    m = plan.memory
+    return int((m.peak_gb or max(0.0, m.total_gb - m.overhead_gb)) * memory.GB)
+
+
+def free_bytes(device: str) -> int | None:
+    """Memory this process could still allocate on `device` (None: not known there)."""
+    if device == "cpu":
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return None
+
+
+def _room_to_keep(run: tr.Run, others: dict[int, Plan], parked: dict[int, Parked]) -> bool:
+    """Whether `run` can stay in memory: the device (with it and the parked ones in memory) has
+    room for the largest predicted peak among `others` (a parked one's own state already in)."""
+    free = free_bytes(run.plan.device)
+    if free is None:
+        return False
+    need = max((_need_bytes(o) - (parked[j].bytes() if j in parked else 0) for j, o in others.items()), default=0)
+    return need <= KEEP_SHARE * free
+
+
+def _make_room(run_dir: Path, parked: dict[int, Parked], plan: Plan, reporter: tr.Reporter) -> None:
+    """Before `plan`'s contender loads: write the largest parked contenders to disk and free them
+    until its predicted peak fits in KEEP_SHARE of the free memory (or none is left)."""
+    while parked:
+        free = free_bytes(plan.device)
+        if free is not None and _need_bytes(plan) <= KEEP_SHARE * free:
+            return
+        i = max(parked, key=lambda j: parked[j].bytes())
+        held = parked.pop(i)
+        held.save(_state_path(run_dir, i, held.round_no))
+        held.free()
+        reporter.log(
+            f"bake-off: {held.run.plan.model_name}'s state written to disk and freed, to make room for "
+            f"{plan.model_name}"
+        )
+
+
+def adopt_winner(run: tr.Run) -> tr.Run:
+    """The winner kept in memory becomes the run: its plan is plan.json's (the winner's, as the
+    race wrote it), announced as `setup` announces a loaded one; its first checkpoint comes at
+    the loop's usual points unless its racing was long (PERSIST_AFTER_S)."""
+    plan = read_plan(run.run_dir)
+    run.plan = plan
+    reporter = run.reporter
+    for note in plan.notes:
+        reporter.log(f"plan: {note}")
+    reporter.on_model(plan, run.params, run.trainable_params, run.load_seconds)
+    reporter.on_plan(run)
+    reporter.log(
+        f"{plan.model_name} goes on from its bake-off state (kept in memory): step {run.progress.global_step} "
+        f"of {run.total_steps}"
+    )
+    if run.progress.train_seconds >= PERSIST_AFTER_S:
+        tr.save_checkpoint(run)
+    return run
 
 
 def _save_state(run: tr.Run, path: Path, step: int, train_seconds: float) -> None:

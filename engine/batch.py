@@ -44,7 +44,7 @@ def run_batch(
     """Check, rank, choose, create the run and follow its trainer to the end. `start=False`
     stops once the run directory is ready (for a trainer started by hand, e.g. torchrun on
     several nodes) and returns its `run_created` event."""
-    rec = recommend(config, hardware=_measured_hardware(config, on_event, stop))
+    rec = recommend(config, hardware=lambda: _measured_hardware(config, on_event, stop))
     on_event(ev_schema.DataChecked(summary=rec.summary.to_dict()).to_json())
     on_event(ev_schema.HardwareRead(report=rec.hardware.to_dict()).to_json())
     on_event(ev_schema.Recommendation(models=[r.to_dict() for r in rec.ranked[:top]]).to_json())
@@ -102,6 +102,8 @@ def follow_run(
     whole stream folded (engine.events.RunState), whatever `offset` relaying started at."""
     events_path = run_dir / "events.jsonl"
     state = fold(read_events(events_path, 0, end=offset)[0]) if offset else RunState()
+    # a resumed run's earlier ending (cancelled, failed) is not this one's: follow until it ends again
+    state.finished = False
     cancel_sent = False
     dead_since: float | None = None
     while not state.finished:

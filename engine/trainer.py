@@ -382,6 +382,7 @@ class Run:
     cancel_signalled: bool = False
     steps_here: int = 0  # optimizer steps taken by this process (a resumed run counts from 0)
     memory_measured: bool = False
+    load_seconds: float = 0.0  # loading the model (a bake-off contender's, for its `model` event)
     train_lengths: list[int] | None = None  # text: tokens per training example, when grouping by length
     val_lengths: list[int] | None = None  # text: tokens per validation example (evaluation reads longest first)
 
@@ -841,9 +842,12 @@ def train(run_dir: Path, resume: bool) -> int:
 
             # the race first (or what is left of it); the winner goes on from the state it reached
             loaded, start, resume = bakeoff.before_training(run_dir, reporter, resume)
-        run = setup(run_dir, resume, reporter, loaded)
-        if start is not None:
-            bakeoff.continue_winner(run, start)
+        if isinstance(start, Run):  # the winner, kept in memory by the race
+            run = bakeoff.adopt_winner(start)
+        else:
+            run = setup(run_dir, resume, reporter, loaded)
+            if start is not None:
+                bakeoff.continue_winner(run, start)
         for epoch in range(run.progress.epoch, run.plan.epochs):
             reporter.on_epoch(run, epoch)
             unfreeze_for(run, epoch)

@@ -39,13 +39,22 @@ def read_hardware(config: Config, runs_dir: str | Path | None = None) -> Hardwar
 
 
 def recommend(
-    config: Config, *, data: TaskData | None = None, hardware: HardwareReport | None = None
+    config: Config,
+    *,
+    data: TaskData | None = None,
+    hardware: HardwareReport | Callable[[], HardwareReport] | None = None,
 ) -> Recommendation:
+    """The data checked, then the model named (if any), then the hardware read (`hardware`: the
+    report, or what reads it): bad data or a bad model is refused before the hardware probe
+    (seconds: it imports torch) or a first run's speed benchmark is waited for."""
     data = data or check_data(config)
-    hardware = hardware or read_hardware(config)
-    if config.model.id:
-        cand = candidate_for_id(config.model.id, config.task.modality)
-        notes = check_model(cand, config)  # refused here, before ranking shows it
+    cand = candidate_for_id(config.model.id, config.task.modality) if config.model.id else None
+    notes = check_model(cand, config) if cand is not None else []  # refused here, before ranking shows it
+    if hardware is None:
+        hardware = read_hardware(config)
+    elif callable(hardware):
+        hardware = hardware()
+    if cand is not None:
         found = rerank(config, data, hardware, cand)
         if found:
             found.reasons += notes

@@ -336,3 +336,90 @@ def _rows(n: int) -> list[dict]:
         {"model": f"m{i}", "name": f"model {i}", "results": [{"total_steps": 4, "seconds": 1.0}], "eliminated_in": None}
         for i in range(n)
     ]
+
+
+def test_a_winner_whose_race_state_was_only_in_memory_trains_again_from_its_first_step(tmp_path, contenders):
+    """The race keeps its contenders in memory (no state written); the winner's run fails before
+    its first checkpoint; the resume trains the winner from step 0 (the same steps) and completes."""
+    cfg = _config(tmp_path, bakeoff=2, bakeoff_share=0.01, epochs=2)  # one round of one step each
+    env = _env(contenders)
+    proc = run_cli(
+        "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env={**env, "MODELWIZ_FAULT_AT_STEP": "1"}
+    )
+    events = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    assert proc.returncode != 0 and events[-1]["status"] == "failed", proc.stderr
+    run_dir = Path(events[-1]["run_dir"])
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert sum("(loaded)" in m for m in logs) == 2 and not any("read from disk" in m for m in logs), logs
+    assert any("goes on from its bake-off state (kept in memory): step 1" in m for m in logs), logs
+    assert not list((run_dir / "bakeoff").glob("*.pt")) and not list(run_dir.glob("checkpoints/*"))
+    winner = json.loads((run_dir / "plan.json").read_text())["bakeoff"]["winner"]
+
+    res = run_cli("resume", run_dir.name, "--runs-dir", str(run_dir.parent), "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    after = read_events(run_dir / "events.jsonl")[0]
+    resumed = after[[i for i, e in enumerate(after) if e["event"] == "run_started"][-1] :]
+    assert any("trains from its first step again" in e.get("message", "") for e in resumed)
+    assert not any(e["event"].startswith("bakeoff_") for e in resumed)  # decided: no second race
+    assert min(e["step"] for e in resumed if e["event"] == "step") == 1
+    assert resumed[-1]["event"] == "run_finished" and resumed[-1]["status"] == "completed"
+    assert json.loads((run_dir / "report.json").read_text())["model"] == winner
+
+
+def test_a_resume_that_lacks_a_state_kept_in_memory_races_again_from_round_one(tmp_path):
+    from modelwiz.engine import bakeoff as bk
+
+    record = {"done": 1, "survivors": [2, 0]}
+    assert bk.missing_states(tmp_path, record) == [2, 0]
+    p = bk._state_path(tmp_path, 2, 1)
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"state")
+    assert bk.missing_states(tmp_path, record) == [0]
+    bk._state_path(tmp_path, 0, 1).write_bytes(b"state")
+    assert bk.missing_states(tmp_path, record) == []
+    assert bk.missing_states(tmp_path, {"done": 0, "survivors": [0, 1]}) == []  # round 1 starts from the models
+
+
+def test_parked_contenders_go_to_disk_largest_first_until_the_next_one_fits(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from modelwiz.engine import bakeoff as bk
+    from modelwiz.engine.memory import GB
+
+    free = {"bytes": 2 * GB}
+    saved, freed, lines = [], [], []
+
+    class Held(bk.Parked):
+        def bytes(self) -> int:
+            return self.size
+
+        def save(self, path: Path) -> None:
+            saved.append(path.name)
+
+        def free(self) -> None:
+            freed.append(self.run.plan.model_name)
+            free["bytes"] += self.size
+
+    def held(name: str, size_gb: float, round_no: int) -> Held:
+        h = Held(SimpleNamespace(plan=SimpleNamespace(model_name=name)), round_no)  # type: ignore[arg-type]
+        h.size = int(size_gb * GB)
+        return h
+
+    monkeypatch.setattr(bk, "free_bytes", lambda device: free["bytes"])
+    parked = {0: held("small", 0.5, 1), 1: held("large", 3.0, 1), 2: held("medium", 1.0, 1)}
+    nxt = SimpleNamespace(
+        model_name="next", device="cpu", memory=SimpleNamespace(peak_gb=4.0, total_gb=5.0, overhead_gb=1.0)
+    )
+    rep = SimpleNamespace(log=lines.append)
+    bk._make_room(tmp_path, parked, nxt, rep)  # type: ignore[arg-type]
+    # 2 GB free, 4 GB needed at 80%: the 3-GB one goes (5 GB free, 4 <= 4.0), the others stay
+    assert freed == ["large"] and saved == ["contender-1-round-1.pt"] and sorted(parked) == [0, 2]
+    assert "large's state written to disk and freed, to make room for next" in lines[0]
+
+    # keeping: the largest peak among the others, less what a parked one already holds
+    run = SimpleNamespace(plan=SimpleNamespace(device="cpu"))
+    other = SimpleNamespace(memory=SimpleNamespace(peak_gb=4.5, total_gb=0.0, overhead_gb=0.0))
+    assert not bk._room_to_keep(run, {3: other}, parked)  # type: ignore[arg-type]  # 4.5 > 0.8 * 5
+    assert bk._room_to_keep(run, {0: other}, parked)  # type: ignore[arg-type]  # 4.0 held already: 0.5 more
+    monkeypatch.setattr(bk, "free_bytes", lambda device: None)
+    assert not bk._room_to_keep(run, {}, parked)  # type: ignore[arg-type]  # free memory unknown: to disk
