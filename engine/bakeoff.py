@@ -67,6 +67,7 @@ KEEP_SHARE = 0.8
 # of racing and another round follows: a kill then loses at most about this much of a contender's
 # racing, and a short race (the one that costs most to write out) writes nothing.
 PERSIST_AFTER_S = 120.0
+EVIDENCE_METRIC = "logme"  # what a bake-off too short to race compares (engine.plan.EVIDENCE_EXAMPLES)
 
 
 def _state_path(run_dir: Path, index: int, round_no: int) -> Path:
@@ -124,20 +125,25 @@ def before_training(run_dir: Path, reporter: tr.Reporter, resume: bool) -> tuple
         if saved is not None and saved.is_file():
             return None, saved, False
         reporter.log(
-            f"{plan.model_name} won the bake-off, but its state there was kept in memory only: it trains "
-            "from its first step again (the same steps: same seed, batches and schedule)"
+            f"{plan.model_name} won the bake-off; its state there is not on disk (it was kept in memory): it "
+            "trains from its first step again (the same steps: same seed, batches and schedule)"
         )
         return None, None, False
     loaded = tr.load_data(run_dir, plan, reporter)
     return loaded, race(run_dir, plan, loaded, reporter, resume), False
 
 
-def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Reporter, resume: bool) -> Path | tr.Run:
+def race(
+    run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Reporter, resume: bool
+) -> Path | tr.Run | None:
     """The rounds of successive halving; writes the winner's plan to plan.json and returns the
-    winner's run, when it was kept in memory, else the path of its saved state."""
+    winner's run, when it was kept in memory, else the path of its saved state (None: a bake-off
+    decided on evidence, whose winner starts from its first step)."""
     bo = plan.bakeoff
     plans = [Plan.from_dict(d) for d in bo["contenders"]]
     rounds, metric = bo["rounds"], bo.get("metric") or plan.metric
+    if bo.get("evidence"):
+        metric = EVIDENCE_METRIC
     tr.check_device(plans[0].device)
     record = read_json(run_dir / STATE_FILE, default=None) if resume else None
     if not isinstance(record, dict) or record.get("version") != STATE_VERSION or record.get("winner") is not None:
@@ -164,6 +170,9 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
             resumed_round=again,
         )
     )
+    warm_up(plans)
+    if bo.get("evidence"):
+        return evidence_race(run_dir, plan, plans, loaded, reporter, record)
     if not resume:
         names = ", ".join(p.model_name for p in plans)
         budgets = " / ".join(str(r["steps"]) for r in rounds)
@@ -233,7 +242,113 @@ def race(run_dir: Path, plan: Plan, loaded: tuple[Any, Any], reporter: tr.Report
     w = int(record["winner"])
     for i in [i for i in parked if i != w]:
         parked.pop(i).free()
-    return parked[w].run if w in parked else path
+    return parked.pop(w).resume() if w in parked else path
+
+
+def warm_up(plans: list[Plan]) -> None:
+    """Import the contenders' model libraries before the race's clock starts: a run pays for
+    them (seconds: torchvision about 6 here) whether it races or not, and the first contender's
+    measured costs (which size the later rounds, `affordable_steps`) should be its own."""
+    kinds = {p.adapter for p in plans}
+    if "torchvision" in kinds:
+        import torchvision.models  # noqa: F401
+    if kinds & {"hf-text", "hf-image"}:
+        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification  # noqa: F401
+
+
+def evidence_race(
+    run_dir: Path, plan: Plan, plans: list[Plan], loaded: tuple[Any, Any], reporter: tr.Reporter, record: dict[str, Any]
+) -> tr.Run | None:
+    """The bake-off whose share is too short for a race (engine.plan.EVIDENCE_EXAMPLES): each
+    contender is loaded as its run would load it and scored by LogME on the frozen features of a
+    stratified sample of the training data (engine/transfer.py, the probe's pooling), with no
+    training; the best goes on from its first step. The best so far stays in memory while there
+    is room (then it is handed over as it is), the others are freed. Returns the winner's run
+    when kept, else None (the winner is loaded again, as any run)."""
+    from modelwiz.engine import transfer
+
+    config, data = loaded
+    train = data.train
+    picked = transfer.stratified_sample(train.labels, int(plan.bakeoff.get("evidence_examples") or 0), plan.seed)
+    items, labels = [train.items[i] for i in picked], [int(train.labels[i]) for i in picked]
+    names = ", ".join(p.model_name for p in plans)
+    reporter.log(
+        f"bake-off of {len(plans)}: {names}; too short to race ({plan.bakeoff.get('share', 0):.0%} of a run), so "
+        f"compared on LogME of their frozen features on {len(items):,} of your examples; the best trains on"
+    )
+    t_all = time.perf_counter()
+    parked: dict[int, Parked] = {}
+    best: int | None = None
+    for i, cplan in enumerate(plans):
+        t0 = time.perf_counter()
+        if parked:
+            _make_room(run_dir, parked, cplan, reporter)
+        run = tr.build_run(run_dir, cplan, config, data, reporter, Distributed(), announce=False)
+        run.load_seconds = time.perf_counter() - t0
+        rng = checkpoints.rng_state()  # as build_run seeded it: the winner's run starts from it
+        try:
+            feats = transfer.extract_features(run.adapter, items, should_stop=run.cancel_requested)
+        except InterruptedError:
+            _free(run)
+            reporter.log("cancelled during the bake-off; `modelwiz resume` compares the contenders again")
+            raise tr.Cancelled() from None
+        run.adapter.model.train()
+        score = transfer.logme(feats, labels)
+        row: dict[str, Any] = {
+            "round": 1,
+            "index": i,
+            "steps": 0,
+            "total_steps": 0,
+            "value": round(score, 5),
+            "logme": round(score, 5),
+            "accuracy": None,
+            "macro_f1": None,
+            "val_loss": None,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "train_seconds": 0.0,
+        }
+        record["contenders"][i]["results"].append(row)
+        reporter.emit(
+            ev.BakeoffRound(
+                round=1,
+                index=i,
+                model=cplan.model_id,
+                steps=0,
+                total_steps=0,
+                losses=[],
+                metric=EVIDENCE_METRIC,
+                value=row["value"],
+                accuracy=None,
+                macro_f1=None,
+                val_loss=None,
+                seconds=row["seconds"],
+                batch_size=cplan.batch_size,
+                logme=row["logme"],
+            )
+        )
+        reporter.log(f"bake-off: {cplan.model_name}: LogME {score:.3f} ({row['seconds']:.1f} s, loading included)")
+        scores = {j: record["contenders"][j]["results"][-1]["logme"] for j in range(i + 1)}
+        if best is None or scores[i] > scores[best]:  # a tie keeps the higher-ranked
+            if best is not None and best in parked:
+                parked.pop(best).free()
+            best = i
+            later = {j: plans[j] for j in range(i + 1, len(plans))}
+            run.optimizer.zero_grad(set_to_none=True)
+            if _room_to_keep(run, later, parked):
+                parked[i] = Parked(run, 1, rng)
+                continue
+        _free(run)
+    assert best is not None
+    dropped = [c["index"] for c in sorted(record["contenders"], key=lambda c: -c["results"][-1]["logme"])]
+    dropped = [i for i in dropped if i != best]
+    for i in dropped:
+        record["contenders"][i]["eliminated_in"] = 1
+    record.update(done=1, survivors=[best], seconds=time.perf_counter() - t_all)
+    record["cuts"].append(dropped)
+    atomic_write_json(run_dir / STATE_FILE, record)
+    reporter.emit(ev.BakeoffCut(round=1, kept=[plans[best].model_id], dropped=[plans[i].model_id for i in dropped]))
+    _decide(run_dir, plan, plans, record, EVIDENCE_METRIC, reporter, time.perf_counter() - t_all)
+    return parked.pop(best).resume() if best in parked else None
 
 
 def missing_states(run_dir: Path, record: dict[str, Any]) -> list[int]:
@@ -407,7 +522,7 @@ def train_contender(
     where = "kept in memory" if held is not None else ("its state read from disk" if start else "loaded")
     reporter.log(f"bake-off round {round_no}: {plan.model_name} trains {steps} step(s) from step {start} ({where})")
     if held is not None:
-        run = held.run
+        run = held.resume()
         run.plan = plan  # the same settings; an out-of-memory back-off now amends the record's copy
     else:
         if parked:
@@ -428,7 +543,7 @@ def train_contender(
         )
         run.optimizer.zero_grad(set_to_none=True)  # a kept contender holds no gradients
         if parked is not None and _room_to_keep(run, others or {}, parked):
-            parked[index] = Parked(run, round_no)
+            parked[index] = Parked(run, round_no, checkpoints.rng_state())
             kept = True
         else:
             _save_state(run, _state_path(run_dir, index, round_no), stop, run.progress.train_seconds)
@@ -522,6 +637,7 @@ class Parked:
 
     run: tr.Run
     round_no: int
+    rng: dict[str, Any] | None = None  # the RNG states as its last step left them (others run in between)
 
     def bytes(self) -> int:
         from modelwiz.engine.memmeasure import live_bytes, optimizer_tensors
@@ -529,9 +645,15 @@ class Parked:
         m = self.run.module
         return live_bytes([*m.parameters(), *m.buffers(), *optimizer_tensors(self.run.optimizer)])
 
+    def resume(self) -> tr.Run:
+        """The run, to train on: the RNG states back as its last step left them."""
+        if self.rng is not None:
+            checkpoints.set_rng_state(self.rng)
+        return self.run
+
     def save(self, path: Path) -> None:
         if not path.is_file():
-            _save_state(self.run, path, self.run.progress.global_step, self.run.progress.train_seconds)
+            _save_state(self.run, path, self.run.progress.global_step, self.run.progress.train_seconds, self.rng)
 
     def free(self) -> None:
         _free(self.run)
@@ -604,11 +726,15 @@ def adopt_winner(run: tr.Run) -> tr.Run:
     return run
 
 
-def _save_state(run: tr.Run, path: Path, step: int, train_seconds: float) -> None:
+def _save_state(run: tr.Run, path: Path, step: int, train_seconds: float, rng: dict[str, Any] | None = None) -> None:
+    """The contender's state at `step`; `rng`: its RNG states when they are not the process's now
+    (a parked contender's, saved while others ran)."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {**tr.training_state(run), "step": step, "train_seconds": train_seconds}
+    if rng is not None:
+        state["rng"] = rng
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(state, tmp)

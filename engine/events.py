@@ -381,11 +381,12 @@ class BakeoffRound(Event):
     losses: list[Any]  # [step, training loss] points of this round
     metric: str
     value: float | None  # the metric's value
-    accuracy: float
-    macro_f1: float
-    val_loss: float
+    accuracy: float | None  # None: a bake-off decided on evidence (no training, no evaluation)
+    macro_f1: float | None
+    val_loss: float | None
     seconds: float  # load, train and evaluate
     batch_size: int = 0  # the micro-batch it trained with (smaller after an out-of-memory step)
+    logme: float | None = None  # a bake-off too short to race: LogME of its frozen features (metric "logme")
 
 
 @_register
@@ -774,7 +775,17 @@ class RunState:
             else:
                 first = min((int(p[0]) for p in obj.get("losses") or []), default=obj.get("total_steps", 0))
                 c["curve"] = [p for p in c["curve"] if p[0] < first] + [list(p) for p in obj.get("losses") or []]
-                keys = ("round", "steps", "total_steps", "value", "accuracy", "macro_f1", "val_loss", "seconds")
+                keys = (
+                    "round",
+                    "steps",
+                    "total_steps",
+                    "value",
+                    "accuracy",
+                    "macro_f1",
+                    "val_loss",
+                    "seconds",
+                    "logme",
+                )
                 result = {k: obj.get(k) for k in keys}
                 c["results"] = [r for r in c["results"] if r.get("round") != result["round"]] + [result]
         elif kind == "bakeoff_cut":

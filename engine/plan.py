@@ -81,6 +81,7 @@ class Plan:
     nproc: int = 1  # processes (torchrun, DistributedDataParallel); batch_size is per process
     trust_remote_code: bool = False  # run code the model ships; only when [model] trust_remote_code asks
     train_size: int = 0  # training examples the plan was made for (after max_train_samples)
+    val_size: int = 0  # validation examples each evaluation reads (eval_seconds is for them)
     notes: list[str] = field(default_factory=list)  # why "auto" resolved as it did
     time_method: str = "formula"  # measured (device benchmark + counted step costs) | formula
     train_epoch_seconds: float = 0.0  # predicted training part of epoch_seconds
@@ -317,6 +318,7 @@ def make_plan(
         nproc=nproc,
         trust_remote_code=trust_remote_code,
         train_size=int(train_size),
+        val_size=int(val_size or 0),
         notes=notes,
         time_method=timing["method"],
         train_epoch_seconds=round(timing["train"], 1),
@@ -418,6 +420,17 @@ BAKEOFF_SHARE = 0.25
 # Round 1 steps per contender below which the plan warns: on bench/ranking_quality.py's tasks (25
 # steps a run, so 1 step a contender) the race picked the best model on 3 of 6.
 BAKEOFF_MIN_STEPS = 10
+# When round 1 cannot give each contender BAKEOFF_MIN_STEPS steps, the race would be a coin flip
+# (on bench/ranking_quality.py's 25-step runs: 1 step each, the best model picked on 5 of 7 tasks
+# by its lead after one step or by the ranking's order on a tie). The bake-off then compares the
+# contenders on the evidence of their frozen features instead, LogME on a stratified sample of the
+# training data (engine/transfer.py, as `recommend --probe`: on that bench LogME put the model that
+# fine-tuned best first on 7 of 7 tasks), with no training steps; the best goes on to its full run.
+EVIDENCE_EXAMPLES = 2000  # the sample's size at most (engine/transfer.py MAX_PROBE_EXAMPLES)
+EVIDENCE_MIN_EXAMPLES = 200  # and at least (or the whole training split): fewer make LogME noisy
+# A forward pass without gradients costs about a third of a training step's (forward + backward,
+# the usual 1 : 2 split of their FLOPs): what the evidence costs is predicted from the step's time.
+FORWARD_SHARE = 1 / 3
 
 
 def bakeoff_rounds(k: int) -> list[int]:
@@ -444,7 +457,7 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
     the budget is `share` of a full run's steps."""
     if len(plans) < 2:
         raise UserError("a bake-off needs at least 2 contenders")
-    asked = len(plans)
+    asked, asked_plans = len(plans), list(plans)
     per_epoch_all = [max(1, math.ceil(p.train_size / p.effective_batch)) for p in plans]
     full_all = [n * p.epochs for n, p in zip(per_epoch_all, plans, strict=True)]
     timed = all(p.total_seconds > 0 for p in plans)
@@ -483,18 +496,14 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
         done += steps
         rounds.append({"round": r + 1, "contenders": n, "steps": steps})
     first = rounds[0]["steps"]
+    if first < BAKEOFF_MIN_STEPS:
+        return _evidence_schedule(asked_plans, share, budget_s if timed else 0.0, step_all, first)
     warnings = []
     if k < asked:
         warnings.append(
             f"bake-off: the {k} best-ranked of the {asked} contenders asked race: its {budget_s:.0f} s "
             f"({share:.0%} of a {budget_s / share:.0f}-s run), less {evaluations(k):.0f} s of evaluations, "
             f"would give more contenders fewer than {BAKEOFF_MIN_STEPS} steps each in round 1"
-        )
-    if first < BAKEOFF_MIN_STEPS:
-        warnings.append(
-            f"bake-off: {share:.0%} of a {full_steps:.0f}-step run gives each of the {k} contenders "
-            f"{first} step(s) in round 1, too few to tell models apart (the ranking's order decides close "
-            "races); more epochs or data, a larger bakeoff_share or fewer contenders give it more"
         )
     spent = sum(sum(step_s[:n]) * r["steps"] for n, r in zip(counts, rounds, strict=True)) + evaluations(k)
     return {
@@ -509,6 +518,64 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
         "budget_seconds": round(budget_s, 1) if timed else None,
         "predicted_seconds": round(spent, 1) if timed else None,
         "full_run_seconds": round(sum(p.total_seconds for p in plans) / len(plans), 1) if timed else None,
+        "winner": "",
+    }
+
+
+def _evidence_schedule(
+    plans: list[Plan], share: float, budget_s: float, step_all: list[float], first: int
+) -> dict[str, Any]:
+    """The bake-off when its share is too short for a race (`first` steps each in round 1): the
+    contenders are compared on LogME of their frozen features (see EVIDENCE_EXAMPLES), each
+    costing a forward pass over the sample. The sample is what the budget's seconds pay for (at
+    most EVIDENCE_EXAMPLES, at least EVIDENCE_MIN_EXAMPLES or the whole training split when
+    smaller) for as many of the best-ranked (at least 2) as can have it; past the budget only
+    when 2 cannot have the least."""
+    n_train = max(1, min(p.train_size for p in plans))
+    floor = min(EVIDENCE_MIN_EXAMPLES, n_train)
+    # seconds per example of each contender's forward pass: its predicted evaluation's, else a share
+    # of its training step's
+    per_example = [
+        (e / n if e > 0 and n > 0 else 0.0) or s / max(1, p.effective_batch) * FORWARD_SHARE
+        for p, s, e, n in zip(
+            plans,
+            step_all,
+            [float(getattr(p, "eval_seconds", 0.0) or 0.0) for p in plans],
+            [int(getattr(p, "val_size", 0) or 0) for p in plans],
+            strict=True,
+        )
+    ]
+    timed = budget_s > 0 and all(c > 0 for c in per_example)
+    k, examples = len(plans), min(EVIDENCE_EXAMPLES, n_train)
+    if timed:
+        k = 2
+        for n in range(len(plans), 1, -1):
+            if budget_s / sum(per_example[:n]) >= floor:
+                k = n
+                break
+        examples = max(floor, min(examples, int(budget_s / sum(per_example[:k]))))
+    predicted = examples * sum(per_example[:k])
+    left_out = f"; the {k} best-ranked of the {len(plans)} asked (what its seconds pay for)" if k < len(plans) else ""
+    warning = (
+        f"bake-off: {share:.0%} of a run would give each contender {first} training step(s), too few to tell "
+        f"models apart: they are compared on LogME of their frozen features on {examples:,} of your "
+        f"examples instead (as `recommend --probe`), and the best trains on{left_out}; more epochs or data, "
+        "a larger bakeoff_share or fewer contenders make it a race"
+    )
+    return {
+        "warning": warning,
+        "share": share,
+        "metric": plans[0].metric,
+        "evidence": "logme",
+        "evidence_examples": examples,
+        "contenders": [p.to_dict() for p in plans[:k]],
+        "asked": len(plans),
+        "rounds": [{"round": 1, "contenders": k, "steps": 0}],
+        "budget_steps": 0.0,
+        "full_run_steps": 0.0,
+        "budget_seconds": round(budget_s, 1) if budget_s > 0 else None,
+        "predicted_seconds": round(predicted, 1) if timed else None,
+        "full_run_seconds": round(sum(p.total_seconds for p in plans) / len(plans), 1) if budget_s > 0 else None,
         "winner": "",
     }
 

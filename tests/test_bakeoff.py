@@ -60,9 +60,9 @@ def _config(tmp: Path, **train) -> Path:
     write_text_data(tmp / "d.csv", n_per_class=40)
     opts = {
         "bakeoff": 3,
-        "bakeoff_share": 0.5,
-        "epochs": 3,
-        "batch_size": 8,
+        "bakeoff_share": 0.9,  # rounds of 14 and 10 steps: a race (fewer than 10 steps: compared on evidence)
+        "epochs": 4,
+        "batch_size": 4,
         "learning_rate": 0.003,
         "strategy": "full",
         "max_length": 32,
@@ -120,7 +120,11 @@ def test_bakeoff_picks_the_trained_model_and_trains_it_on(tmp_path, contenders):
     assert [e["plan"] for e in events if e["event"] == "plan"] == [plan]
     steps = [e for e in events if e["event"] == "step"]
     assert min(e["step"] for e in steps) > result["steps"]
-    assert len([e for e in events if e["event"] == "eval"]) == 3
+    assert len([e for e in events if e["event"] == "eval"]) == 4
+    # every contender stayed in memory: loaded once, never written or read back, the winner handed over
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert sum("(loaded)" in m for m in logs) == 3 and sum("(kept in memory)" in m for m in logs) == 2 + 1, logs
+    assert not any("read from disk" in m for m in logs)
     assert summary["model"] == trained
     assert summary["bakeoff"]["winner"] == trained and len(summary["bakeoff"]["table"]) == 3
 
@@ -224,14 +228,33 @@ def test_schedule_halves_and_stays_within_the_share():
     s = bakeoff_schedule(plans[:2], share=0.9)  # type: ignore[arg-type]
     assert s["rounds"][0]["steps"] <= 100
     assert s["warning"] == ""
-    # a short run: one step each in round 1, and the plan says so
+    # a short run: 2.5 s would buy one step each, no race: the contenders are compared on evidence
+    # (LogME of frozen features), a forward pass over the sample each: the whole training split here
+    # (100 examples, fewer than the least sample), a third of 0.1 s each: 3.3 s a contender, over
+    # the budget even for the 2 best-ranked (the least compared), and the plan says so
     short = [SimpleNamespace(**{**vars(p), "train_size": 100, "epochs": 1, "total_seconds": 10.0}) for p in plans]
     s = bakeoff_schedule(short, share=0.25)  # type: ignore[arg-type]
-    assert s["rounds"][0]["steps"] == 1
-    # 2.5 s buys no contender 10 steps: only the 2 best-ranked race, and the plan says both things
+    assert s["evidence"] == "logme" and s["evidence_examples"] == 100
+    assert s["rounds"] == [{"round": 1, "contenders": 2, "steps": 0}]
     assert [c["model_id"] for c in s["contenders"]] == ["m0", "m1"] and s["asked"] == 4
-    assert "the 2 best-ranked of the 4 contenders asked race" in s["warning"]
-    assert "gives each of the 2 contenders 1 step(s) in round 1, too few" in s["warning"]
+    assert s["predicted_seconds"] == pytest.approx(2 * 100 * 0.1 / 3, abs=0.1)
+    assert "give each contender 1 training step(s), too few to tell models apart" in s["warning"]
+    assert "the 2 best-ranked of the 4 asked" in s["warning"]
+    # an evaluation predicted at 1 s for 100 validation examples: 0.01 s an example (forward only, as
+    # the plan predicts it) instead of the step's third: 1 s a contender, 2 of them within 2.5 s
+    timed_eval = [SimpleNamespace(**{**vars(p), "eval_seconds": 1.0, "val_size": 100}) for p in short]
+    s = bakeoff_schedule(timed_eval, share=0.25)  # type: ignore[arg-type]
+    assert s["rounds"][0]["contenders"] == 2 and s["predicted_seconds"] == pytest.approx(2.0)
+    # more data, same short run: the sample is what the budget pays for (at least 200 examples)
+    # 313 steps of 32 in 31.3 s (0.1 s a step); 5% is 1.565 s: 7 steps each for 2, no race
+    big = [
+        SimpleNamespace(**{**vars(p), "train_size": 10_000, "effective_batch": 32, "total_seconds": 31.3})
+        for p in short
+    ]
+    s = bakeoff_schedule(big, share=0.05)  # type: ignore[arg-type]
+    # 1.565 s over four contenders' 0.1 / 32 / 3 s an example: 375 examples each, all 4 compared
+    assert s["rounds"][0]["contenders"] == 4 and s["evidence_examples"] == 375
+    assert s["predicted_seconds"] == pytest.approx(1.6) and "best-ranked" not in s["warning"]  # 1.5625, rounded
 
 
 def test_schedule_pays_for_evaluations_first_and_leaves_out_the_lowest_ranked():
@@ -338,32 +361,46 @@ def _rows(n: int) -> list[dict]:
     ]
 
 
-def test_a_winner_whose_race_state_was_only_in_memory_trains_again_from_its_first_step(tmp_path, contenders):
-    """The race keeps its contenders in memory (no state written); the winner's run fails before
-    its first checkpoint; the resume trains the winner from step 0 (the same steps) and completes."""
-    cfg = _config(tmp_path, bakeoff=2, bakeoff_share=0.01, epochs=2)  # one round of one step each
+def test_a_bakeoff_too_short_to_race_compares_evidence_and_a_lost_winner_trains_from_step_0(tmp_path, contenders):
+    """1% of a run buys no race: the contenders are scored by LogME of their frozen features (no
+    training), the best (the model trained on the task) goes on, kept in memory; its run fails at
+    its first step, before any checkpoint; the resume trains it from step 0 and completes."""
+    cfg = _config(tmp_path, bakeoff_share=0.01, epochs=2)
     env = _env(contenders)
     proc = run_cli(
-        "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env={**env, "MODELWIZ_FAULT_AT_STEP": "1"}
+        "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env={**env, "MODELWIZ_FAULT_AT_STEP": "0"}
     )
     events = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    for obj in events:
+        parse_event(obj, strict=True)
     assert proc.returncode != 0 and events[-1]["status"] == "failed", proc.stderr
     run_dir = Path(events[-1]["run_dir"])
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["bakeoff"]["evidence"] == "logme" and plan["bakeoff"]["rounds"] == [
+        {"round": 1, "contenders": 3, "steps": 0}
+    ]
+    assert any("too short to race" in e.get("message", "") for e in events)
+    rounds = [e for e in events if e["event"] == "bakeoff_round"]
+    assert [(e["steps"], e["metric"], e["accuracy"]) for e in rounds] == [(0, "logme", None)] * 3
+    assert not any(e["event"] == "bakeoff_step" for e in events)  # no training in the race
+    trained = next(e["model"] for e in rounds if Path(e["model"]).name == "bert-c")
+    by_model = {e["model"]: e["logme"] for e in rounds}
+    assert by_model[trained] > max(v for m, v in by_model.items() if m != trained)
+    result = next(e for e in events if e["event"] == "bakeoff_result")
+    assert result["winner"] == trained and result["metric"] == "logme" and result["steps"] == 0
     logs = [e["message"] for e in events if e["event"] == "log"]
-    assert sum("(loaded)" in m for m in logs) == 2 and not any("read from disk" in m for m in logs), logs
-    assert any("goes on from its bake-off state (kept in memory): step 1" in m for m in logs), logs
+    assert any("goes on from its bake-off state (kept in memory): step 0" in m for m in logs), logs
     assert not list((run_dir / "bakeoff").glob("*.pt")) and not list(run_dir.glob("checkpoints/*"))
-    winner = json.loads((run_dir / "plan.json").read_text())["bakeoff"]["winner"]
 
     res = run_cli("resume", run_dir.name, "--runs-dir", str(run_dir.parent), "--json", env=env)
     assert res.returncode == 0, res.stderr
     after = read_events(run_dir / "events.jsonl")[0]
     resumed = after[[i for i, e in enumerate(after) if e["event"] == "run_started"][-1] :]
     assert any("trains from its first step again" in e.get("message", "") for e in resumed)
-    assert not any(e["event"].startswith("bakeoff_") for e in resumed)  # decided: no second race
+    assert not any(e["event"].startswith("bakeoff_") for e in resumed)  # decided: no second bake-off
     assert min(e["step"] for e in resumed if e["event"] == "step") == 1
     assert resumed[-1]["event"] == "run_finished" and resumed[-1]["status"] == "completed"
-    assert json.loads((run_dir / "report.json").read_text())["model"] == winner
+    assert json.loads((run_dir / "report.json").read_text())["model"] == trained
 
 
 def test_a_resume_that_lacks_a_state_kept_in_memory_races_again_from_round_one(tmp_path):

@@ -40,6 +40,7 @@ METRIC_NAMES = {
     "precision": "precision",
     "recall": "recall",
     "val_loss": "val loss",
+    "logme": "LogME",  # a bake-off too short to race compares the contenders' frozen features
 }
 
 

@@ -162,7 +162,7 @@ def plan_table(
         share = f"{train.bakeoff_share:.0%}"
         table.add_row(
             "Bake-off",
-            Text(f"{len(contenders)} race ({names}) for {share} of a run's steps; the winner trains on"),
+            Text(f"{len(contenders)} race ({names}) for {share} of a run's time; the winner trains on"),
         )
     fits = Text(" ✓ fits", style="green") if plan.fits else Text(" ✗ does not fit", style="bold red")
     table.add_row("Memory", Text.assemble(f"{m.total_gb:.2f} of {plan.budget_gb:.1f} GB", fits))
