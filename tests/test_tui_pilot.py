@@ -268,6 +268,8 @@ async def test_setup_reranks_as_values_change_and_starts_the_plan_shown(
             num_classes=s.num_classes,
             language=s.language,
             candidates=[before.candidate],
+            val_size=s.val_size,
+            text_lengths=s.length_words or None,
         )[0]
         assert (after.score, after.reasons, after.plan) == (fresh.score, fresh.reasons, fresh.plan)
         assert after.score < before.score and after.plan.epoch_seconds > before.plan.epoch_seconds

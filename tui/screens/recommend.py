@@ -92,7 +92,8 @@ class RecommendScreen(StepScreen):
         "the probed models are then re-ranked among themselves by LogME. x stops a probe.",
         "b sets a bake-off for the run ([train] bakeoff): with models marked, they race the one you "
         "choose; with none, it asks how many of the best-ranked that fit race. The contenders train "
-        "briefly by successive halving and the winner trains on. b again turns it off.",
+        "briefly by successive halving and the winner trains on (a run too short to race compares "
+        "them on LogME instead). b again turns it off.",
         "enter (or ctrl+n) chooses the highlighted model and moves on to the training setup.",
     )
     BINDINGS: ClassVar[list[BindingType]] = [
