@@ -227,9 +227,9 @@ def race(
             if i in parked:
                 parked.pop(i).free()
         if round_no < len(rounds):
-            for i in kept:
+            for i in (i for i in kept if i in parked):
                 raced = sum(float(x.get("seconds") or 0.0) for x in record["contenders"][i]["results"])
-                if i in parked and raced >= PERSIST_AFTER_S:
+                if raced >= PERSIST_AFTER_S:
                     parked[i].save(_state_path(run_dir, i, round_no))
         atomic_write_json(run_dir / STATE_FILE, record)
         # what no later round or resume needs: every state before this round, the dropped ones'
@@ -279,6 +279,7 @@ def evidence_race(
     t_all = time.perf_counter()
     parked: dict[int, Parked] = {}
     best: int | None = None
+    best_logme = float("-inf")
     for i, cplan in enumerate(plans):
         t0 = time.perf_counter()
         if parked:
@@ -308,27 +309,15 @@ def evidence_race(
             "train_seconds": 0.0,
         }
         record["contenders"][i]["results"].append(row)
+        fields = {k: v for k, v in row.items() if k not in ("index", "train_seconds")}
         reporter.emit(
             ev.BakeoffRound(
-                round=1,
-                index=i,
-                model=cplan.model_id,
-                steps=0,
-                total_steps=0,
-                losses=[],
-                metric=EVIDENCE_METRIC,
-                value=row["value"],
-                accuracy=None,
-                macro_f1=None,
-                val_loss=None,
-                seconds=row["seconds"],
-                batch_size=cplan.batch_size,
-                logme=row["logme"],
+                index=i, model=cplan.model_id, losses=[], metric=EVIDENCE_METRIC, batch_size=cplan.batch_size, **fields
             )
         )
         reporter.log(f"bake-off: {cplan.model_name}: LogME {score:.3f} ({row['seconds']:.1f} s, loading included)")
-        scores = {j: record["contenders"][j]["results"][-1]["logme"] for j in range(i + 1)}
-        if best is None or scores[i] > scores[best]:  # a tie keeps the higher-ranked
+        if best is None or row["logme"] > best_logme:  # a tie keeps the higher-ranked
+            best_logme = row["logme"]
             if best is not None and best in parked:
                 parked.pop(best).free()
             best = i
@@ -339,8 +328,8 @@ def evidence_race(
                 continue
         _free(run)
     assert best is not None
-    dropped = [c["index"] for c in sorted(record["contenders"], key=lambda c: -c["results"][-1]["logme"])]
-    dropped = [i for i in dropped if i != best]
+    by_logme = sorted(record["contenders"], key=lambda c: -c["results"][-1]["logme"])
+    dropped = [c["index"] for c in by_logme if c["index"] != best]
     for i in dropped:
         record["contenders"][i]["eliminated_in"] = 1
     record.update(done=1, survivors=[best], seconds=time.perf_counter() - t_all)

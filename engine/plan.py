@@ -497,7 +497,7 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
         rounds.append({"round": r + 1, "contenders": n, "steps": steps})
     first = rounds[0]["steps"]
     if first < BAKEOFF_MIN_STEPS:
-        return _evidence_schedule(asked_plans, share, budget_s if timed else 0.0, step_all, first)
+        return _evidence_schedule(asked_plans, share, budget_s if timed else 0.0, step_all, eval_all, first)
     warnings = []
     if k < asked:
         warnings.append(
@@ -523,7 +523,7 @@ def bakeoff_schedule(plans: list[Plan], *, share: float = BAKEOFF_SHARE) -> dict
 
 
 def _evidence_schedule(
-    plans: list[Plan], share: float, budget_s: float, step_all: list[float], first: int
+    plans: list[Plan], share: float, budget_s: float, step_all: list[float], eval_all: list[float], first: int
 ) -> dict[str, Any]:
     """The bake-off when its share is too short for a race (`first` steps each in round 1): the
     contenders are compared on LogME of their frozen features (see EVIDENCE_EXAMPLES), each
@@ -538,11 +538,7 @@ def _evidence_schedule(
     per_example = [
         (e / n if e > 0 and n > 0 else 0.0) or s / max(1, p.effective_batch) * FORWARD_SHARE
         for p, s, e, n in zip(
-            plans,
-            step_all,
-            [float(getattr(p, "eval_seconds", 0.0) or 0.0) for p in plans],
-            [int(getattr(p, "val_size", 0) or 0) for p in plans],
-            strict=True,
+            plans, step_all, eval_all, [int(getattr(p, "val_size", 0) or 0) for p in plans], strict=True
         )
     ]
     timed = budget_s > 0 and all(c > 0 for c in per_example)
