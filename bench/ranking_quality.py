@@ -541,6 +541,14 @@ def run_batch(cfg: Path, work: Path, what: str) -> tuple[dict[str, Any], float]:
     return summary, seconds
 
 
+def _carried_seconds(row: dict[str, Any]) -> float:
+    """A race row's seconds a run without the race pays too (rows before load_seconds was
+    recorded: all of them)."""
+    if "load_seconds" not in row:
+        return float(row.get("seconds") or 0.0)
+    return float(row.get("load_seconds") or 0.0) + float(row.get("train_seconds") or 0.0)
+
+
 def bakeoff(
     task: Task, cands: list[Any], work: Path, settings: dict[str, Any], thash: str, log: Any, keep_runs: bool = False
 ) -> dict[str, Any]:
@@ -572,9 +580,10 @@ def bakeoff(
         "task": task.name,
         "winner": bo.get("winner"),
         "contenders": [c.get("model") for c in bo.get("contenders") or []],
-        # the winner's own rounds: the first steps of its full training, spent inside the race
+        # what of the winner's rounds its full training would have spent anyway: loading it and
+        # its training steps (not the race's evaluations, nor the evidence's features)
         "winner_race_seconds": sum(
-            float(r.get("seconds") or 0.0)
+            _carried_seconds(r)
             for c in bo.get("contenders") or []
             if c.get("model") == bo.get("winner")
             for r in c.get("results") or []

@@ -221,6 +221,26 @@ def _pool_hf(outputs: Any, inputs: dict[str, Any], pooling: str) -> Any:
     return torch.stack(per_layer).mean(dim=0)
 
 
+CONV_LAYERS_FOR_CHANNELS_LAST = 8
+
+
+def _channels_last(model: Any) -> Any:
+    """A convolutional network reads images faster on a CPU laid out channels-last (MobileNetV2's
+    forward pass here: 0.50 s against 0.81 s for 25 images at 224 px): such a model (at least
+    `CONV_LAYERS_FOR_CHANNELS_LAST` 2-D convolutions; a transformer's one patch embedding is not
+    worth it) is converted in place for the features and back afterwards. Returns the layout,
+    or None where the model is left as it is (on a GPU, or few convolutions)."""
+    import torch
+    import torch.nn as nn
+
+    convs = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d))
+    first = next(model.parameters(), None)
+    if convs < CONV_LAYERS_FOR_CHANNELS_LAST or first is None or first.device.type != "cpu":
+        return None
+    model.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
 def extract_features(
     adapter: Any,
     items: Sequence[Any],
@@ -247,6 +267,7 @@ def extract_features(
         if not isinstance(head, nn.Linear):
             head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         hook = head.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+    layout = _channels_last(model) if hook is not None else None
     # texts longest first (by characters: no second tokenization), so a batch pads little; the
     # rows are put back in order below
     chars = [len(str(x)) for x in items] if hook is None else None
@@ -260,7 +281,8 @@ def extract_features(
                 inputs = adapter.collate([items[i] for i in order[start : start + batch_size]], train=False)
                 if hook is not None:
                     captured.clear()
-                    model(inputs["pixel_values"])
+                    pixels = inputs["pixel_values"]
+                    model(pixels if layout is None else pixels.contiguous(memory_format=layout))
                     pooled = captured[-1]
                     pooled = pooled[:, 0] if pooled.dim() == 3 else pooled.flatten(1)  # token heads: the first
                 else:
@@ -272,6 +294,8 @@ def extract_features(
     finally:
         if hook is not None:
             hook.remove()
+        if layout is not None:
+            model.to(memory_format=torch.contiguous_format)  # as training has it (its step costs)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     feats = np.concatenate(chunks, axis=0)

@@ -141,6 +141,34 @@ def test_torchvision_features_are_the_classifier_input(tmp_path):
     assert np.isfinite(feats).all()
 
 
+def test_conv_net_features_read_channels_last_and_the_model_is_put_back(tmp_path, monkeypatch):
+    """A conv net's features are read channels-last (faster on a CPU), equal to those of the
+    contiguous layout, and the model is contiguous again afterwards (as training has it); a
+    model with fewer convolutions than the threshold is never converted."""
+    import torch
+    from torchvision import models
+
+    from modelwiz.engine.adapters.torchvision import TorchvisionAdapter, replace_head
+
+    root = write_image_data(tmp_path / "imgs", n_per_class=2, size=32)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    torch.manual_seed(0)
+    model = models.get_model("mobilenet_v3_small", weights=None).eval()
+    replace_head(model, 3)
+    adapter = TorchvisionAdapter(model, ["a", "b", "c"], source="x", arch="mobilenet_v3_small", image_size=32)
+    layouts = []
+    real = transfer._channels_last
+    monkeypatch.setattr(transfer, "_channels_last", lambda m: layouts.append(real(m)) or layouts[-1])
+    fast = transfer.extract_features(adapter, paths, batch_size=4)
+    assert layouts == [torch.channels_last]
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous() for w in convs)  # put back
+    monkeypatch.setattr(transfer, "CONV_LAYERS_FOR_CHANNELS_LAST", 10_000)
+    plain = transfer.extract_features(adapter, paths, batch_size=4)
+    assert layouts == [torch.channels_last, None]
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
 def test_features_are_cached_per_model_data_and_pooling(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
