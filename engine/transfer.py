@@ -402,6 +402,11 @@ def probe(
     stratified sample of `data.train` (at most `limit` examples); results best LogME first.
     `sink` receives progress events (dicts with an "event" key). A model that fails to load is
     reported with `error` and ranked last, not raised."""
+    from modelwiz.engine.allocator import keep_freed_memory
+
+    # as the trainer does: freed blocks stay in the heap for the next batch instead of being mapped
+    # and faulted in afresh (engine/allocator.py); the probe's peak is a forward pass's
+    keep_freed_memory()
     emit = sink or (lambda _e: None)
     chosen = probe_candidates(ranked, k, offline=offline)
     train = data.train

@@ -232,10 +232,10 @@ def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
     assert all(p["cached"] for p in json.loads(again.stdout.splitlines()[-1])["probe"])
 
 
-def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path):
+def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path, monkeypatch):
     """Pretrained-vs-random control on learnable data: a tiny BERT trained briefly on the task
     (standing in for pretraining) and its untouched random-init twin, through `probe` and
-    `rerank` as the CLI runs them."""
+    `rerank` as the CLI runs them; the probe keeps freed memory as the trainer does."""
     import csv
     from types import SimpleNamespace
 
@@ -271,8 +271,10 @@ def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path):
     # the prior's order: random first, by more than the prior's spread between real models
     ranked = [row(random_folder, 0.6), row(trained_folder, 0.4)]
     data = SimpleNamespace(train=SimpleNamespace(items=texts, labels=labels), label_names=names)
-    events = []
+    events, kept = [], []
+    monkeypatch.setattr("modelwiz.engine.allocator.keep_freed_memory", lambda: kept.append(True) or True)
     results = transfer.probe(ranked, data, k=2, offline=True, sink=events.append)
+    assert kept == [True]
     assert [r.model for r in results] == [str(trained_folder), str(random_folder)]
     assert results[0].logme > results[1].logme and results[0].rank == 1
     reordered = transfer.rerank(ranked, results)
