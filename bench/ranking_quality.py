@@ -32,7 +32,7 @@ size and time) and settings, so a re-run only re-scores; probe features are cach
     .venv/bin/python bench/ranking_quality.py [--json] [--tasks topics,shapes] [--choose]
         [--epochs 3] [--work build/ranking-quality]
 
-The first run fine-tunes (here, on 2 shared CPU cores, about 30 minutes); later runs take
+The first run fine-tunes (here, on 2 shared CPU cores, 12 to 30 minutes); later runs take
 seconds. `--json` prints one last line with every figure.
 """
 
