@@ -55,7 +55,7 @@ from modelwiz.engine.paths import cache_dir
 
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "stepcosts.json"
 TABLE_VERSION = 3  # 3: depthwise convolutions by kernel and stride, 1x1 by channels, the input convolution, pooling
-BENCH_VERSION = 5  # 3: says whether the machine was busy; 4: the trainer's allocator settings; 5: L2 evicted
+BENCH_VERSION = 6  # 3: says whether the machine was busy; 4: the trainer's allocator settings; 5: L2 evicted; 6: batch norm's backward
 PHASES = ("fwd", "bwd", "opt")
 STRATEGIES = ("full", "partial", "linear-probe")
 PRECISIONS = ("fp32", "bf16")
@@ -527,6 +527,22 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         cost, n = costs[cls]
         rates.setdefault(cls, []).append([cost / n, cost / busy])
 
+    def backward_rate(fwd: Any, both: Any, cls: str) -> None:
+        """Add a point to `cls`_bwd's curve, a class whose forward and backward ops are classed alike
+        (batch norm): the cost and time of `both` (forward + backward) beyond `fwd`'s (forward)."""
+        costs_f, ops_f = _counted(fwd)
+        costs, ops = _counted(both)
+        t_f = _measure(fwd, device=dev.type, before=evict)
+        t = _measure(both, device=dev.type, before=evict)
+        others = 0.0
+        for k, (c, n) in costs.items():
+            if k != cls and rates.get(k):
+                others += c / _interp(rates[k], c / max(n, 1))
+        cost, n = costs[cls][0] - costs_f[cls][0], costs[cls][1] - costs_f[cls][1]
+        busy = max(t - t_f - (ops - ops_f) * bare - others, (t - t_f) * 0.2, 1e-9)
+        if cost > 0 and n > 0:
+            rates.setdefault(f"{cls}_bwd", []).append([cost / n, cost / busy])
+
     # elementwise and normalisation ops, forward and backward, at several sizes (in cache to DRAM)
     for n in (1 << 12, 1 << 16, 1 << 20, 1 << 23):
         a = torch.randn(n // 256, 256, device=dev, requires_grad=True)
@@ -544,8 +560,17 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
             F.layer_norm(a, (256,), w).sum().backward()
             sync()
 
-        def batch_norm(bn: Any = bn, img: Any = img) -> None:
-            bn(img).sum().backward()
+        def batch_norm_fwd(bn: Any = bn, img: Any = img) -> None:
+            with torch.no_grad():  # training mode: the batch's statistics, as a training step's forward
+                bn(img)
+            sync()
+
+        grad = torch.randn_like(img)
+
+        def batch_norm(bn: Any = bn, img: Any = img, g: Any = grad) -> None:
+            # a dense gradient, as a network's layers pass back (a sum's is one value broadcast,
+            # which sends batch norm's backward down a slower path)
+            bn(img).backward(g)
             sync()
 
         def copy(a: Any = a) -> None:
@@ -554,7 +579,11 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
 
         rate(elementwise, "mem")
         rate(norm, "mem.norm")
-        rate(batch_norm, "mem.bn")
+        # a batch norm's backward moves more bytes than its forward but runs far faster per byte
+        # (EfficientNet-B0's step here, one thread: forward 4.1 GB/s, backward 12.4 GB/s), so the
+        # two phases have a curve each: the forward's own, the backward's from the excess
+        rate(batch_norm_fwd, "mem.bn")
+        backward_rate(batch_norm_fwd, batch_norm, "mem.bn")
         rate(copy, "mem.copy")
     for dtype in (torch.float32, torch.bfloat16):
         tag = str(dtype).removeprefix("torch.")
@@ -896,7 +925,8 @@ def phase_seconds(figures: dict[str, float], bench: dict[str, Any], phases: tupl
             if not key.startswith(ph + ":") or key.endswith("#n") or key.endswith(":ops") or cost <= 0:
                 continue
             cls = key.split(":", 1)[1]
-            curve = _curve(rates, cls)
+            # a class whose backward ops are classed as its forward's (batch norm) has a backward curve
+            curve = rates[f"{cls}_bwd"] if ph == "bwd" and f"{cls}_bwd" in rates else _curve(rates, cls)
             n = max(1.0, figures.get(key + "#n", 1.0))
             r = _interp(curve, cost / n)
             total += cost / r if r > 0 else 0.0

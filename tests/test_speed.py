@@ -299,6 +299,19 @@ def test_a_depthwise_class_reads_its_own_rate():
     assert speed.phase_seconds(figs, bench, ("fwd",)) == pytest.approx(1e9 / 5e9 + 1e9 / 2e10)
 
 
+def test_batch_norms_backward_reads_its_own_curve():
+    # batch norm's forward and backward ops share a class in the count; the backward phase is timed
+    # at the benchmark's backward curve where it has one, the forward at the class's own
+    bench = _bench("m", "2", 1)
+    bench["overhead_s_per_op"] = 0.0
+    bench["rates"]["mem.bn"] = [[1.0, 4e9], [1e12, 4e9]]
+    figs = {"fwd:mem.bn": 1e9, "bwd:mem.bn": 2e9}
+    assert speed.phase_seconds(figs, bench, ("fwd", "bwd")) == pytest.approx(1e9 / 4e9 + 2e9 / 4e9)
+    bench["rates"]["mem.bn_bwd"] = [[1.0, 1e10], [1e12, 1e10]]
+    assert speed.phase_seconds(figs, bench, ("fwd",)) == pytest.approx(1e9 / 4e9)
+    assert speed.phase_seconds(figs, bench, ("bwd",)) == pytest.approx(2e9 / 1e10)
+
+
 def test_a_trainer_waits_for_a_benchmark_under_way_and_not_for_a_dead_one(tmp_path, monkeypatch):
     import os
     import threading
