@@ -898,6 +898,10 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
         assert after[:5] == sorted(after[:5], key=lambda m: -blended[m])
         assert [r.candidate.id for r in app.state.recommendation.ranked] == after  # the wizard's state too
         text = walk.screen_text(app)
+        # the Score column shows what the rows are ordered by: the blend, not the prior it started from
+        priors = {r.candidate.id: r.score for r in screen.rows if r.probe}
+        assert all(f"{blended[m]:.3f}" in text for m in after[:5])
+        assert any(f"{priors[m]:.3f}" not in text for m in after[:5])
         assert "LogME" in text and "0.70" in text and "x Stop probe" not in text
         best = next(r for r in screen.rows if r.candidate.id == "distilbert/distilbert-base-uncased")
         assert best.reasons[0].startswith("LogME 0.70, 1st of 5 on 30 of your examples")

@@ -21,9 +21,19 @@ __all__ = [
     "fmt_seconds",
     "metric_name",
     "number",
+    "ranking_score",
 ]
 
 DASH = "—"  # a figure not known (yet)
+
+
+def ranking_score(r: Any) -> float:
+    """The score a ranked row is ordered by: once its model was probed, the blend of prior and
+    evidence (engine/transfer.py `rerank`); else the prior's (`Ranked.score`)."""
+    probe = getattr(r, "probe", None)
+    if probe and not probe.get("error") and probe.get("blended") is not None:
+        return float(probe["blended"])
+    return float(r.score)
 
 
 def fmt_seconds(seconds: float) -> str:
