@@ -230,6 +230,10 @@ def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
     )
     assert again.returncode == 0, again.stderr
     assert all(p["cached"] for p in json.loads(again.stdout.splitlines()[-1])["probe"])
+    # the table without --json shows the score the rows are ordered by: the blend
+    table = run_cli("recommend", str(tmp_path / "c.toml"), "--probe", "2", env={"MODELWIZ_MODEL_PATH": str(models)})
+    assert table.returncode == 0, table.stderr
+    assert all(f"{m['probe']['blended']:.3f}" in table.stdout for m in probed)
 
 
 def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path, monkeypatch):

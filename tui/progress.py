@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from modelwiz.engine.events import RunState
+from modelwiz.tui.format import ranking_score
 
 err = Console(stderr=True)
 out = Console()
@@ -143,7 +144,7 @@ def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
             count(m["params"]),
             f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
             "[green]yes[/]" if m["fits"] else "[red]no[/]",
-            f"{m['score']:.3f}",
+            f"{ranking_score(m):.3f}",
             m["license"],
         )
     out.print(table)
