@@ -509,6 +509,18 @@ def evidence_scores(results: Sequence[ProbeResult], estimator: str = ESTIMATOR, 
     raise ValueError(f"unknown estimator {estimator!r}; logme, h-score or both")
 
 
+def blended_score(prior: float, evidence: float, evidence_weight: float = EVIDENCE_WEIGHT) -> float:
+    """What the probed models are ordered by: `(1 - evidence_weight) * prior + evidence_weight * evidence`."""
+    return (1 - evidence_weight) * prior + evidence_weight * evidence
+
+
+def reblend(probe: dict[str, Any], prior: float) -> dict[str, Any]:
+    """A probed model's `probe` record (as `rerank` sets it) for a new ranking of the same model
+    under other settings, whose prior score is `prior`: the same evidence, blended again."""
+    weight = float(probe.get("evidence_weight", EVIDENCE_WEIGHT))
+    return {**probe, "blended": round(blended_score(prior, float(probe["evidence"]), weight), 4)}
+
+
 def rerank(
     ranked: list[Any],
     results: list[ProbeResult],
@@ -527,7 +539,7 @@ def rerank(
     slots = [i for i, r in enumerate(ranked) if r.candidate.id in by_id]
 
     def blended(row: Any) -> float:
-        return (1 - evidence_weight) * float(row.score) + evidence_weight * evidence[row.candidate.id]
+        return blended_score(float(row.score), evidence[row.candidate.id], evidence_weight)
 
     probed = sorted((ranked[i] for i in slots), key=lambda r: (-blended(r), by_id[r.candidate.id].rank))
     out = list(ranked)

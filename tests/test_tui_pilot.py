@@ -917,6 +917,31 @@ async def test_probe_the_top_k_shows_progress_then_reranks_by_logme(
 
 
 @async_test
+async def test_a_probed_model_keeps_its_evidence_in_the_setup_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the setup re-ranks the chosen model under its settings: a new prior, blended with the same
+    # evidence, so its Score is the models step's for the same settings
+    monkeypatch.chdir(FIXTURES)
+    probe = FakeProbe()
+    app = probe_app(tmp_path, probe)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await walk.shown(pilot)
+        screen = app.screen
+        await pilot.press("p")
+        await walk.wait_until(pilot, lambda: not screen.probing and any(r.probe for r in screen.rows))
+        chosen = screen.highlighted
+        assert chosen is not None and chosen.probe and chosen.probe["blended"] != round(chosen.score, 4)
+        await pilot.press("enter")
+        await walk.wait_until(pilot, lambda: walk.on_step(app, "setup"))
+        await walk.settle(pilot)
+        setup = app.screen
+        assert setup.ranked.probe["evidence"] == chosen.probe["evidence"]
+        assert setup.ranked.probe["blended"] == pytest.approx(chosen.probe["blended"], abs=1e-3)
+        assert f"Score         {chosen.probe['blended']:.3f}" in walk.screen_text(app)
+
+
+@async_test
 async def test_probe_marked_models_failures_and_errors_are_dialogs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

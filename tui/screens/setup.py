@@ -353,6 +353,11 @@ class SetupScreen(StepScreen):
             config = copy.deepcopy(self.state.config)
             config.train = train
             ranked = self.services.rerank(config, data, hardware, chosen.candidate)
+            if chosen.probe and not chosen.probe.get("error") and chosen.probe.get("evidence") is not None:
+                from modelwiz.engine.transfer import reblend
+
+                # the evidence of the models step's probe holds under any settings; the prior is new
+                ranked.probe = reblend(chosen.probe, ranked.score)
             contenders = self._contenders(config, ranked)
         except ValueError as exc:  # the form: one line naming the field
             return self._failed(str(exc))
