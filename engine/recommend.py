@@ -55,6 +55,15 @@ class Ranked:
     def fits(self) -> bool:
         return self.plan.fits
 
+    @property
+    def ranking_score(self) -> float:
+        """What the row is ordered by: once probed, the blend of prior and evidence
+        (engine/transfer.py `rerank`); else the prior's `score`."""
+        p = self.probe
+        if p and not p.get("error") and p.get("blended") is not None:
+            return float(p["blended"])
+        return float(self.score)
+
     def to_dict(self) -> dict[str, Any]:
         c = self.candidate
         return {

@@ -514,32 +514,30 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         if scratch is not None and flush:
             scratch.fill_(1.0)
 
-    def rate(fn: Any, cls: str) -> None:
+    def others_seconds(costs: dict[str, list[float]], cls: str) -> float:
+        """Seconds of the classes other than `cls` in `costs`, at their rates measured so far."""
+        return sum(c / _interp(rates[k], c / max(n, 1)) for k, (c, n) in costs.items() if k != cls and rates.get(k))
+
+    def rate(fn: Any, cls: str) -> tuple[dict[str, list[float]], int, float]:
         """Add a point to `cls`'s curve: its cost over the time `fn` takes, less the dispatch of its
-        ops and the time of the other classes it runs (at their rates measured so far)."""
+        ops and the time of the other classes it runs (at their rates measured so far). Returns
+        what it counted and timed: (costs, ops, seconds)."""
         costs, ops = _counted(fn)
         t = _measure(fn, device=dev.type, before=evict)
-        others = 0.0
-        for k, (c, n) in costs.items():
-            if k != cls and rates.get(k):
-                others += c / _interp(rates[k], c / max(n, 1))
-        busy = max(t - ops * bare - others, t * 0.2)
+        busy = max(t - ops * bare - others_seconds(costs, cls), t * 0.2)
         cost, n = costs[cls]
         rates.setdefault(cls, []).append([cost / n, cost / busy])
+        return costs, ops, t
 
-    def backward_rate(fwd: Any, both: Any, cls: str) -> None:
+    def backward_rate(fwd: tuple[dict[str, list[float]], int, float], both: Any, cls: str) -> None:
         """Add a point to `cls`_bwd's curve, a class whose forward and backward ops are classed alike
-        (batch norm): the cost and time of `both` (forward + backward) beyond `fwd`'s (forward)."""
-        costs_f, ops_f = _counted(fwd)
+        (batch norm): the cost and time of `both` (forward + backward) beyond the forward's (`fwd`,
+        what `rate` returned for it)."""
+        costs_f, ops_f, t_f = fwd
         costs, ops = _counted(both)
-        t_f = _measure(fwd, device=dev.type, before=evict)
         t = _measure(both, device=dev.type, before=evict)
-        others = 0.0
-        for k, (c, n) in costs.items():
-            if k != cls and rates.get(k):
-                others += c / _interp(rates[k], c / max(n, 1))
         cost, n = costs[cls][0] - costs_f[cls][0], costs[cls][1] - costs_f[cls][1]
-        busy = max(t - t_f - (ops - ops_f) * bare - others, (t - t_f) * 0.2, 1e-9)
+        busy = max(t - t_f - (ops - ops_f) * bare - others_seconds(costs, cls), (t - t_f) * 0.2, 1e-9)
         if cost > 0 and n > 0:
             rates.setdefault(f"{cls}_bwd", []).append([cost / n, cost / busy])
 
@@ -582,8 +580,7 @@ def run_benchmark(device: str = "cpu", threads: int = 0) -> dict[str, Any]:
         # a batch norm's backward moves more bytes than its forward but runs far faster per byte
         # (EfficientNet-B0's step here, one thread: forward 4.1 GB/s, backward 12.4 GB/s), so the
         # two phases have a curve each: the forward's own, the backward's from the excess
-        rate(batch_norm_fwd, "mem.bn")
-        backward_rate(batch_norm_fwd, batch_norm, "mem.bn")
+        backward_rate(rate(batch_norm_fwd, "mem.bn"), batch_norm, "mem.bn")
         rate(copy, "mem.copy")
     for dtype in (torch.float32, torch.bfloat16):
         tag = str(dtype).removeprefix("torch.")

@@ -21,19 +21,9 @@ __all__ = [
     "fmt_seconds",
     "metric_name",
     "number",
-    "ranking_score",
 ]
 
 DASH = "—"  # a figure not known (yet)
-
-
-def ranking_score(r: Any) -> float:
-    """The score a ranked row (a `Ranked`, or its `to_dict()`) is ordered by: once its model was
-    probed, the blend of prior and evidence (engine/transfer.py `rerank`); else the prior's."""
-    probe = r.get("probe") if isinstance(r, dict) else getattr(r, "probe", None)
-    if probe and not probe.get("error") and probe.get("blended") is not None:
-        return float(probe["blended"])
-    return float(r["score"] if isinstance(r, dict) else r.score)
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from modelwiz.engine.events import RunState
-from modelwiz.tui.format import ranking_score
 
 err = Console(stderr=True)
 out = Console()
@@ -136,7 +135,7 @@ def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
             min_width=width if col != "license" else None,
             max_width=width if col in ("license", "model") else None,
         )
-    for i, m in enumerate(models, 1):
+    for i, (m, r) in enumerate(zip(models, rec.ranked, strict=False), 1):
         table.add_row(
             str(i),
             m["name"],
@@ -144,7 +143,7 @@ def print_recommendations(rec: Any, models: list[dict[str, Any]]) -> None:
             count(m["params"]),
             f"{_gb(m['est_train_memory_gb'])}/{_gb(m['memory_budget_gb'])}",
             "[green]yes[/]" if m["fits"] else "[red]no[/]",
-            f"{ranking_score(m):.3f}",
+            f"{r.ranking_score:.3f}",
             m["license"],
         )
     out.print(table)

@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from modelwiz.engine.recommend import Ranked
 from modelwiz.tui.base import ModelwizScreen
-from modelwiz.tui.format import fmt_params, fmt_seconds, ranking_score
+from modelwiz.tui.format import fmt_params, fmt_seconds
 from modelwiz.tui.state import step_label
 
 BAR_CELLS = 14
@@ -63,7 +63,7 @@ def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
     def fits(r: Ranked) -> Text:
         return Text("✓ fits", style="green") if r.fits else Text("✗ too big", style="bold red")
 
-    best_score = max(ranking_score(r) for r in models)
+    best_score = max(r.ranking_score for r in models)
     rows: list[tuple[str, list[Text]]] = [
         ("Model id", [Text(r.candidate.id, overflow="fold") for r in models]),
         ("Source", [Text(r.candidate.source) for r in models]),
@@ -71,7 +71,7 @@ def compare_rows(models: list[Ranked]) -> list[tuple[str, list[Text]]]:
         ("Params", [Text(f"{fmt_params(r.candidate.params)} M") for r in models]),
         (
             "Score",
-            [Text(f"{ranking_score(r):.3f}", style="bold" if ranking_score(r) == best_score else "") for r in models],
+            [Text(f"{r.ranking_score:.3f}", style="bold" if r.ranking_score == best_score else "") for r in models],
         ),
         ("Memory", [memory_bar(r.plan.memory.total_gb, r.plan.budget_gb) for r in models]),
         ("", [Text(f"{r.plan.memory.total_gb:.2f} of {r.plan.budget_gb:.1f} GB") for r in models]),

@@ -21,7 +21,7 @@ from modelwiz.engine.recommend import Ranked, explain_empty
 from modelwiz.engine.workflow import Recommendation
 from modelwiz.tui.base import EngineReply, StepScreen
 from modelwiz.tui.dialogs import ChoiceDialog, ColumnsDialog, ConfirmDialog, MessageDialog
-from modelwiz.tui.format import error_text, fmt_params, fmt_seconds, ranking_score
+from modelwiz.tui.format import error_text, fmt_params, fmt_seconds
 from modelwiz.tui.messages import BakeoffChanged, ModelChosen, RecommendationMade
 from modelwiz.tui.probe import ProbeStopped
 from modelwiz.tui.state import Services, WizardState
@@ -46,7 +46,7 @@ COLUMN_SPECS: dict[str, tuple[str, str, Callable[[tuple[int, Ranked]], object], 
     "params": ("Params", "size", lambda ir: ir[1].candidate.params, False),
     "memory": ("Mem GB", "memory", lambda ir: ir[1].plan.memory.total_gb, False),
     "fits": ("Fits", "fits", lambda ir: ir[1].fits, True),
-    "score": ("Score", "score", lambda ir: ranking_score(ir[1]), True),
+    "score": ("Score", "score", lambda ir: ir[1].ranking_score, True),
     "logme": ("LogME", "transferability (LogME)", lambda ir: _logme(ir[1]), True),
     "epoch": ("Epoch", "time/epoch", lambda ir: ir[1].plan.epoch_seconds, False),
     "license": ("License", "license", lambda ir: ir[1].candidate.license, False),
@@ -352,7 +352,7 @@ class RecommendScreen(StepScreen):
             "params": cell(fmt_params(c.params), 6),
             "memory": cell(f"{plan.memory.total_gb:.1f}/{plan.budget_gb:.0f}", 6),
             "fits": cell(" ✓", style="green") if r.fits else cell(" ✗", style="bold red"),
-            "score": cell(f"{ranking_score(r):.3f}", 5),
+            "score": cell(f"{r.ranking_score:.3f}", 5),
             "logme": cell(self._logme_text(r), 6),
             "epoch": cell(fmt_seconds(plan.epoch_seconds), 6),
             "license": cell(lic),

@@ -26,7 +26,7 @@ from modelwiz.engine.plan import Plan
 from modelwiz.engine.recommend import Ranked
 from modelwiz.tui.base import EngineReply, StepScreen
 from modelwiz.tui.dialogs import ConfirmDialog, MessageDialog, PathDialog
-from modelwiz.tui.format import error_text, fmt_params, fmt_seconds, metric_name, ranking_score
+from modelwiz.tui.format import error_text, fmt_params, fmt_seconds, metric_name
 from modelwiz.tui.messages import RunStarted, TrainingChanged
 from modelwiz.tui.state import Services, WizardState
 
@@ -149,7 +149,7 @@ def plan_table(
 
     m = plan.memory
     name = gpu_name(plan, hardware)
-    table.add_row("Score", f"{ranking_score(r):.3f}")
+    table.add_row("Score", f"{r.ranking_score:.3f}")
     table.add_row("Device", Text(plan.device + (f" · {name}" if name else "")))
     table.add_row("Strategy", auto(plan.strategy, train.strategy))
     accum = f" × {plan.grad_accum} accumulated = {plan.effective_batch}" if plan.grad_accum > 1 else ""
