@@ -259,45 +259,71 @@ def warm_up(plans: list[Plan]) -> None:
         from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification  # noqa: F401
 
 
+def _candidate(plan: Plan) -> Any:
+    """The plan's model as the recommender knows it (what the feature cache is keyed by), or None."""
+    from modelwiz.engine.recommend import candidate_for_id
+
+    try:
+        return candidate_for_id(plan.model_id, plan.modality)
+    except Exception:  # noqa: BLE001 - no candidate only means no cached features
+        return None
+
+
+def _evidence_sample(plan: Plan, plans: list[Plan], train: Any, cands: list[Any]) -> tuple[list[int], list[Any]]:
+    """(the sample's indices, each contender's cached features or None). The sample is the plan's
+    (what the budget pays for), unless every contender has features of the larger sample a probe
+    of the same data reads (`recommend --probe`, the wizard's `p`): then those, at no cost."""
+    from modelwiz.engine import transfer
+
+    def cached(picked: list[int]) -> list[Any]:
+        items, labels = [train.items[i] for i in picked], [int(train.labels[i]) for i in picked]
+        return [
+            transfer.read_features(transfer.feature_path(c, p, items, labels), len(items)) if c is not None else None
+            for c, p in zip(cands, plans, strict=True)
+        ]
+
+    picked = transfer.stratified_sample(train.labels, int(plan.bakeoff.get("evidence_examples") or 0), plan.seed)
+    probed = transfer.stratified_sample(train.labels, transfer.MAX_PROBE_EXAMPLES, plan.seed)
+    if len(probed) > len(picked):
+        got = cached(probed)
+        if all(f is not None for f in got):
+            return probed, got
+    return picked, cached(picked)
+
+
 def evidence_race(
     run_dir: Path, plan: Plan, plans: list[Plan], loaded: tuple[Any, Any], reporter: tr.Reporter, record: dict[str, Any]
 ) -> tr.Run | None:
     """The bake-off whose share is too short for a race (engine.plan.EVIDENCE_EXAMPLES): each
     contender is loaded as its run would load it and scored by LogME on the frozen features of a
     stratified sample of the training data (engine/transfer.py, the probe's pooling), with no
-    training; the best goes on from its first step. The best so far stays in memory while there
-    is room (then it is handed over as it is), the others are freed. Returns the winner's run
-    when kept, else None (the winner is loaded again, as any run)."""
+    training; the best goes on from its first step. Features a probe (or an earlier bake-off) of
+    the same sample cached are read, not computed, and that contender is not loaded; features
+    computed here are cached for the next probe. The best so far stays in memory while there is
+    room (then it is handed over as it is), the others are freed. Returns the winner's run when
+    kept, else None (the winner is loaded again, as any run)."""
     from modelwiz.engine import transfer
 
     config, data = loaded
     train = data.train
-    picked = transfer.stratified_sample(train.labels, int(plan.bakeoff.get("evidence_examples") or 0), plan.seed)
+    cands = [_candidate(p) for p in plans]
+    picked, cached = _evidence_sample(plan, plans, train, cands)
     items, labels = [train.items[i] for i in picked], [int(train.labels[i]) for i in picked]
     names = ", ".join(p.model_name for p in plans)
+    reused = sum(f is not None for f in cached)
     reporter.log(
         f"bake-off of {len(plans)}: {names}; too short to race ({plan.bakeoff.get('share', 0):.0%} of a run), so "
-        f"compared on LogME of their frozen features on {len(items):,} of your examples; the best trains on"
+        f"compared on LogME of their frozen features on {len(items):,} of your examples"
+        + (f" ({reused} of {len(plans)} read from an earlier probe's cache)" if reused else "")
+        + "; the best trains on"
     )
     t_all = time.perf_counter()
     parked: dict[int, Parked] = {}
     best: int | None = None
     best_logme = float("-inf")
-    for i, cplan in enumerate(plans):
-        t0 = time.perf_counter()
-        if parked:
-            _make_room(run_dir, parked, cplan, reporter)
-        run = tr.build_run(run_dir, cplan, config, data, reporter, Distributed(), announce=False)
-        run.load_seconds = time.perf_counter() - t0
-        rng = checkpoints.rng_state()  # as build_run seeded it: the winner's run starts from it
-        try:
-            feats = transfer.extract_features(run.adapter, items, should_stop=run.cancel_requested)
-        except InterruptedError:
-            _free(run)
-            reporter.log("cancelled during the bake-off; `modelwiz resume` compares the contenders again")
-            raise tr.Cancelled() from None
-        run.adapter.model.train()
-        score = transfer.logme(feats, labels)
+    memo = transfer.InputMemo()  # the sample's images decoded once for the contenders that preprocess alike
+
+    def scored(i: int, score: float, t0: float, load_s: float) -> None:
         row: dict[str, Any] = {
             "round": 1,
             "index": i,
@@ -309,34 +335,70 @@ def evidence_race(
             "macro_f1": None,
             "val_loss": None,
             "seconds": round(time.perf_counter() - t0, 2),
-            "load_seconds": round(run.load_seconds, 2),
+            "load_seconds": round(load_s, 2),
             "train_seconds": 0.0,
         }
         record["contenders"][i]["results"].append(row)
         fields = {k: v for k, v in row.items() if k not in ("index", "train_seconds", "load_seconds")}
+        cplan = plans[i]
         reporter.emit(
             ev.BakeoffRound(
                 index=i, model=cplan.model_id, losses=[], metric=EVIDENCE_METRIC, batch_size=cplan.batch_size, **fields
             )
         )
-        reporter.log(f"bake-off: {cplan.model_name}: LogME {score:.3f} ({row['seconds']:.1f} s, loading included)")
-        if best is None or row["logme"] > best_logme:  # a tie keeps the higher-ranked
-            best_logme = row["logme"]
+        how = "features from the cache" if cached[i] is not None else "loading included"
+        reporter.log(f"bake-off: {cplan.model_name}: LogME {score:.3f} ({row['seconds']:.1f} s, {how})")
+
+    # the cached first: their scores are the bar a loaded contender must clear to be kept in memory
+    scores: dict[int, float] = {}
+    for i in [i for i in range(len(plans)) if cached[i] is not None]:
+        t0 = time.perf_counter()
+        scores[i] = transfer.logme(cached[i], labels)
+        scored(i, scores[i], t0, 0.0)
+        if best is None or scores[i] > best_logme or (scores[i] == best_logme and i < best):
+            best, best_logme = i, scores[i]
+    for i in [i for i in range(len(plans)) if cached[i] is None]:
+        cplan = plans[i]
+        t0 = time.perf_counter()
+        if parked:
+            _make_room(run_dir, parked, cplan, reporter)
+        run = tr.build_run(run_dir, cplan, config, data, reporter, Distributed(), announce=False)
+        run.load_seconds = time.perf_counter() - t0
+        rng = checkpoints.rng_state()  # as build_run seeded it: the winner's run starts from it
+        try:
+            feats = transfer.extract_features(run.adapter, items, should_stop=run.cancel_requested, memo=memo)
+        except InterruptedError:
+            _free(run)
+            reporter.log("cancelled during the bake-off; `modelwiz resume` compares the contenders again")
+            raise tr.Cancelled() from None
+        run.adapter.model.train()
+        if cands[i] is not None:
+            transfer.write_features(transfer.feature_path(cands[i], cplan, items, labels), feats)
+        scores[i] = transfer.logme(feats, labels)
+        scored(i, scores[i], t0, run.load_seconds)
+        # a tie keeps the higher-ranked
+        if best is None or scores[i] > best_logme or (scores[i] == best_logme and i < best):
+            best_logme = scores[i]
             if best is not None and best in parked:
                 parked.pop(best).free()
             best = i
-            later = {j: plans[j] for j in range(i + 1, len(plans))}
+            later = {j: plans[j] for j in range(len(plans)) if j not in scores}
             run.optimizer.zero_grad(set_to_none=True)
             if _room_to_keep(run, later, parked):
                 parked[i] = Parked(run, 1, rng)
                 continue
         _free(run)
     assert best is not None
-    by_logme = sorted(record["contenders"], key=lambda c: -c["results"][-1]["logme"])
-    dropped = [c["index"] for c in by_logme if c["index"] != best]
+    dropped = [i for i in sorted(scores, key=lambda j: (-scores[j], j)) if i != best]
     for i in dropped:
         record["contenders"][i]["eliminated_in"] = 1
-    record.update(done=1, survivors=[best], seconds=time.perf_counter() - t_all)
+    record.update(
+        done=1,
+        survivors=[best],
+        seconds=time.perf_counter() - t_all,
+        evidence_examples=len(items),
+        features_cached=reused,
+    )
     record["cuts"].append(dropped)
     atomic_write_json(run_dir / STATE_FILE, record)
     reporter.emit(ev.BakeoffCut(round=1, kept=[plans[best].model_id], dropped=[plans[i].model_id for i in dropped]))
@@ -798,4 +860,7 @@ def report(run_dir: Path) -> dict[str, Any] | None:
         "seconds": record.get("seconds"),
         "contenders": record.get("contenders"),
         "table": record.get("table"),
+        # a bake-off decided on evidence: the examples its features covered, and how many of the
+        # contenders' features an earlier probe had cached
+        **{k: record[k] for k in ("evidence_examples", "features_cached") if k in record},
     }

@@ -241,6 +241,49 @@ def _channels_last(model: Any) -> Any:
     return torch.channels_last
 
 
+# what an InputMemo may hold: 100 images at 224 px are 60 MB; a 2,000-image sample (4 x this) is
+# decoded again for each model beyond what fits
+MEMO_BYTES = 256 << 20
+
+
+class InputMemo:
+    """Evaluation batches collated once and read by every model that preprocesses alike: the
+    contenders of a probe or a bake-off read the same sample, and image models of one size and
+    normalisation (a pretrained model and its copies, most ImageNet CNNs at 224 px) would decode
+    and transform each image again. Text is not kept (each tokenizer is its own, and tokenizing
+    costs little). Holds at most `max_bytes` of tensors; past that, batches are collated afresh."""
+
+    def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self._batches: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+
+    @staticmethod
+    def key(adapter: Any) -> str | None:
+        from modelwiz.engine.adapters.base import ImageAdapter
+
+        if not isinstance(adapter, ImageAdapter):
+            return None
+        return json.dumps({"kind": "image", **adapter.preprocessing()}, sort_keys=True)
+
+    def collate(self, adapter: Any, batch: list[Any]) -> dict[str, Any]:
+        key = self.key(adapter)
+        if key is None:
+            return adapter.collate(batch, train=False)
+        slot = (key, tuple(str(x) for x in batch))
+        got = self._batches.get(slot)
+        if got is not None:
+            self.hits += 1
+            return got
+        out = adapter.collate(batch, train=False)
+        size = sum(int(t.numel()) * int(t.element_size()) for t in out.values() if hasattr(t, "element_size"))
+        if self.bytes + size <= self.max_bytes:
+            self._batches[slot] = out
+            self.bytes += size
+        return out
+
+
 def extract_features(
     adapter: Any,
     items: Sequence[Any],
@@ -249,10 +292,12 @@ def extract_features(
     pooling: str = "",
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    memo: InputMemo | None = None,
 ) -> np.ndarray:
     """Frozen, pooled features (n x d, float32) of `items` from an adapter's backbone (eval mode,
     no gradients): for Hugging Face models the hidden states pooled as `pooling` says, for
-    torchvision models the input of the last Linear layer (the replaced head)."""
+    torchvision models the input of the last Linear layer (the replaced head). `memo`, shared by
+    the models of one probe or bake-off, collates each image batch once (InputMemo)."""
     import torch
 
     pooling = pooling or pooling_for(adapter)
@@ -278,7 +323,8 @@ def extract_features(
             for start in range(0, len(items), batch_size):
                 if should_stop is not None and should_stop():
                     raise InterruptedError("probe cancelled")
-                inputs = adapter.collate([items[i] for i in order[start : start + batch_size]], train=False)
+                batch = [items[i] for i in order[start : start + batch_size]]
+                inputs = memo.collate(adapter, batch) if memo is not None else adapter.collate(batch, train=False)
                 if hook is not None:
                     captured.clear()
                     pixels = inputs["pixel_values"]
@@ -304,9 +350,46 @@ def extract_features(
     return out
 
 
-def _feature_cache(model_key: str, dhash: str, pooling: str) -> Path:
-    key = hashlib.sha256(f"{model_key}\x00{dhash}\x00{pooling}".encode()).hexdigest()[:24]
+def _feature_cache(model_key: str, dhash: str, pooling: str, inputs: str = "") -> Path:
+    key = hashlib.sha256(f"{model_key}\x00{dhash}\x00{pooling}\x00{inputs}".encode()).hexdigest()[:24]
     return cache_dir() / "features" / f"{key}.npy"
+
+
+def plan_pooling(plan: Any) -> str:
+    return IMAGE_POOLING if plan.adapter in ("torchvision", "hf-image") else TEXT_POOLING
+
+
+def feature_path(candidate: Any, plan: Any, items: Sequence[Any], labels: Sequence[int]) -> Path:
+    """Where the features of `items` for the plan's model are cached: per model (its files), data,
+    pooling and what the plan feeds the model (the text's token limit, the image's side), so the
+    probe, a bake-off and a later probe of the same sample share them."""
+    pooling = plan_pooling(plan)
+    inputs = (
+        f"px{getattr(plan, 'image_size', 0)}" if pooling == IMAGE_POOLING else f"len{getattr(plan, 'max_length', 0)}"
+    )
+    return _feature_cache(_model_key(candidate), data_hash(items, labels), pooling, inputs)
+
+
+def read_features(path: Path, n: int) -> np.ndarray | None:
+    """Cached features of `n` examples, or None (missing, unreadable or of another size)."""
+    if not path.is_file():
+        return None
+    try:
+        feats = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return feats if feats.ndim == 2 and feats.shape[0] == n else None
+
+
+def write_features(path: Path, feats: np.ndarray) -> None:
+    """Cache features; a cache that cannot be written costs a recomputation later, not the run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats, allow_pickle=False)
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def _model_key(candidate: Any) -> str:
@@ -334,26 +417,21 @@ def cached_features(
     *,
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    memo: InputMemo | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Features of `items` for the plan's model, from the cache or computed (and cached):
     (features, whether they came from the cache). The model is loaded as the trainer loads it."""
     from modelwiz.engine.adapters import adapter_class
 
-    pooling = IMAGE_POOLING if plan.adapter in ("torchvision", "hf-image") else TEXT_POOLING
-    path = _feature_cache(_model_key(candidate), data_hash(items, labels), pooling)
-    if path.is_file():
-        try:
-            feats = np.load(path, allow_pickle=False)
-            if feats.shape[0] == len(items):
-                return feats, True
-        except (OSError, ValueError):
-            pass
+    path = feature_path(candidate, plan, items, labels)
+    feats = read_features(path, len(items))
+    if feats is not None:
+        return feats, True
     adapter = adapter_class(plan.adapter).for_training(plan, label_names)
-    feats = extract_features(adapter, items, batch_size=32, pooling=pooling, on_batch=on_batch, should_stop=should_stop)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats, allow_pickle=False)
-    tmp.replace(path)
+    feats = extract_features(
+        adapter, items, batch_size=32, pooling=plan_pooling(plan), on_batch=on_batch, should_stop=should_stop, memo=memo
+    )
+    write_features(path, feats)
     return feats, False
 
 
@@ -415,6 +493,7 @@ def probe(
     labels = [int(train.labels[i]) for i in picked]
     emit(ev.ProbeStarted(models=[r.candidate.id for r in chosen], examples=len(items)).to_json())
     results: list[ProbeResult] = []
+    memo = InputMemo()
     for i, r in enumerate(chosen, start=1):
         cid = r.candidate.id
         emit(ev.ProbeModel(model=cid, index=i, of=len(chosen), examples=len(items)).to_json())
@@ -432,6 +511,7 @@ def probe(
                 list(data.label_names),
                 on_batch=batch_done,
                 should_stop=should_stop,
+                memo=memo,
             )
         except InterruptedError:
             raise

@@ -366,7 +366,7 @@ def test_a_bakeoff_too_short_to_race_compares_evidence_and_a_lost_winner_trains_
     training), the best (the model trained on the task) goes on, kept in memory; its run fails at
     its first step, before any checkpoint; the resume trains it from step 0 and completes."""
     cfg = _config(tmp_path, bakeoff_share=0.01, epochs=2)
-    env = _env(contenders)
+    env = {**_env(contenders), "MODELWIZ_CACHE": str(tmp_path / "cache")}  # no features cached by other tests
     proc = run_cli(
         "--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env={**env, "MODELWIZ_FAULT_AT_STEP": "0"}
     )
@@ -401,6 +401,34 @@ def test_a_bakeoff_too_short_to_race_compares_evidence_and_a_lost_winner_trains_
     assert min(e["step"] for e in resumed if e["event"] == "step") == 1
     assert resumed[-1]["event"] == "run_finished" and resumed[-1]["status"] == "completed"
     assert json.loads((run_dir / "report.json").read_text())["model"] == trained
+
+
+def test_an_evidence_bakeoff_after_a_probe_reads_its_features_instead_of_computing_them(tmp_path, contenders):
+    """`recommend --probe` cached every contender's features on this sample: the bake-off on
+    evidence reads them (no contender is loaded for it), scores as the probe did, and the winner
+    is loaded once for its run; report.json says how many were read."""
+    cfg = _config(tmp_path, bakeoff_share=0.01, epochs=1)
+    env = {**_env(contenders), "MODELWIZ_CACHE": str(tmp_path / "cache")}
+    probe = run_cli("recommend", str(cfg), "--probe", "3", "--json", env=env)
+    assert probe.returncode == 0, probe.stderr
+    probed = {
+        e["model"]: e["logme"]
+        for e in (json.loads(ln) for ln in probe.stdout.splitlines() if ln.startswith("{"))
+        if e.get("event") == "probe_result"
+    }
+    assert len(probed) == 3
+    proc = run_cli("--batch", str(cfg), "--json", "--runs-dir", str(tmp_path / "runs"), env=env)
+    events = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    assert proc.returncode == 0 and events[-1]["status"] == "completed", proc.stderr
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert any("(3 of 3 read from an earlier probe's cache)" in m for m in logs), logs
+    rounds = [e for e in events if e["event"] == "bakeoff_round"]
+    assert {e["model"]: e["logme"] for e in rounds} == pytest.approx(probed, abs=1e-4)
+    assert not any("goes on from its bake-off state" in m for m in logs)  # nobody was loaded for the race
+    winner = next(e for e in events if e["event"] == "bakeoff_result")["winner"]
+    assert Path(winner).name == "bert-c"
+    report = json.loads((Path(events[-1]["run_dir"]) / "report.json").read_text())
+    assert report["bakeoff"]["features_cached"] == 3 and report["model"] == winner
 
 
 def test_a_resume_that_lacks_a_state_kept_in_memory_races_again_from_round_one(tmp_path):

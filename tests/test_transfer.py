@@ -169,6 +169,45 @@ def test_conv_net_features_read_channels_last_and_the_model_is_put_back(tmp_path
     np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
 
 
+def test_models_that_preprocess_alike_decode_the_sample_once(tmp_path, monkeypatch):
+    """A probe's or bake-off's contenders read one sample: an InputMemo collates each image batch
+    once for every model of the same size and normalisation (features unchanged), again for a model
+    that preprocesses otherwise, and keeps nothing past its byte bound."""
+    import torch
+    from torchvision import models
+
+    from modelwiz.engine.adapters import base
+    from modelwiz.engine.adapters.torchvision import TorchvisionAdapter, replace_head
+
+    root = write_image_data(tmp_path / "imgs", n_per_class=2, size=32)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    decoded = []
+    real_load = base.load_image
+    monkeypatch.setattr(base, "load_image", lambda p: decoded.append(p) or real_load(p))
+
+    def adapter(seed: int, size: int = 32) -> TorchvisionAdapter:
+        torch.manual_seed(seed)
+        model = models.get_model("mobilenet_v3_small", weights=None).eval()
+        replace_head(model, 3)
+        return TorchvisionAdapter(model, ["a", "b", "c"], source="x", arch="mobilenet_v3_small", image_size=size)
+
+    first, second = adapter(0), adapter(1)
+    alone = transfer.extract_features(second, paths, batch_size=4)
+    decoded.clear()
+    memo = transfer.InputMemo()
+    transfer.extract_features(first, paths, batch_size=4, memo=memo)
+    assert len(decoded) == len(paths)
+    shared = transfer.extract_features(second, paths, batch_size=4, memo=memo)
+    assert len(decoded) == len(paths)  # the second model decoded nothing
+    np.testing.assert_allclose(shared, alone, rtol=1e-5, atol=1e-6)
+    transfer.extract_features(adapter(2, size=40), paths, batch_size=4, memo=memo)
+    assert len(decoded) == 2 * len(paths)  # another size: its own batches
+    small = transfer.InputMemo(max_bytes=1)
+    for _ in range(2):
+        transfer.extract_features(first, paths, batch_size=4, memo=small)
+    assert len(decoded) == 4 * len(paths) and small.bytes == 0
+
+
 def test_features_are_cached_per_model_data_and_pooling(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
@@ -185,13 +224,18 @@ def test_features_are_cached_per_model_data_and_pooling(tmp_path, monkeypatch):
     monkeypatch.setattr("modelwiz.engine.adapters.adapter_class", lambda kind: FakeAdapter)
     monkeypatch.setattr(transfer, "extract_features", lambda adapter, items, **kw: np.ones((len(items), 4), "float32"))
     cand = SimpleNamespace(id="m1", path=None)
-    plan = SimpleNamespace(model_id="m1", adapter="hf-text")
+    plan = SimpleNamespace(model_id="m1", adapter="hf-text", max_length=64)
     items, labels = ["x", "y"], [0, 1]
     _, cached = transfer.cached_features(cand, plan, items, labels, ["a", "b"])
     _, cached_again = transfer.cached_features(cand, plan, items, labels, ["a", "b"])
     assert (cached, cached_again) == (False, True) and calls == ["m1"]
     transfer.cached_features(cand, plan, ["x", "z"], labels, ["a", "b"])  # other data: computed
     assert calls == ["m1", "m1"]
+    # texts cut at another length are other features
+    _, cached = transfer.cached_features(
+        cand, SimpleNamespace(**{**vars(plan), "max_length": 128}), items, labels, ["a", "b"]
+    )
+    assert not cached and calls == ["m1", "m1", "m1"]
 
 
 def test_recommend_probe_reranks_end_to_end(tmp_path, tiny_bert):
