@@ -573,6 +573,11 @@ def bakeoff(
         f"runs_dir = {json.dumps(str(work / 'runs'))}",
     ]
     cfg.write_text("\n".join(lines) + "\n")
+    # a cold bake-off: the features an earlier probe of this bench cached would be read instead of
+    # computed (engine/bakeoff.py), and the race's cost is measured here without them
+    from modelwiz.engine.paths import cache_dir
+
+    shutil.rmtree(cache_dir() / "features", ignore_errors=True)
     summary, seconds = run_batch(cfg, work, f"the bake-off on {task.name}")
     report = json.loads((Path(summary["run_dir"]) / "report.json").read_text())
     bo = report.get("bakeoff") or {}

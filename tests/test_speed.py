@@ -289,6 +289,28 @@ def test_convolutions_are_classed_by_kind_kernel_and_stride_and_counted_exactly(
     assert speed.conv_kind(groups=1, in_channels=1, kernel=[7, 7], stride=[2, 2]) == "convin"  # grayscale
 
 
+def test_plain_copies_are_classed_apart_from_transposes_and_casts():
+    # a clone or copy_ of the same dtype and layout is a memcpy (engine/speed.py `mem.clone`), counted
+    # as its bytes read and written once; a transposing copy or a cast stays `mem.copy`
+    import torch
+
+    a = torch.randn(64, 32)
+    img = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last)
+    dst = torch.empty(64, 32)
+    counter = speed._counter_class()(fake=False)
+    with counter:
+        a.clone()  # plain: 2 x 8 KiB
+        img.clone()  # channels-last kept: plain, 2 x 1 KiB
+        dst.copy_(a)  # plain: 2 x 8 KiB
+        a.t().contiguous()  # transposed: a layout change
+        a.to(torch.bfloat16)  # a cast
+    fig = counter.figures()
+    assert fig["fwd:mem.clone"] == 2 * 8192 + 2 * 1024 + 2 * 8192
+    assert fig["fwd:mem.clone#n"] == 3
+    assert fig["fwd:mem.copy#n"] == 2
+    assert fig["fwd:mem.copy"] == 2 * 8192 + 8192 + 4096
+
+
 def test_a_depthwise_class_reads_its_own_rate():
     # a 5x5 depthwise step at 5 GFLOP/s and a 3x3 one at 20: each class is timed at its own rate
     bench = _bench("m", "2", 1)
