@@ -241,47 +241,41 @@ def _channels_last(model: Any) -> Any:
     return torch.channels_last
 
 
-# what an InputMemo may hold: 100 images at 224 px are 60 MB; a 2,000-image sample (4 x this) is
-# decoded again for each model beyond what fits
-MEMO_BYTES = 256 << 20
+# what an InputMemo may hold: 100 images at 224 px are 15 MB of uint8 crops, a 2,000-image sample
+# 300 MB (what does not fit is decoded again for each model)
+MEMO_BYTES = 512 << 20
 
 
 class InputMemo:
-    """Evaluation batches collated once and read by every model that preprocesses alike: the
-    contenders of a probe or a bake-off read the same sample, and image models of one size and
-    normalisation (a pretrained model and its copies, most ImageNet CNNs at 224 px) would decode
-    and transform each image again. Text is not kept (each tokenizer is its own, and tokenizing
-    costs little). Holds at most `max_bytes` of tensors; past that, batches are collated afresh."""
+    """Image batches decoded once and read by every model of the same input side: the contenders
+    of a probe or a bake-off read the same sample, and each would decode, resize and crop every
+    image again (a pretrained model and its copies, most ImageNet CNNs at 224 px). What is kept
+    is the uint8 crop before normalisation (`ImageAdapter.eval_pixels`), so models with their own
+    mean and std share it too. Text is not kept (each tokenizer is its own, and tokenizing costs
+    little). Holds at most `max_bytes`; past that, batches are decoded afresh."""
 
     def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.hits = 0
-        self._batches: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+        self._batches: dict[tuple[int, tuple[str, ...]], Any] = {}
 
-    @staticmethod
-    def key(adapter: Any) -> str | None:
+    def collate(self, adapter: Any, batch: list[Any]) -> dict[str, Any]:
         from modelwiz.engine.adapters.base import ImageAdapter
 
         if not isinstance(adapter, ImageAdapter):
-            return None
-        return json.dumps({"kind": "image", **adapter.preprocessing()}, sort_keys=True)
-
-    def collate(self, adapter: Any, batch: list[Any]) -> dict[str, Any]:
-        key = self.key(adapter)
-        if key is None:
             return adapter.collate(batch, train=False)
-        slot = (key, tuple(str(x) for x in batch))
-        got = self._batches.get(slot)
-        if got is not None:
+        slot = (int(adapter.image_size), tuple(str(x) for x in batch))
+        pixels = self._batches.get(slot)
+        if pixels is not None:
             self.hits += 1
-            return got
-        out = adapter.collate(batch, train=False)
-        size = sum(int(t.numel()) * int(t.element_size()) for t in out.values() if hasattr(t, "element_size"))
-        if self.bytes + size <= self.max_bytes:
-            self._batches[slot] = out
-            self.bytes += size
-        return out
+        else:
+            pixels = adapter.eval_pixels(batch)
+            size = int(pixels.numel()) * int(pixels.element_size())
+            if self.bytes + size <= self.max_bytes:
+                self._batches[slot] = pixels
+                self.bytes += size
+        return {"pixel_values": adapter.normalize(pixels)}
 
 
 def extract_features(

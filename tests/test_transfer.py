@@ -200,12 +200,43 @@ def test_models_that_preprocess_alike_decode_the_sample_once(tmp_path, monkeypat
     shared = transfer.extract_features(second, paths, batch_size=4, memo=memo)
     assert len(decoded) == len(paths)  # the second model decoded nothing
     np.testing.assert_allclose(shared, alone, rtol=1e-5, atol=1e-6)
+    # another normalisation (a Hugging Face processor's 0.5 / 0.5) shares the decoded crops
+    other = adapter(3)
+    other.mean, other.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    own = transfer.extract_features(other, paths, batch_size=4)
+    decoded.clear()
+    transfer.extract_features(first, paths, batch_size=4, memo=memo)
+    np.testing.assert_allclose(
+        transfer.extract_features(other, paths, batch_size=4, memo=memo), own, rtol=1e-5, atol=1e-6
+    )
+    assert decoded == []
     transfer.extract_features(adapter(2, size=40), paths, batch_size=4, memo=memo)
-    assert len(decoded) == 2 * len(paths)  # another size: its own batches
+    assert len(decoded) == len(paths)  # another side: its own crops
     small = transfer.InputMemo(max_bytes=1)
     for _ in range(2):
         transfer.extract_features(first, paths, batch_size=4, memo=small)
-    assert len(decoded) == 4 * len(paths) and small.bytes == 0
+    assert len(decoded) == 3 * len(paths) and small.bytes == 0
+
+
+def test_batched_normalisation_equals_the_per_image_transform(tmp_path):
+    # evaluation batches are decoded to uint8 crops, then normalised as a batch: the same pixels
+    # as the per-image torchvision pipeline (resize, centre crop, scale, normalise)
+    import torch
+
+    from modelwiz.engine.adapters.base import load_image
+    from modelwiz.engine.adapters.torchvision import TorchvisionAdapter
+
+    root = write_image_data(tmp_path / "imgs", n_per_class=2, size=50)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    a = TorchvisionAdapter(
+        None, ["a", "b", "c"], source="x", arch="x", image_size=32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25)
+    )
+    tf = a.transform(train=False)
+    want = torch.stack([tf(load_image(p)) for p in paths])
+    got = a.collate(paths, train=False)["pixel_values"]
+    assert got.dtype == torch.float32 and got.shape == (len(paths), 3, 32, 32)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert torch.equal(a.collate(paths, train=True)["pixel_values"], got)  # no augmentation asked
 
 
 def test_features_are_cached_per_model_data_and_pooling(tmp_path, monkeypatch):

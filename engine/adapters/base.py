@@ -205,7 +205,7 @@ class ImageAdapter(Adapter):
         super().__init__(model, labels, source=source, arch=arch, new_params=new_params)
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
         self.augment = augment
-        self._transforms: dict[bool, Any] = {}
+        self._transforms: dict[Any, Any] = {}
 
     def transform(self, *, train: bool) -> Any:
         augmented = train and self.augment
@@ -229,8 +229,33 @@ class ImageAdapter(Adapter):
     def collate(self, items: list[Any], *, train: bool) -> dict[str, Any]:
         import torch
 
-        tf = self.transform(train=train)
-        return {"pixel_values": torch.stack([tf(load_image(p)) for p in items])}
+        if train and self.augment:
+            tf = self.transform(train=True)
+            return {"pixel_values": torch.stack([tf(load_image(p)) for p in items])}
+        return {"pixel_values": self.normalize(self.eval_pixels(items))}
+
+    def eval_pixels(self, items: list[Any]) -> Any:
+        """The images decoded, resized and centre-cropped as evaluation (and unaugmented training)
+        reads them, before normalisation: a uint8 batch that every model of this side can share
+        (engine/transfer.py InputMemo), whatever its mean and std."""
+        import torch
+        from torchvision.transforms import v2
+
+        if "geometry" not in self._transforms:
+            size = self.image_size
+            self._transforms["geometry"] = v2.Compose(
+                [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size), v2.ToImage()]
+            )
+        geometry = self._transforms["geometry"]
+        return torch.stack([geometry(load_image(p)) for p in items])
+
+    def normalize(self, pixels: Any) -> Any:
+        """A uint8 batch from `eval_pixels` as the model reads it: scaled to [0, 1], then this
+        model's mean and std (the same values `transform` gives one image at a time)."""
+        import torch
+        from torchvision.transforms.v2 import functional as tf
+
+        return tf.normalize(tf.to_dtype(pixels, torch.float32, scale=True), list(self.mean), list(self.std))
 
     def check_inputs(self, items: list[str]) -> list[Any]:
         missing = [p for p in items if not Path(p).is_file()]
