@@ -552,11 +552,23 @@ def _evidence_schedule(
         examples = max(floor, min(examples, int(budget_s / sum(per_example[:k]))))
     predicted = examples * sum(per_example[:k])
     left_out = f"; the {k} best-ranked of the {len(plans)} asked (what its seconds pay for)" if k < len(plans) else ""
+    # the least sample costs more than the share: said, with both figures (a 25-step run's share is
+    # a second or two, and fewer examples would make the comparison a coin flip)
+    least = (
+        f"fewer than {floor:,} examples would make LogME noisy"
+        if floor >= EVIDENCE_MIN_EXAMPLES
+        else f"the least sample is the whole training split ({n_train:,} examples)"
+    )
+    over = (
+        f"; that takes about {predicted:.1f} s, more than the {share:.0%} share's {budget_s:.1f} s: {least}"
+        if timed and predicted > budget_s * 1.05
+        else ""
+    )
     warning = (
         f"bake-off: {share:.0%} of a run would give each contender {first} training step(s), too few to tell "
         f"models apart: they are compared on LogME of their frozen features on {examples:,} of your "
-        f"examples instead (as `recommend --probe`), and the best trains on{left_out}; more epochs or data, "
-        "a larger bakeoff_share or fewer contenders make it a race"
+        f"examples instead (as `recommend --probe`), and the best trains on{left_out}{over}; more epochs or "
+        "data, a larger bakeoff_share or fewer contenders make it a race"
     )
     return {
         "warning": warning,

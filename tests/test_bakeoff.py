@@ -240,11 +240,16 @@ def test_schedule_halves_and_stays_within_the_share():
     assert s["predicted_seconds"] == pytest.approx(2 * 100 * 0.1 / 3, abs=0.1)
     assert "give each contender 1 training step(s), too few to tell models apart" in s["warning"]
     assert "the 2 best-ranked of the 4 asked" in s["warning"]
+    assert (
+        "takes about 6.7 s, more than the 25% share's 2.5 s: the least sample is the whole training split (100"
+        in s["warning"]
+    )
     # an evaluation predicted at 1 s for 100 validation examples: 0.01 s an example (forward only, as
     # the plan predicts it) instead of the step's third: 1 s a contender, 2 of them within 2.5 s
     timed_eval = [SimpleNamespace(**{**vars(p), "eval_seconds": 1.0, "val_size": 100}) for p in short]
     s = bakeoff_schedule(timed_eval, share=0.25)  # type: ignore[arg-type]
     assert s["rounds"][0]["contenders"] == 2 and s["predicted_seconds"] == pytest.approx(2.0)
+    assert "more than the" not in s["warning"]  # within its share
     # more data, same short run: the sample is what the budget pays for (at least 200 examples)
     # 313 steps of 32 in 31.3 s (0.1 s a step); 5% is 1.565 s: 7 steps each for 2, no race
     big = [
