@@ -269,6 +269,11 @@ def _candidate(plan: Plan) -> Any:
         return None
 
 
+def _device_type(plan: Plan) -> str:
+    """Where a contender's features are computed (its run's device): the feature cache's key."""
+    return str(plan.device).split(":", 1)[0] or "cpu"
+
+
 def _evidence_sample(plan: Plan, plans: list[Plan], train: Any, cands: list[Any]) -> tuple[list[int], list[Any]]:
     """(the sample's indices, each contender's cached features or None). The sample is the plan's
     (what the budget pays for), unless every contender has features of the larger sample a probe
@@ -278,7 +283,9 @@ def _evidence_sample(plan: Plan, plans: list[Plan], train: Any, cands: list[Any]
     def cached(picked: list[int]) -> list[Any]:
         items, labels = [train.items[i] for i in picked], [int(train.labels[i]) for i in picked]
         return [
-            transfer.read_features(transfer.feature_path(c, p, items, labels), len(items)) if c is not None else None
+            transfer.read_features(transfer.feature_path(c, p, items, labels, _device_type(p)), len(items))
+            if c is not None
+            else None
             for c, p in zip(cands, plans, strict=True)
         ]
 
@@ -373,7 +380,7 @@ def evidence_race(
             raise tr.Cancelled() from None
         run.adapter.model.train()
         if cands[i] is not None:
-            transfer.write_features(transfer.feature_path(cands[i], cplan, items, labels), feats)
+            transfer.write_features(transfer.feature_path(cands[i], cplan, items, labels, _device_type(cplan)), feats)
         scores[i] = transfer.logme(feats, labels)
         scored(i, scores[i], t0, run.load_seconds)
         # a tie keeps the higher-ranked

@@ -114,7 +114,7 @@ def test_text_features_mean_over_tokens_and_layers(tmp_path):
     tok = AutoTokenizer.from_pretrained(str(folder))
     adapter = HFTextAdapter(model, ["a", "b"], tokenizer=tok, max_length=16, source=str(folder), arch="bert")
     texts = ["the match goal", "rain and wind today again", "oven"]
-    feats = transfer.extract_features(adapter, texts, batch_size=2)
+    feats = transfer.extract_features(adapter, texts, batch_size=2, precision="fp32")
     assert feats.shape == (3, 32) and feats.dtype == np.float32
     # by hand: one text alone (no padding), mean over its tokens of each layer, then over layers
     with torch.inference_mode():
@@ -122,6 +122,31 @@ def test_text_features_mean_over_tokens_and_layers(tmp_path):
         states = model(**enc, output_hidden_states=True).hidden_states[1:]
         want = torch.stack([h[0].mean(dim=0) for h in states]).mean(dim=0).numpy()
     np.testing.assert_allclose(feats[1], want, rtol=1e-4, atol=1e-5)  # padding in its batch is masked
+    # under bf16 autocast (what a CPU with native bf16 computes them in): close to the fp32 ones
+    low = transfer.extract_features(adapter, texts, batch_size=2, precision="bf16")
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, feats, rtol=0.05, atol=0.05)
+    assert not np.array_equal(low, feats)  # computed in bf16, not silently in fp32
+
+
+def test_feature_precision_and_its_cache_key(monkeypatch):
+    # bf16 only on a CPU that computes it natively (torch's oneDNN check), fp32 on GPUs; the
+    # environment overrides it; features of another precision are another cache entry
+    from types import SimpleNamespace
+
+    import torch
+
+    monkeypatch.delenv("MODELWIZ_FEATURE_PRECISION", raising=False)
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert transfer.feature_precision("cpu") == ("bf16" if native else "fp32")
+    assert transfer.feature_precision("cuda") == "fp32"
+    cand = SimpleNamespace(id="m", path=None)
+    plan = SimpleNamespace(adapter="hf-text", max_length=32)
+    auto = transfer.feature_path(cand, plan, ["x"], [0])
+    for forced in ("fp32", "bf16"):
+        monkeypatch.setenv("MODELWIZ_FEATURE_PRECISION", forced)
+        assert transfer.feature_precision("cpu") == forced == transfer.feature_precision("cuda")
+        assert (transfer.feature_path(cand, plan, ["x"], [0]) == auto) == (forced == ("bf16" if native else "fp32"))
 
 
 def test_torchvision_features_are_the_classifier_input(tmp_path):
