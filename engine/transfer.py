@@ -489,6 +489,24 @@ class ProbeResult:
         return out
 
 
+def wait_for_speed_benchmark(emit: Sink, should_stop: Callable[[], bool] | None = None) -> None:
+    """Let this CPU's speed benchmark finish first when it is under way (the hardware probe starts
+    it on a machine's first use, about 12 s): side by side each slows the other (a fresh home's
+    first `recommend --probe 4` on the demo took 57 s for all-mpnet-base-v2 alone, 6.8 s once the
+    benchmark was done), and a benchmark measured under load is marked busy and measured again."""
+    from modelwiz.engine import speed
+
+    if not speed.benchmark_running("cpu"):
+        return
+    emit(
+        ev.Log(
+            level="info",
+            message="waiting for this CPU's speed benchmark to finish before the probe (once per machine, about 10 s)",
+        ).to_json()
+    )
+    speed.wait_for_benchmark("cpu", stop=should_stop or (lambda: False))
+
+
 def probe_candidates(ranked: Sequence[Any], k: int, *, offline: bool) -> list[Any]:
     """The first `k` ranked models whose weights are on disk, or downloadable when not offline."""
     return [r for r in ranked if r.candidate.on_disk or not offline][:k]
@@ -521,6 +539,7 @@ def probe(
     items = [train.items[i] for i in picked]
     labels = [int(train.labels[i]) for i in picked]
     emit(ev.ProbeStarted(models=[r.candidate.id for r in chosen], examples=len(items)).to_json())
+    wait_for_speed_benchmark(emit, should_stop)
     results: list[ProbeResult] = []
     memo = InputMemo()
     for i, r in enumerate(chosen, start=1):

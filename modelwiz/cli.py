@@ -299,6 +299,8 @@ def _probe(args: argparse.Namespace, config: Any, rec: Any) -> list[Any]:
                     )
                 elif kind == "probe_failed":
                     bar.console.print(f"  {event['model']}: probe failed: {event['error']}")
+                elif kind == "log":
+                    bar.update(task, description=event["message"])
 
             results = transfer.probe(rec.ranked, rec.data, sink=show, **kwargs)
     rec.ranked = transfer.rerank(rec.ranked, results)

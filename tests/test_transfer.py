@@ -389,6 +389,43 @@ def test_probe_puts_a_trained_encoder_above_its_random_twin(tmp_path, monkeypatc
     assert {e["event"] for e in events} >= {"probe_started", "probe_model", "probe_progress", "probe_result"}
 
 
+def test_the_probe_waits_for_a_speed_benchmark_under_way(monkeypatch):
+    """A machine's first use starts the CPU speed benchmark in the background: the probe lets it
+    finish before its first model (side by side each slows the other), and says so in a log event;
+    with no benchmark running it waits for nothing."""
+    from types import SimpleNamespace
+
+    from modelwiz.engine import speed
+
+    order: list[str] = []
+    running = {"now": True}
+    monkeypatch.setattr(speed, "benchmark_running", lambda device: running["now"])
+
+    def wait(device, stop=lambda: False, timeout_s=0.0):
+        order.append(f"wait {device}")
+        running["now"] = False
+        return 1.0
+
+    monkeypatch.setattr(speed, "wait_for_benchmark", wait)
+
+    def features(candidate, plan, items, labels, names, **kw):
+        order.append(f"features {candidate.id}")
+        return np.eye(len(items), 4, dtype=np.float32), False
+
+    monkeypatch.setattr(transfer, "cached_features", features)
+    cand = SimpleNamespace(id="m1", path=None, on_disk=True)
+    ranked = [SimpleNamespace(candidate=cand, plan=SimpleNamespace(), reasons=[], probe=None, score=0.5)]
+    data = SimpleNamespace(train=SimpleNamespace(items=list("abcd"), labels=[0, 1, 0, 1]), label_names=["x", "y"])
+    events: list[dict] = []
+    transfer.probe(ranked, data, k=1, offline=True, sink=events.append)
+    assert order == ["wait cpu", "features m1"]
+    logs = [e for e in events if e["event"] == "log"]
+    assert len(logs) == 1 and "speed benchmark" in logs[0]["message"]
+    order.clear()
+    transfer.probe(ranked, data, k=1, offline=True, sink=events.append)
+    assert order == ["features m1"]  # nothing under way: no wait
+
+
 def test_hf_image_features_pool_the_last_hidden_state(tmp_path, tiny_vit):
     from types import SimpleNamespace
 

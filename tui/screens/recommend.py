@@ -561,6 +561,8 @@ class RecommendScreen(StepScreen):
                 if kind == "probe_started":
                     sizes["models"], sizes["examples"] = len(ev["models"]), ev["examples"]
                     screen.post_message(screen.ProbeProgress(0, sizes["models"] * ev["examples"], "loading …"))
+                elif kind == "log":  # waiting for the CPU's speed benchmark (engine/transfer.py)
+                    screen.post_message(screen.ProbeProgress(0, 0, "waiting for the CPU speed benchmark …"))
                 elif kind in ("probe_model", "probe_progress"):
                     per = sizes["examples"] or 1
                     done = (ev["index"] - 1) * per + (ev.get("done") or 0)
